@@ -1,0 +1,165 @@
+/*
+ * The shared store library: what the plugin, the bridge and mqchat-admin all need.
+ *
+ *   - opening the database (read-only for the plugin, read-write for the single writer)
+ *     and applying schema/ migrations in order;
+ *   - name validation (user ids, room ids) and room id generation;
+ *   - chat message validation and stamping (DESIGN.md "A message");
+ *   - message id generation (unique, time-ordered, < 2^53);
+ *   - password hashing (PBKDF2-HMAC-SHA512).
+ *
+ * Nothing here logs: every failure is returned with a reason the caller can log with its
+ * own context. Nothing here keeps global state.
+ */
+#ifndef MQCHAT_STORE_H
+#define MQCHAT_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- names */
+
+#define MQC_NAME_MAX 64
+
+/* A user id or a room id: 1..64 characters of [A-Za-z0-9._-]. len is the length to check
+ * (the string need not be NUL-terminated). */
+bool mqc_name_valid(const char *s, size_t len);
+
+/* Writes a new random room id ("r" + 21 base62 characters from the OS CSPRNG, 22 chars)
+ * and a NUL into out (at least 23 bytes). Returns 0, or -1 if no randomness was available. */
+int mqc_room_id_new(char out[static 23]);
+
+/* The unique key of the direct room of a and b: "a:b" with a < b (strcmp order).
+ * out must hold 2*MQC_NAME_MAX+2 bytes. Returns 0, or -1 if a name is invalid or a == b. */
+int mqc_direct_key(const char *a, const char *b, char *out, size_t outlen);
+
+/* ---------------------------------------------------------------- ids */
+
+/* Message ids: ((ms since MQC_ID_EPOCH_MS) << MQC_ID_SEQ_BITS) | sequence.
+ * 41 bits of milliseconds last until 2093; ids stay below 2^53. */
+#define MQC_ID_EPOCH_MS 1704067200000LL /* 2024-01-01T00:00:00Z */
+#define MQC_ID_SEQ_BITS 12
+#define MQC_ID_MAX ((1ULL << 53) - 1)
+
+typedef struct mqc_idgen {
+	uint64_t last; /* the last id handed out; 0 before the first */
+} mqc_idgen;
+
+/* Starts a generator that will never hand out an id <= floor. */
+void mqc_idgen_init(mqc_idgen *g, uint64_t floor);
+
+/* The next id for wall-clock time now_ms (ms since the Unix epoch): the larger of
+ * last+1 and now's first id, so ids grow even if the clock steps back. */
+uint64_t mqc_id_next(mqc_idgen *g, int64_t now_ms);
+
+/* The first id of millisecond now_ms, and the millisecond an id was made in. */
+uint64_t mqc_id_from_ms(int64_t now_ms);
+int64_t mqc_id_to_ms(uint64_t id);
+
+/* ---------------------------------------------------------------- messages */
+
+typedef struct mqc_msg_limits {
+	size_t max_body;    /* bytes of UTF-8 in "body"; default 16384 */
+	size_t max_payload; /* bytes of the whole client payload; default 65536 */
+} mqc_msg_limits;
+
+#define MQC_MSG_DEFAULT_MAX_BODY 16384
+#define MQC_MSG_DEFAULT_MAX_PAYLOAD 65536
+
+/* Why a message was refused. */
+typedef enum mqc_msg_err {
+	MQC_MSG_OK = 0,
+	MQC_MSG_TOO_LARGE,   /* payload or body over its limit */
+	MQC_MSG_BAD_JSON,    /* not UTF-8 JSON, or not an object */
+	MQC_MSG_BAD_TYPE,    /* type missing, not a string, or not one of the four */
+	MQC_MSG_BAD_FIELD,   /* a field has the wrong JSON type, is empty, or is not allowed */
+	MQC_MSG_MISSING,     /* a required field is missing */
+} mqc_msg_err;
+
+/* Validates a client payload for chat/rooms/{room}/send (DESIGN.md "A message").
+ * On success returns MQC_MSG_OK and *out is a new object holding only the client's
+ * fields (type, body, attachment, client_msg_id); id, room, from and ts in the input are
+ * ignored (the stamp overwrites them); any other field is refused.
+ * On failure *out is NULL and reason (if not NULL) gets a one-line explanation naming the
+ * field, e.g. "body: missing (required for type msg)". */
+mqc_msg_err mqc_msg_parse(const void *payload, size_t len, const mqc_msg_limits *lim,
+		json_t **out, char *reason, size_t reasonlen);
+
+/* Serialises the stamped message delivered on chat/rooms/{room}/messages:
+ * {"id":..,"room":..,"from":..,"ts":..,"type":..,["body":..],["attachment":..],["client_msg_id":..]}
+ * msg is a result of mqc_msg_parse. The buffer comes from alloc (so the plugin can pass
+ * mosquitto_malloc and hand it to the broker); it is NUL-terminated and *len excludes
+ * the NUL. Returns NULL when out of memory. */
+char *mqc_msg_stamp(const json_t *msg, uint64_t id, const char *room, const char *from,
+		int64_t ts_ms, void *(*alloc)(size_t), size_t *len);
+
+/* A stamped message as the bridge reads it back. Pointers borrow from *root. */
+typedef struct mqc_stamped {
+	json_t *root;
+	uint64_t id;
+	const char *room;
+	const char *from;
+	int64_t ts;
+	const char *type;
+	const char *body;          /* NULL if absent */
+	const json_t *attachment;  /* NULL if absent */
+	const char *client_msg_id; /* NULL if absent */
+} mqc_stamped;
+
+/* Parses a stamped payload (as produced by mqc_msg_stamp). Returns 0, or -1 with reason.
+ * On success the caller json_decref()s out->root. */
+int mqc_stamped_parse(const void *payload, size_t len, mqc_stamped *out, char *reason, size_t reasonlen);
+
+/* ---------------------------------------------------------------- passwords */
+
+#define MQC_PW_DEFAULT_ITERATIONS 210000u /* OWASP 2023 figure for PBKDF2-HMAC-SHA512 */
+#define MQC_PW_HASH_MAX 160               /* room for the encoded string and its NUL */
+
+/* Encodes "pbkdf2-sha512$<iterations>$<salt, base64>$<dk, base64>" with a fresh 16-byte
+ * salt and a 64-byte derived key into out. Returns 0, or -1 (bad arguments, no
+ * randomness, OpenSSL failure). */
+int mqc_password_hash(const char *pw, size_t pwlen, unsigned iterations, char *out, size_t outlen);
+
+/* Returns 1 if pw matches encoded, 0 if it does not, -1 if encoded is malformed.
+ * Constant time in the comparison; costs the iterations recorded in encoded. */
+int mqc_password_verify(const char *pw, size_t pwlen, const char *encoded);
+
+/* ---------------------------------------------------------------- database */
+
+typedef enum mqc_open_mode {
+	MQC_OPEN_READONLY,  /* the plugin: never writes, never migrates; refuses a schema it does not know */
+	MQC_OPEN_READWRITE, /* the bridge: refuses a database that is not at the current version */
+	MQC_OPEN_MIGRATE,   /* mqchat-admin init/migrate: creates the file and applies pending migrations */
+} mqc_open_mode;
+
+/* The schema version this code was built with (the number of the last schema/NNN_*.sql). */
+int mqc_schema_version(void);
+
+/* Opens path in the given mode, with WAL, foreign keys on, a busy timeout of busy_ms,
+ * and synchronous=NORMAL for writers. Returns 0 and *db, or -1 with reason (the path and
+ * what went wrong, e.g. "database /x.db is at schema version 7, this build knows up to 2:
+ * upgrade mqchat"). */
+int mqc_db_open(const char *path, mqc_open_mode mode, int busy_ms, sqlite3 **db,
+		char *reason, size_t reasonlen);
+
+/* Applies every migration newer than the database's user_version, each in its own
+ * transaction together with the user_version update. A no-op when up to date; refuses
+ * (-1, reason) a database newer than the code. *applied (may be NULL) gets the count. */
+int mqc_db_migrate(sqlite3 *db, int *applied, char *reason, size_t reasonlen);
+
+/* Current wall-clock time in ms since the Unix epoch. */
+int64_t mqc_now_ms(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
