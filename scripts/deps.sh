@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# deps.sh: installs the Debian 12 packages mqchat needs to build, test and run.
+# Only what is missing is installed; when nothing is missing apt is not touched at all.
+set -euo pipefail
+
+PACKAGES=(build-essential cmake pkg-config mosquitto mosquitto-dev libmosquitto-dev
+          mosquitto-clients libsqlite3-dev libjansson-dev libssl-dev sqlite3)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	if [ "$status" != "install ok installed" ]; then
+		missing+=("$p")
+	fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+
+echo "deps: installing missing packages: ${missing[*]}" >&2
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then
+		SUDO=(sudo)
+	else
+		echo "deps: not root and no sudo; install these by hand: ${missing[*]}" >&2
+		exit 1
+	fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# test.sh: the whole test suite, as CI runs it (.ci/run).
+#   1. installs missing Debian packages (scripts/deps.sh);
+#   2. builds in build/ (RelWithDebInfo, -Wall -Wextra) and runs ctest;
+#   3. builds in build-asan/ with AddressSanitizer + UBSan and runs ctest again.
+# Exits non-zero if any build or any test fails.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+JOBS=${MQCHAT_JOBS:-2}
+
+bash scripts/deps.sh
+
+status=0
+
+run_suite() {
+	local dir=$1; shift
+	echo "== configure $dir ($*)"
+	cmake -S "$ROOT" -B "$ROOT/$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" || return 1
+	echo "== build $dir"
+	cmake --build "$ROOT/$dir" -j"$JOBS" || return 1
+	echo "== test $dir"
+	(cd "$ROOT/$dir" && ctest --output-on-failure -j2) || return 1
+}
+
+if ! run_suite build -DMQCHAT_SANITIZE=OFF; then
+	echo "test.sh: FAILED in build/" >&2
+	status=1
+fi
+if ! run_suite build-asan -DMQCHAT_SANITIZE=ON; then
+	echo "test.sh: FAILED in build-asan/ (sanitizer build)" >&2
+	status=1
+fi
+
+if [ $status -eq 0 ]; then
+	echo "test.sh: all tests passed (build/ and build-asan/)"
+fi
+exit $status
