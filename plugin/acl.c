@@ -1,0 +1,179 @@
+/*
+ * MOSQ_EVT_ACL_CHECK: who may publish, subscribe to and receive which topic
+ * (docs/architecture.md "Authorization"). Deny by default.
+ *
+ * Hot path: READ runs for every delivery to every subscriber. It does two hash lookups
+ * (user, room) and a binary search, never SQLite, never a lock, never an allocation.
+ *
+ * Only SUCCESS or ACL_DENIED may be returned: anything else disconnects the client.
+ */
+#include <string.h>
+
+#include "plugin.h"
+
+static bool is_service(const struct mqchat *st, const char *user)
+{
+	return strcmp(user, st->opt.service_user) == 0;
+}
+
+/* The room and user of a check, or NULL if either is unknown. */
+static struct cache_room *member_room(const struct mqchat *st, const char *user,
+		const char *room, size_t roomlen, struct cache_user **uout)
+{
+	struct cache_room *r = cache__room(st->cache, room, roomlen);
+	if(!r) return NULL;
+	struct cache_user *u = cache__user(st->cache, user, strlen(user));
+	if(!u || u->disabled || !cache__is_member(r, u)) return NULL;
+	if(uout) *uout = u;
+	return r;
+}
+
+/* "<prefix>/users/{me}/res", ".../res/<anything>" and ".../events": what a user reads. */
+static bool own_inbox(const struct mqchat *st, const char *user, const char *topic)
+{
+	const char *u, *rest;
+	size_t ulen;
+	if(!topic__user(st, topic, &u, &ulen, &rest)) return false;
+	if(ulen != strlen(user) || memcmp(u, user, ulen) != 0) return false;
+	return !strcmp(rest, "events") || !strcmp(rest, "res") || !strncmp(rest, "res/", 4);
+}
+
+static int check_read(struct mqchat *st, const char *user, const char *topic)
+{
+	const char *room, *leaf;
+	size_t roomlen;
+	if(topic__room(st, topic, &room, &roomlen, &leaf)){
+		if(strcmp(leaf, "messages") != 0) return MOSQ_ERR_ACL_DENIED;
+		return member_room(st, user, room, roomlen, NULL) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+	}
+	return own_inbox(st, user, topic) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+}
+
+static int check_subscribe(struct mqchat *st, const char *user, const char *filter)
+{
+	const char *room, *leaf;
+	size_t roomlen;
+	if(topic__room(st, filter, &room, &roomlen, &leaf)){
+		if(strcmp(leaf, "messages") != 0) return MOSQ_ERR_ACL_DENIED;
+		/* The wildcard is allowed; each delivery through it is checked by check_read. */
+		if(roomlen == 1 && room[0] == '+') return MOSQ_ERR_SUCCESS;
+		if(!mqc_name_valid(room, roomlen)) return MOSQ_ERR_ACL_DENIED;
+		return member_room(st, user, room, roomlen, NULL) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+	}
+	/* Own inbox; wildcards below res/ only ever match own topics. "$share/..." and
+	 * anything with a wildcard above the user level falls through to deny. */
+	return own_inbox(st, user, filter) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+}
+
+static void pending_clear(struct mqchat *st)
+{
+	json_decref(st->pending.msg);
+	memset(&st->pending, 0, sizeof(st->pending));
+}
+
+static int check_send(struct mqchat *st, struct mosquitto_evt_acl_check *ed, const char *user,
+		const char *room, size_t roomlen)
+{
+	char reason[256];
+	const char *cid = mosquitto_client_id(ed->client);
+
+	if(ed->retain){
+		plugin__log_client(st, "refused retained publish to %s from %s (%s): retained messages are not allowed",
+				ed->topic, user, cid);
+		return MOSQ_ERR_ACL_DENIED;
+	}
+	struct cache_room *r = member_room(st, user, room, roomlen, NULL);
+	if(!r){
+		plugin__log_client(st, "refused publish to %s from %s (%s): not a participant of the room",
+				ed->topic, user, cid);
+		return MOSQ_ERR_ACL_DENIED;
+	}
+	if(!r->enabled){
+		plugin__log_client(st, "refused publish to %s from %s (%s): the room is disabled", ed->topic, user, cid);
+		return MOSQ_ERR_ACL_DENIED;
+	}
+
+	json_t *msg = NULL;
+	mqc_msg_err err = mqc_msg_parse(ed->payload, ed->payloadlen, &st->opt.limits, &msg, reason, sizeof(reason));
+	if(err != MQC_MSG_OK){
+		plugin__log_client(st, "dropped invalid message to %s from %s (%s), %u bytes: %s",
+				ed->topic, user, cid, ed->payloadlen, reason);
+		return MOSQ_ERR_ACL_DENIED;
+	}
+	/* Handed to message.c, which runs next for this same PUBLISH. */
+	pending_clear(st);
+	st->pending.client = ed->client;
+	st->pending.payload = ed->payload;
+	st->pending.payloadlen = ed->payloadlen;
+	st->pending.msg = msg;
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int check_write(struct mqchat *st, struct mosquitto_evt_acl_check *ed, const char *user)
+{
+	const char *topic = ed->topic, *room, *leaf, *u, *rest;
+	size_t roomlen, ulen;
+
+	if(topic__room(st, topic, &room, &roomlen, &leaf)){
+		if(strcmp(leaf, "send") == 0 && mqc_name_valid(room, roomlen)){
+			return check_send(st, ed, user, room, roomlen);
+		}
+	}else if(topic__user(st, topic, &u, &ulen, &rest)){
+		if(ulen == strlen(user) && memcmp(u, user, ulen) == 0 && strcmp(rest, "req") == 0 && !ed->retain){
+			return MOSQ_ERR_SUCCESS;
+		}
+	}
+	plugin__log_client(st, "refused publish to '%s' from %s (%s): not allowed", topic, user,
+			mosquitto_client_id(ed->client));
+	return MOSQ_ERR_ACL_DENIED;
+}
+
+/* The service user: the whole <prefix>/ tree and its control topic, never a retained
+ * message, never a chat message of its own (it is not a participant). */
+static int check_service(struct mqchat *st, struct mosquitto_evt_acl_check *ed)
+{
+	const char *t = ed->topic, *room, *leaf;
+	size_t roomlen;
+	bool in_tree = strncmp(t, st->opt.prefix, st->prefix_len) == 0 && t[st->prefix_len] == '/';
+
+	switch(ed->access){
+	case MOSQ_ACL_WRITE:
+		if(!strcmp(t, MQCHAT_CONTROL_TOPIC)) return MOSQ_ERR_SUCCESS;
+		if(!in_tree || ed->retain) return MOSQ_ERR_ACL_DENIED;
+		if(topic__room(st, t, &room, &roomlen, &leaf) && !strcmp(leaf, "send")) return MOSQ_ERR_ACL_DENIED;
+		return MOSQ_ERR_SUCCESS;
+	case MOSQ_ACL_READ:
+		/* Nobody receives the raw client input on .../send. */
+		if(topic__room(st, t, &room, &roomlen, &leaf) && !strcmp(leaf, "send")) return MOSQ_ERR_ACL_DENIED;
+		return in_tree ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+	case MOSQ_ACL_SUBSCRIBE:
+		return in_tree ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+	default:
+		return MOSQ_ERR_SUCCESS;
+	}
+}
+
+int acl__check(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	struct mqchat *st = userdata;
+	struct mosquitto_evt_acl_check *ed = event_data;
+
+	plugin__swap_if_ready(st);
+	if(ed->access == MOSQ_ACL_UNSUBSCRIBE) return MOSQ_ERR_SUCCESS;
+
+	const char *user = mosquitto_client_username(ed->client);
+	if(!user || !ed->topic) return MOSQ_ERR_ACL_DENIED;
+	if(is_service(st, user)) return check_service(st, ed);
+
+	switch(ed->access){
+	case MOSQ_ACL_READ:
+		return check_read(st, user, ed->topic);
+	case MOSQ_ACL_SUBSCRIBE:
+		return check_subscribe(st, user, ed->topic);
+	case MOSQ_ACL_WRITE:
+		return check_write(st, ed, user);
+	default:
+		return MOSQ_ERR_ACL_DENIED;
+	}
+}

@@ -1,0 +1,195 @@
+/*
+ * MOSQ_EVT_BASIC_AUTH: username/password at CONNECT (docs/architecture.md "Identity and
+ * authentication").
+ *
+ * The password hash is deliberately slow and runs on the broker's only thread, so its cost
+ * is bounded three ways: a verified-credential cache makes a known user's reconnect one
+ * HMAC; a per-user backoff refuses repeated wrong passwords without hashing; a global
+ * budget caps slow hashing at auth_hash_budget_ms per second.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "plugin.h"
+
+#define BACKOFF_FIRST_MS 1000
+#define BACKOFF_MAX_MS 60000
+
+struct auth_entry {
+	char *name;
+	unsigned char mac[32]; /* HMAC-SHA256(st->auth_key, password) of the last verified password */
+	uint64_t pwhash_fp;    /* strmap__hash of the stored hash it verified against; 0: no mac */
+	unsigned fails;        /* wrong passwords in a row */
+	int64_t next_try_ms;   /* no slow hash for this user before this time */
+};
+
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static struct auth_entry *entry_get(struct mqchat *st, const char *name, bool create)
+{
+	size_t len = strlen(name);
+	struct auth_entry *e = strmap__get(&st->auth, name, len);
+	if(e || !create) return e;
+	e = calloc(1, sizeof(*e));
+	if(!e || !(e->name = strdup(name))){
+		free(e);
+		return NULL;
+	}
+	int err;
+	strmap__put(&st->auth, e->name, len, e, &err);
+	if(err){
+		free(e->name);
+		free(e);
+		return NULL;
+	}
+	return e;
+}
+
+void auth__forget(struct mqchat *st, const char *name)
+{
+	struct auth_entry *e = strmap__get(&st->auth, name, strlen(name));
+	if(e){
+		OPENSSL_cleanse(e->mac, sizeof(e->mac));
+		e->pwhash_fp = 0;
+	}
+}
+
+void auth__free(struct mqchat *st)
+{
+	STRMAP_FOREACH(&st->auth, s){
+		struct auth_entry *e = s->val;
+		OPENSSL_cleanse(e->mac, sizeof(e->mac));
+		free(e->name);
+		free(e);
+	}
+	strmap__free(&st->auth);
+	OPENSSL_cleanse(st->auth_key, sizeof(st->auth_key));
+}
+
+/* The client id must not let one user take over another's session (and the messages
+ * queued in it): the username itself, "<username>:<anything>", or a broker-made "auto-" id. */
+static bool clientid_ok(const struct mqchat *st, const char *user, const char *cid)
+{
+	if(!st->opt.clientid_prefix) return true;
+	if(!cid) return false;
+	size_t ulen = strlen(user);
+	if(!strncmp(cid, user, ulen) && (cid[ulen] == '\0' || cid[ulen] == ':')) return true;
+	return !strncmp(cid, "auto-", 5);
+}
+
+static bool budget_allows(struct mqchat *st, int64_t now_ms)
+{
+	if(now_ms - st->budget_window_ms >= 1000){
+		st->budget_window_ms = now_ms;
+		st->budget_used_us = 0;
+	}
+	return st->budget_used_us < (int64_t)st->opt.auth_hash_budget_ms * 1000;
+}
+
+int auth__basic(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	struct mqchat *st = userdata;
+	struct mosquitto_evt_basic_auth *ed = event_data;
+	const char *user = ed->username, *pw = ed->password;
+	const char *cid = mosquitto_client_id(ed->client);
+	const char *addr = mosquitto_client_address(ed->client);
+
+	plugin__swap_if_ready(st);
+	if(!user){
+		plugin__log_client(st, "refused anonymous client %s from %s", cid, addr);
+		return MOSQ_ERR_AUTH;
+	}
+	size_t ulen = strlen(user);
+	if(!mqc_name_valid(user, ulen)){
+		plugin__log_client(st, "refused client %s from %s: username is not [A-Za-z0-9._-]{1,64}", cid, addr);
+		return MOSQ_ERR_AUTH;
+	}
+	if(!pw){
+		plugin__log_client(st, "refused %s (%s) from %s: no password", user, cid, addr);
+		return MOSQ_ERR_AUTH;
+	}
+	size_t pwlen = strlen(pw);
+	if(!clientid_ok(st, user, cid)){
+		plugin__log_client(st, "refused %s from %s: client id '%s' must be '%s' or start with '%s:'",
+				user, addr, cid, user, user);
+		return MOSQ_ERR_AUTH;
+	}
+
+	if(!strcmp(user, st->opt.service_user)){
+		size_t slen = strlen(st->opt.service_password);
+		if(pwlen == slen && CRYPTO_memcmp(pw, st->opt.service_password, slen) == 0) return MOSQ_ERR_SUCCESS;
+		plugin__log_client(st, "refused service user %s from %s: wrong password", cid, addr);
+		return MOSQ_ERR_AUTH;
+	}
+
+	struct cache_user *u = cache__user(st->cache, user, ulen);
+	if(!u || !u->pwhash || !*u->pwhash || u->disabled){
+		plugin__log_client(st, "refused %s (%s) from %s: %s", user, cid, addr,
+				!u || !u->pwhash ? "unknown user" : u->disabled ? "user disabled" : "no password set");
+		return MOSQ_ERR_AUTH;
+	}
+
+	unsigned char mac[32];
+	unsigned int maclen = sizeof(mac);
+	if(!HMAC(EVP_sha256(), st->auth_key, sizeof(st->auth_key), (const unsigned char *)pw, pwlen, mac, &maclen)){
+		return MOSQ_ERR_AUTH;
+	}
+	uint64_t fp = strmap__hash(u->pwhash, strlen(u->pwhash));
+	struct auth_entry *e = entry_get(st, user, false);
+	if(e && e->pwhash_fp == fp && CRYPTO_memcmp(e->mac, mac, sizeof(mac)) == 0){
+		OPENSSL_cleanse(mac, sizeof(mac));
+		return MOSQ_ERR_SUCCESS; /* a known password: no slow hash */
+	}
+
+	int64_t now = mqc_now_ms();
+	if(e && now < e->next_try_ms){
+		plugin__log_client(st, "refused %s (%s) from %s: %u wrong passwords, next try in %lld ms",
+				user, cid, addr, e->fails, (long long)(e->next_try_ms - now));
+		return MOSQ_ERR_AUTH;
+	}
+	if(!budget_allows(st, now)){
+		plugin__log_client(st, "refused %s (%s) from %s: password checks are over budget (%u ms/s); retry later",
+				user, cid, addr, st->opt.auth_hash_budget_ms);
+		return MOSQ_ERR_AUTH;
+	}
+
+	int64_t t0 = mono_us();
+	int ok = mqc_password_verify(pw, pwlen, u->pwhash);
+	st->budget_used_us += mono_us() - t0;
+
+	if(!(e = entry_get(st, user, true))){
+		return ok == 1 ? MOSQ_ERR_SUCCESS : MOSQ_ERR_AUTH; /* no memory to remember: still correct */
+	}
+	if(ok == 1){
+		memcpy(e->mac, mac, sizeof(mac));
+		e->pwhash_fp = fp;
+		e->fails = 0;
+		e->next_try_ms = 0;
+		OPENSSL_cleanse(mac, sizeof(mac));
+		return MOSQ_ERR_SUCCESS;
+	}
+	OPENSSL_cleanse(mac, sizeof(mac));
+	if(ok < 0){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: the stored password hash of %s is malformed; it cannot log in", user);
+		return MOSQ_ERR_AUTH;
+	}
+	e->fails++;
+	int64_t delay = BACKOFF_FIRST_MS;
+	for(unsigned i = 1; i < e->fails && delay < BACKOFF_MAX_MS; i++) delay *= 2;
+	if(delay > BACKOFF_MAX_MS) delay = BACKOFF_MAX_MS;
+	e->next_try_ms = now + delay;
+	plugin__log_client(st, "refused %s (%s) from %s: wrong password (%u in a row; next check in %lld ms)",
+			user, cid, addr, e->fails, (long long)delay);
+	return MOSQ_ERR_AUTH;
+}

@@ -1,0 +1,286 @@
+/*
+ * The membership snapshot: users (for authentication) and rooms with their participants
+ * (for every ACL check), in memory, so the broker thread never asks SQLite anything.
+ *
+ * cache__load runs on the reload thread and reads everything in one read transaction.
+ * Everything else runs on the broker thread, which owns a snapshot once it is swapped in.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin.h"
+
+static struct cache_user *user_add(struct cache *c, const char *name, size_t len)
+{
+	struct cache_user *u = calloc(1, sizeof(*u));
+	if(!u) return NULL;
+	u->name = strndup(name, len);
+	if(!u->name) goto fail;
+	if(c->nusers == c->users_cap){
+		uint32_t cap = c->users_cap ? c->users_cap * 2 : 64;
+		struct cache_user **arr = realloc(c->users_by_idx, cap * sizeof(*arr));
+		if(!arr) goto fail;
+		c->users_by_idx = arr;
+		c->users_cap = cap;
+	}
+	int err;
+	strmap__put(&c->users, u->name, len, u, &err);
+	if(err) goto fail;
+	u->idx = c->nusers;
+	c->users_by_idx[c->nusers++] = u;
+	return u;
+fail:
+	free(u->name);
+	free(u);
+	return NULL;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+static struct cache_room *room_add(struct cache *c, const char *id, size_t len)
+{
+	struct cache_room *r = calloc(1, sizeof(*r));
+	if(!r) return NULL;
+	r->id = strndup(id, len);
+	int err;
+	if(r->id) strmap__put(&c->rooms, r->id, len, r, &err);
+	if(!r->id || err){
+		free(r->id);
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+struct cache_user *cache__user(const struct cache *c, const char *name, size_t len)
+{
+	return strmap__get(&c->users, name, len);
+}
+
+struct cache_room *cache__room(const struct cache *c, const char *id, size_t len)
+{
+	return strmap__get(&c->rooms, id, len);
+}
+
+bool cache__is_member(const struct cache_room *room, const struct cache_user *u)
+{
+	uint32_t lo = 0, hi = room->nmembers, want = u->idx;
+	while(lo < hi){
+		uint32_t mid = lo + (hi - lo) / 2;
+		uint32_t v = room->members[mid];
+		if(v == want) return true;
+		if(v < want) lo = mid + 1;
+		else hi = mid;
+	}
+	return false;
+}
+
+static int step_fail(sqlite3 *db, const char *what, char *reason, size_t reasonlen)
+{
+	snprintf(reason, reasonlen, "reading %s: %s", what, sqlite3_errmsg(db));
+	return -1;
+}
+
+/* Appends user idx to room r, growing its array. */
+static int room_push(struct cache_room *r, uint32_t *cap, uint32_t idx)
+{
+	if(r->nmembers == *cap){
+		uint32_t ncap = *cap ? *cap * 2 : 4;
+		uint32_t *m = realloc(r->members, ncap * sizeof(*m));
+		if(!m) return -1;
+		r->members = m;
+		*cap = ncap;
+	}
+	r->members[r->nmembers++] = idx;
+	return 0;
+}
+
+struct cache *cache__load(sqlite3 *db, char *reason, size_t reasonlen)
+{
+	struct cache *c = calloc(1, sizeof(*c));
+	sqlite3_stmt *st = NULL;
+	int rc;
+	bool in_txn = false;
+
+	if(!c){
+		snprintf(reason, reasonlen, "out of memory");
+		return NULL;
+	}
+	if(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK){
+		step_fail(db, "BEGIN", reason, reasonlen);
+		goto fail;
+	}
+	in_txn = true;
+
+	/* Sizes first, so the tables are allocated once. */
+	static const char *counts =
+		"SELECT (SELECT value FROM meta WHERE key = 'acl_version'),"
+		" (SELECT count(*) FROM users), (SELECT count(*) FROM rooms),"
+		" (SELECT coalesce(max(id), 0) FROM messages)";
+	if(sqlite3_prepare_v2(db, counts, -1, &st, NULL) != SQLITE_OK
+			|| sqlite3_step(st) != SQLITE_ROW){
+		step_fail(db, "counts", reason, reasonlen);
+		goto fail;
+	}
+	c->acl_version = sqlite3_column_int64(st, 0);
+	int64_t nusers = sqlite3_column_int64(st, 1);
+	int64_t nrooms = sqlite3_column_int64(st, 2);
+	c->max_msg_id = (uint64_t)sqlite3_column_int64(st, 3);
+	sqlite3_finalize(st);
+	st = NULL;
+	if(strmap__reserve(&c->users, (size_t)nusers + 16) || strmap__reserve(&c->rooms, (size_t)nrooms + 16)){
+		snprintf(reason, reasonlen, "out of memory for %lld users, %lld rooms",
+				(long long)nusers, (long long)nrooms);
+		goto fail;
+	}
+
+	if(sqlite3_prepare_v2(db, "SELECT id, password_hash, disabled FROM users", -1, &st, NULL) != SQLITE_OK){
+		step_fail(db, "users", reason, reasonlen);
+		goto fail;
+	}
+	while((rc = sqlite3_step(st)) == SQLITE_ROW){
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		const char *hash = (const char *)sqlite3_column_text(st, 1);
+		if(!name || !mqc_name_valid(name, strlen(name))) continue; /* cannot be an MQTT username */
+		struct cache_user *u = user_add(c, name, strlen(name));
+		if(!u || !(u->pwhash = strdup(hash ? hash : ""))){
+			snprintf(reason, reasonlen, "out of memory loading users");
+			goto fail;
+		}
+		u->disabled = sqlite3_column_int(st, 2) != 0;
+	}
+	if(rc != SQLITE_DONE){
+		step_fail(db, "users", reason, reasonlen);
+		goto fail;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+
+	if(sqlite3_prepare_v2(db, "SELECT id, enabled, version FROM rooms", -1, &st, NULL) != SQLITE_OK){
+		step_fail(db, "rooms", reason, reasonlen);
+		goto fail;
+	}
+	while((rc = sqlite3_step(st)) == SQLITE_ROW){
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+		if(!id) continue;
+		struct cache_room *r = room_add(c, id, strlen(id));
+		if(!r){
+			snprintf(reason, reasonlen, "out of memory loading rooms");
+			goto fail;
+		}
+		r->enabled = sqlite3_column_int(st, 1) != 0;
+		r->version = sqlite3_column_int64(st, 2);
+	}
+	if(rc != SQLITE_DONE){
+		step_fail(db, "rooms", reason, reasonlen);
+		goto fail;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+
+	/* The primary key orders this by room, so each room's members arrive together. */
+	if(sqlite3_prepare_v2(db, "SELECT room_id, user_id FROM room_participants ORDER BY room_id",
+				-1, &st, NULL) != SQLITE_OK){
+		step_fail(db, "room_participants", reason, reasonlen);
+		goto fail;
+	}
+	struct cache_room *cur = NULL;
+	uint32_t cur_cap = 0;
+	while((rc = sqlite3_step(st)) == SQLITE_ROW){
+		const char *rid = (const char *)sqlite3_column_text(st, 0);
+		const char *uid = (const char *)sqlite3_column_text(st, 1);
+		if(!rid || !uid) continue;
+		if(!cur || strcmp(cur->id, rid) != 0){
+			if(cur) qsort(cur->members, cur->nmembers, sizeof(uint32_t), cmp_u32);
+			cur = cache__room(c, rid, strlen(rid));
+			cur_cap = cur ? cur->nmembers : 0;
+			if(!cur) continue; /* a participant row without its room: foreign keys prevent it */
+		}
+		struct cache_user *u = cache__user(c, uid, strlen(uid));
+		if(!u) continue;
+		if(room_push(cur, &cur_cap, u->idx)){
+			snprintf(reason, reasonlen, "out of memory loading participants");
+			goto fail;
+		}
+	}
+	if(cur) qsort(cur->members, cur->nmembers, sizeof(uint32_t), cmp_u32);
+	if(rc != SQLITE_DONE){
+		step_fail(db, "room_participants", reason, reasonlen);
+		goto fail;
+	}
+	sqlite3_finalize(st);
+	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	return c;
+
+fail:
+	sqlite3_finalize(st);
+	if(in_txn) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	cache__free(c);
+	return NULL;
+}
+
+void cache__free(struct cache *c)
+{
+	if(!c) return;
+	STRMAP_FOREACH(&c->rooms, s){
+		struct cache_room *r = s->val;
+		free(r->members);
+		free(r->id);
+		free(r);
+	}
+	for(uint32_t i = 0; i < c->nusers; i++){
+		free(c->users_by_idx[i]->name);
+		free(c->users_by_idx[i]->pwhash);
+		free(c->users_by_idx[i]);
+	}
+	free(c->users_by_idx);
+	strmap__free(&c->rooms);
+	strmap__free(&c->users);
+	free(c);
+}
+
+int cache__apply(struct cache *c, const struct room_update *u)
+{
+	size_t idlen = strlen(u->room);
+	struct cache_room *r = cache__room(c, u->room, idlen);
+	if(r && r->version >= u->version) return 0;
+
+	uint32_t *members = malloc((u->nmembers ? u->nmembers : 1) * sizeof(*members));
+	if(!members) return -1;
+	uint32_t n = 0;
+	for(uint32_t i = 0; i < u->nmembers; i++){
+		size_t len = strlen(u->members[i]);
+		struct cache_user *cu = cache__user(c, u->members[i], len);
+		/* A user created after this snapshot was read: known by name now, able to log in
+		 * after the next reload brings its password hash. */
+		if(!cu) cu = user_add(c, u->members[i], len);
+		if(!cu){
+			free(members);
+			return -1;
+		}
+		members[n++] = cu->idx;
+	}
+	qsort(members, n, sizeof(*members), cmp_u32);
+	if(!r && !(r = room_add(c, u->room, idlen))){
+		free(members);
+		return -1;
+	}
+	free(r->members);
+	r->members = members;
+	r->nmembers = n;
+	r->version = u->version;
+	r->enabled = u->enabled;
+	return 1;
+}
+
+void room_update__free(struct room_update *u)
+{
+	for(uint32_t i = 0; i < u->nmembers; i++) free(u->members[i]);
+	free(u->members);
+	free(u->room);
+	memset(u, 0, sizeof(*u));
+}

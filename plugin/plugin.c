@@ -1,0 +1,338 @@
+/*
+ * mqchat_plugin.so: the entry points. Options, init, cleanup, and the one table of events
+ * the plugin registers (and unregisters, from the same table). Each event's handler lives
+ * in its own file: auth.c, acl.c, message.c, control.c.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/rand.h>
+
+#include "plugin.h"
+
+/* The plugin is built with hidden visibility; only the three entry points are exported. */
+#define MQCHAT_EXPORT __attribute__((visibility("default")))
+
+/* Mosquitto 2.0.11 has no MOSQUITTO_PLUGIN_DECLARE_VERSION; this is what it expands to. */
+MQCHAT_EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+	for(int i = 0; i < supported_version_count; i++){
+		if(supported_versions[i] == 5) return 5;
+	}
+	return -1;
+}
+
+static const struct {
+	int event;
+	MOSQ_FUNC_generic_callback cb;
+	const char *event_data;
+} events[] = {
+	{ MOSQ_EVT_BASIC_AUTH, auth__basic, NULL },
+	{ MOSQ_EVT_ACL_CHECK, acl__check, NULL },
+	{ MOSQ_EVT_MESSAGE, message__handle, NULL },
+	{ MOSQ_EVT_CONTROL, control__handle, MQCHAT_CONTROL_TOPIC },
+};
+#define NEVENTS (sizeof(events) / sizeof(events[0]))
+
+static int parse_uint(const char *key, const char *value, unsigned long long min,
+		unsigned long long max, unsigned long long *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(value, &end, 10);
+	if(errno || end == value || *end || value[0] == '-' || v < min || v > max){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_%s = '%s' is not a whole number in %llu..%llu",
+				key, value, min, max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int set_str(char **dst, const char *value)
+{
+	free(*dst);
+	*dst = strdup(value);
+	return *dst ? 0 : -1;
+}
+
+static int parse_options(struct options *o, struct mosquitto_opt *opts, int n)
+{
+	unsigned long long v;
+
+	o->limits.max_body = MQC_MSG_DEFAULT_MAX_BODY;
+	o->limits.max_payload = MQC_MSG_DEFAULT_MAX_PAYLOAD;
+	o->reload_interval_ms = 1000;
+	o->auth_hash_budget_ms = 250;
+	o->clientid_prefix = true;
+	o->replay_max_bytes = 64u * 1024 * 1024;
+	if(set_str(&o->prefix, "chat")) return -1;
+
+	for(int i = 0; i < n; i++){
+		const char *k = opts[i].key, *val = opts[i].value;
+		int rc = 0;
+		if(!strcmp(k, "db_path")) rc = set_str(&o->db_path, val);
+		else if(!strcmp(k, "service_user")) rc = set_str(&o->service_user, val);
+		else if(!strcmp(k, "service_password")) rc = set_str(&o->service_password, val);
+		else if(!strcmp(k, "topic_prefix")) rc = set_str(&o->prefix, val);
+		else if(!strcmp(k, "idlease_path")) rc = set_str(&o->idlease_path, val);
+		else if(!strcmp(k, "max_body")){
+			if(!(rc = parse_uint(k, val, 1, 16u << 20, &v))) o->limits.max_body = (size_t)v;
+		}else if(!strcmp(k, "max_payload")){
+			if(!(rc = parse_uint(k, val, 64, 256u << 20, &v))) o->limits.max_payload = (size_t)v;
+		}else if(!strcmp(k, "reload_interval_ms")){
+			if(!(rc = parse_uint(k, val, 50, 3600000, &v))) o->reload_interval_ms = (unsigned)v;
+		}else if(!strcmp(k, "auth_hash_budget_ms")){
+			if(!(rc = parse_uint(k, val, 1, 1000, &v))) o->auth_hash_budget_ms = (unsigned)v;
+		}else if(!strcmp(k, "replay_max_bytes")){
+			if(!(rc = parse_uint(k, val, 0, 1ULL << 40, &v))) o->replay_max_bytes = (size_t)v;
+		}else if(!strcmp(k, "clientid_policy")){
+			if(!strcmp(val, "prefix")) o->clientid_prefix = true;
+			else if(!strcmp(val, "any")) o->clientid_prefix = false;
+			else{
+				mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_clientid_policy = '%s': expected prefix or any", val);
+				rc = -1;
+			}
+		}else{
+			mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: unknown option plugin_opt_%s", k);
+			rc = -1;
+		}
+		if(rc) return -1;
+	}
+
+	if(!o->db_path || !*o->db_path){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_db_path is required");
+		return -1;
+	}
+	if(!o->service_user || !mqc_name_valid(o->service_user, strlen(o->service_user))){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_service_user is required and must match [A-Za-z0-9._-]{1,64}");
+		return -1;
+	}
+	if(!o->service_password || strlen(o->service_password) < 12){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_service_password is required (at least 12 characters)");
+		return -1;
+	}
+	if(!mqc_name_valid(o->prefix, strlen(o->prefix))){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_topic_prefix '%s' must be one topic level of [A-Za-z0-9._-]", o->prefix);
+		return -1;
+	}
+	if(!o->idlease_path){
+		size_t len = strlen(o->db_path) + sizeof(".idlease");
+		if(!(o->idlease_path = malloc(len))) return -1;
+		snprintf(o->idlease_path, len, "%s.idlease", o->db_path);
+	}
+	return 0;
+}
+
+static void options_free(struct options *o)
+{
+	free(o->db_path);
+	free(o->service_user);
+	if(o->service_password){
+		memset(o->service_password, 0, strlen(o->service_password));
+		free(o->service_password);
+	}
+	free(o->prefix);
+	free(o->idlease_path);
+}
+
+static char *concat(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *s = malloc(la + lb + 1);
+	if(s){
+		memcpy(s, a, la);
+		memcpy(s + la, b, lb + 1);
+	}
+	return s;
+}
+
+static void state_free(struct mqchat *st)
+{
+	if(!st) return;
+	reload__stop(st);
+	cache__free(st->cache);
+	for(size_t i = 0; i < st->ctl_log.len; i++) room_update__free(&st->ctl_log.items[i]);
+	free(st->ctl_log.items);
+	json_decref(st->pending.msg);
+	replay__free(&st->replay);
+	auth__free(st);
+	free(st->rooms_prefix);
+	free(st->users_prefix);
+	options_free(&st->opt);
+	free(st);
+}
+
+MQCHAT_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
+		struct mosquitto_opt *opts, int opt_count)
+{
+	char reason[512];
+	size_t registered = 0;
+	struct mqchat *st = calloc(1, sizeof(*st));
+	if(!st) return MOSQ_ERR_NOMEM;
+	st->identifier = identifier;
+
+	if(parse_options(&st->opt, opts, opt_count)) goto fail;
+
+	char *p = concat(st->opt.prefix, "/");
+	if(p){
+		st->rooms_prefix = concat(p, "rooms/");
+		st->users_prefix = concat(p, "users/");
+		free(p);
+	}
+	if(!st->rooms_prefix || !st->users_prefix) goto fail;
+	st->prefix_len = strlen(st->opt.prefix);
+	st->rooms_prefix_len = strlen(st->rooms_prefix);
+	st->users_prefix_len = strlen(st->users_prefix);
+	st->replay.max_bytes = st->opt.replay_max_bytes;
+	if(RAND_bytes(st->auth_key, sizeof(st->auth_key)) != 1){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: no randomness for the credential cache key");
+		goto fail;
+	}
+
+	if(reload__start(st, reason, sizeof(reason))){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: cannot start: %s", reason);
+		goto fail;
+	}
+
+	for(registered = 0; registered < NEVENTS; registered++){
+		if(mosquitto_callback_register(identifier, events[registered].event, events[registered].cb,
+					events[registered].event_data, st) != MOSQ_ERR_SUCCESS){
+			mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: cannot register callback for event %d",
+					events[registered].event);
+			goto fail;
+		}
+	}
+
+	mosquitto_log_printf(MOSQ_LOG_NOTICE,
+			"mqchat: loaded %s (schema %d): %u users, %zu rooms, acl_version %lld, ids from %llu",
+			st->opt.db_path, mqc_schema_version(), st->cache->nusers, st->cache->rooms.len,
+			(long long)st->cache->acl_version, (unsigned long long)st->ids.last);
+	*userdata = st;
+	return MOSQ_ERR_SUCCESS;
+
+fail:
+	while(registered-- > 0){
+		mosquitto_callback_unregister(identifier, events[registered].event, events[registered].cb,
+				events[registered].event_data);
+	}
+	state_free(st);
+	return MOSQ_ERR_UNKNOWN;
+}
+
+MQCHAT_EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt_count)
+{
+	(void)opts;
+	(void)opt_count;
+	struct mqchat *st = userdata;
+	if(!st) return MOSQ_ERR_SUCCESS;
+	for(size_t i = 0; i < NEVENTS; i++){
+		mosquitto_callback_unregister(st->identifier, events[i].event, events[i].cb, events[i].event_data);
+	}
+	if(st->replay.count){
+		mosquitto_log_printf(MOSQ_LOG_WARNING,
+				"mqchat: shutting down with %zu messages the bridge has not confirmed stored (ids %llu..): "
+				"they are lost unless the bridge already has them", st->replay.count,
+				(unsigned long long)st->replay.ring[st->replay.head].id);
+	}
+	state_free(st);
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ shared helpers */
+
+void plugin__swap_if_ready(struct mqchat *st)
+{
+	if(!atomic_load_explicit(&st->next_cache, memory_order_relaxed)) return;
+	struct cache *next = atomic_exchange(&st->next_cache, NULL);
+	if(!next) return;
+	struct cache *old = st->cache;
+
+	/* Control updates newer than the snapshot's read are replayed; cache__apply ignores
+	 * the ones the snapshot already reflects (by room version). */
+	for(size_t i = 0; i < st->ctl_log.len; i++){
+		if(cache__apply(next, &st->ctl_log.items[i]) < 0){
+			mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: out of memory replaying room %s onto a new snapshot",
+					st->ctl_log.items[i].room);
+		}
+		room_update__free(&st->ctl_log.items[i]);
+	}
+	st->ctl_log.len = 0;
+
+	/* Users disabled or deleted since the old snapshot lose their connections and their
+	 * cached credentials; users whose hash changed lose their cached credentials. */
+	for(uint32_t i = 0; i < old->nusers; i++){
+		struct cache_user *ou = old->users_by_idx[i];
+		if(!ou->pwhash) continue;
+		struct cache_user *nu = cache__user(next, ou->name, strlen(ou->name));
+		bool gone = !nu || (nu->disabled && !ou->disabled);
+		if(gone || !nu->pwhash || strcmp(nu->pwhash, ou->pwhash) != 0) auth__forget(st, ou->name);
+		if(gone && !ou->disabled){
+			mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: user %s was disabled or removed: disconnecting it", ou->name);
+			mosquitto_kick_client_by_username(ou->name, false);
+		}
+	}
+
+	st->cache = next;
+	int64_t known = atomic_load(&st->known_acl_version);
+	if(next->acl_version > known) atomic_store(&st->known_acl_version, next->acl_version);
+	/* The thread frees it; if it has not taken the previous one yet, free it here. */
+	cache__free(atomic_exchange(&st->retired_cache, old));
+	mosquitto_log_printf(MOSQ_LOG_INFO, "mqchat: membership reloaded: %u users, %zu rooms, acl_version %lld",
+			next->nusers, next->rooms.len, (long long)next->acl_version);
+}
+
+void plugin__log_client(struct mqchat *st, const char *fmt, ...)
+{
+	int64_t now = mqc_now_ms();
+	if(now - st->log_window_ms >= 1000){
+		if(st->log_suppressed){
+			mosquitto_log_printf(MOSQ_LOG_WARNING, "mqchat: %u more refusals not logged in the last second",
+					st->log_suppressed);
+		}
+		st->log_window_ms = now;
+		st->log_lines = 0;
+		st->log_suppressed = 0;
+	}
+	if(st->log_lines >= 20){
+		st->log_suppressed++;
+		return;
+	}
+	st->log_lines++;
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: %s", line);
+}
+
+bool topic__room(const struct mqchat *st, const char *topic, const char **room, size_t *roomlen,
+		const char **leaf)
+{
+	if(strncmp(topic, st->rooms_prefix, st->rooms_prefix_len) != 0) return false;
+	const char *r = topic + st->rooms_prefix_len;
+	const char *slash = strchr(r, '/');
+	if(!slash || slash == r) return false;
+	*room = r;
+	*roomlen = (size_t)(slash - r);
+	*leaf = slash + 1;
+	return true;
+}
+
+bool topic__user(const struct mqchat *st, const char *topic, const char **user, size_t *userlen,
+		const char **rest)
+{
+	if(strncmp(topic, st->users_prefix, st->users_prefix_len) != 0) return false;
+	const char *u = topic + st->users_prefix_len;
+	const char *slash = strchr(u, '/');
+	if(!slash || slash == u) return false;
+	*user = u;
+	*userlen = (size_t)(slash - u);
+	*rest = slash + 1;
+	return true;
+}

@@ -1,0 +1,89 @@
+/*
+ * String-keyed hash table for the plugin's in-memory state (see strmap.h for ownership).
+ * Load factor is kept at or below 1/2, so probe runs stay short on the delivery hot path.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "strmap.h"
+
+/* FNV-1a, 64 bit, with a final avalanche: keys are short ids (<= 64 bytes). */
+uint64_t strmap__hash(const char *key, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for(size_t i = 0; i < len; i++){
+		h ^= (unsigned char)key[i];
+		h *= 0x100000001b3ULL;
+	}
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return h ? h : 1;
+}
+
+static struct strmap_slot *find_slot(struct strmap_slot *slots, size_t cap, uint64_t h,
+		const char *key, size_t len)
+{
+	size_t mask = cap - 1;
+	for(size_t i = (size_t)h & mask;; i = (i + 1) & mask){
+		struct strmap_slot *s = &slots[i];
+		if(s->hash == 0) return s;
+		if(s->hash == h && s->keylen == len && memcmp(s->key, key, len) == 0) return s;
+	}
+}
+
+static int grow(struct strmap *m, size_t want)
+{
+	size_t cap = m->cap ? m->cap : 16;
+	while(cap < want * 2) cap *= 2;
+	if(cap == m->cap) return 0;
+
+	struct strmap_slot *slots = calloc(cap, sizeof(*slots));
+	if(!slots) return -1;
+	for(size_t i = 0; i < m->cap; i++){
+		struct strmap_slot *o = &m->slots[i];
+		if(!o->hash) continue;
+		*find_slot(slots, cap, o->hash, o->key, o->keylen) = *o;
+	}
+	free(m->slots);
+	m->slots = slots;
+	m->cap = cap;
+	return 0;
+}
+
+void *strmap__get(const struct strmap *m, const char *key, size_t len)
+{
+	if(m->len == 0) return NULL;
+	struct strmap_slot *s = find_slot(m->slots, m->cap, strmap__hash(key, len), key, len);
+	return s->hash ? s->val : NULL;
+}
+
+void *strmap__put(struct strmap *m, const char *key, size_t len, void *val, int *err)
+{
+	*err = 0;
+	if((m->len + 1) * 2 > m->cap && grow(m, m->len + 1)){
+		*err = -1;
+		return NULL;
+	}
+	uint64_t h = strmap__hash(key, len);
+	struct strmap_slot *s = find_slot(m->slots, m->cap, h, key, len);
+	void *old = s->hash ? s->val : NULL;
+	if(!s->hash) m->len++;
+	s->hash = h;
+	s->key = key;
+	s->keylen = (uint32_t)len;
+	s->val = val;
+	return old;
+}
+
+int strmap__reserve(struct strmap *m, size_t n)
+{
+	return grow(m, n);
+}
+
+void strmap__free(struct strmap *m)
+{
+	free(m->slots);
+	m->slots = NULL;
+	m->cap = m->len = 0;
+}

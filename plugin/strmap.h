@@ -1,0 +1,47 @@
+/*
+ * A string-keyed open-addressing hash table (linear probing), used for the membership
+ * snapshot and the auth cache. Lookups take (pointer, length), so a room id can be looked
+ * up straight out of a topic without copying it.
+ *
+ * Ownership: the table stores the key pointer it was given and never frees keys or values;
+ * the key must live as long as its entry (callers point it into the value they insert).
+ * No deletion: entries are only added or the whole table freed (snapshots are rebuilt,
+ * not edited down). Not thread-safe: each table has one owner thread.
+ */
+#ifndef MQCHAT_STRMAP_H
+#define MQCHAT_STRMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct strmap_slot {
+	uint64_t hash; /* 0 marks an empty slot; real hashes are forced non-zero */
+	const char *key;
+	uint32_t keylen;
+	void *val;
+};
+
+struct strmap {
+	struct strmap_slot *slots;
+	size_t cap; /* a power of two, or 0 */
+	size_t len;
+};
+
+uint64_t strmap__hash(const char *key, size_t len);
+
+/* Returns the value for key, or NULL. */
+void *strmap__get(const struct strmap *m, const char *key, size_t len);
+
+/* Inserts or replaces; returns the previous value (NULL if none), or sets *err on ENOMEM. */
+void *strmap__put(struct strmap *m, const char *key, size_t len, void *val, int *err);
+
+/* Makes room for n entries up front (building a snapshot knows its size). 0 or -1. */
+int strmap__reserve(struct strmap *m, size_t n);
+
+void strmap__free(struct strmap *m);
+
+#define STRMAP_FOREACH(m, slot) \
+	for(struct strmap_slot *slot = (m)->slots; slot && slot < (m)->slots + (m)->cap; slot++) \
+		if(slot->hash)
+
+#endif
