@@ -3,7 +3,7 @@
 #   cmake -DSCHEMA_DIR=... -DOUT=... -P embed_schema.cmake
 file(GLOB files "${SCHEMA_DIR}/[0-9][0-9][0-9]_*.sql")
 list(SORT files)
-set(body "/* Generated from schema/*.sql by cmake/embed_schema.cmake. Do not edit. */\n#include \"schema_embedded.h\"\n\n")
+set(body "/* Generated from the schema/ migrations by cmake/embed_schema.cmake. Do not edit. */\n#include \"schema_embedded.h\"\n\n")
 set(table "const struct mqc_migration mqc_migrations[] = {\n")
 set(expected 1)
 foreach(f IN LISTS files)

@@ -84,7 +84,10 @@ int mqc_db_open(const char *path, mqc_open_mode mode, int busy_ms, sqlite3 **dbp
 		return -1;
 	}
 	switch(mode){
-		case MQC_OPEN_READONLY: flags = SQLITE_OPEN_READONLY; break;
+		/* Not SQLITE_OPEN_READONLY: a read-only connection cannot create the -shm file of a
+		 * WAL database whose writer has closed ("attempt to write a readonly database").
+		 * It opens read-write where the OS allows it and is made read-only by query_only. */
+		case MQC_OPEN_READONLY: flags = SQLITE_OPEN_READWRITE; break;
 		case MQC_OPEN_READWRITE: flags = SQLITE_OPEN_READWRITE; break;
 		case MQC_OPEN_MIGRATE: flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE; break;
 		default:
@@ -100,6 +103,10 @@ int mqc_db_open(const char *path, mqc_open_mode mode, int busy_ms, sqlite3 **dbp
 	}
 	sqlite3_extended_result_codes(db, 1);
 	sqlite3_busy_timeout(db, busy_ms > 0 ? busy_ms : 0);
+	if(mode == MQC_OPEN_READONLY && sqlite3_exec(db, "PRAGMA query_only=ON", NULL, NULL, NULL) != SQLITE_OK){
+		say(reason, reasonlen, "database %s: cannot make the connection read-only: %s", path, sqlite3_errmsg(db));
+		goto fail;
+	}
 
 	rc = user_version(db, &version);
 	if(rc != SQLITE_OK){
