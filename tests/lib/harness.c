@@ -421,8 +421,7 @@ static int write_conf(h_env *env)
 			"plugin %s\n"
 			"plugin_opt_db_path %s\n"
 			"plugin_opt_service_user %s\n"
-			"plugin_opt_service_password %s\n"
-			"plugin_opt_reload_interval_ms 200\n",
+			"plugin_opt_service_password %s\n",
 			env->port, env->plugin, env->db, H_SERVICE_USER, env->service_password);
 	return write_file(env->conf, buf, 0600);
 }
@@ -542,6 +541,36 @@ int h_user_add(h_env *env, const char *name, const char *password)
 	snprintf(pw, sizeof(pw), "%s\n", password);
 	return h_admin(env, pw, NULL, 0, "--db", env->db, "user", "add", name, "--iterations", "1000",
 			(char *)NULL) == 0 ? 0 : -1;
+}
+
+const char *h_pw(const char *name)
+{
+	static char bufs[8][128];
+	static unsigned next;
+	char *b = bufs[next++ % 8];
+
+	snprintf(b, 128, "pw-%s-s3cret", name);
+	return b;
+}
+
+void h_user(h_env *env, const char *name)
+{
+	if(h_user_add(env, name, h_pw(name)) == 0) return;
+	fprintf(stderr, "harness: cannot add user %s; keeping %s\n", name, env->dir);
+	exit(1);
+}
+
+h_client *h_login(h_env *env, const char *name, int protocol)
+{
+	static unsigned n;
+	char cid[128];
+	int reason;
+	h_client *c;
+
+	snprintf(cid, sizeof(cid), "%s:%u", name, ++n);
+	c = h_connect(env, name, h_pw(name), cid, protocol, &reason);
+	if(!c) fprintf(stderr, "harness: %s (client id %s) could not connect: CONNACK %d\n", name, cid, reason);
+	return c;
 }
 
 /* A room id in the admin tool's output: the last token of 22 characters "r" + base62. */
@@ -1061,6 +1090,32 @@ json_t *h_wait_json(h_client *c, int timeout_ms, char *topic_out)
 		j = NULL;
 	}
 	h_msg_free(m);
+	return j;
+}
+
+json_t *h_expect_chat_at(const char *file, int line, h_client *c, const char *room, const char *from,
+		const char *body, int timeout_ms)
+{
+	char topic[256], want[256];
+	json_t *j = h_wait_json(c, timeout_ms, topic);
+	const char *f, *b, *r;
+
+	if(!j) {
+		h_fail(file, line, "%s: no chat message from %s in room %s within %d ms", c->id, from, room, timeout_ms);
+		return NULL;
+	}
+	h_topic_messages(want, room);
+	f = json_string_value(json_object_get(j, "from"));
+	b = json_string_value(json_object_get(j, "body"));
+	r = json_string_value(json_object_get(j, "room"));
+	if(strcmp(topic, want) || !f || strcmp(f, from) || !r || strcmp(r, room) || (body && (!b || strcmp(b, body)))) {
+		char *text = json_dumps(j, JSON_COMPACT);
+		h_fail(file, line, "%s: expected a message from %s in %s (body \"%s\"), got on %s: %s", c->id, from,
+				room, body ? body : "*", topic, text ? text : "?");
+		free(text);
+		json_decref(j);
+		return NULL;
+	}
 	return j;
 }
 

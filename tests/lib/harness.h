@@ -108,6 +108,14 @@ int h_admin(h_env *env, const char *stdin_data, char *out, size_t outlen, ...)
 /* user add NAME --iterations 1000, password on stdin. Returns 0 or -1. */
 int h_user_add(h_env *env, const char *name, const char *password);
 
+/* The password the helpers below give a user: "pw-<name>-s3cret". */
+const char *h_pw(const char *name);
+/* h_user_add with h_pw(name); exits the process if it fails (no test can go on). */
+void h_user(h_env *env, const char *name);
+/* h_connect as name with h_pw(name) and a fresh client id "<name>:<n>"; NULL on failure
+ * (printed with the CONNACK code). */
+h_client *h_login(h_env *env, const char *name, int protocol);
+
 /* room create: members are NULL-terminated user names (2: a direct room, more: a group).
  * Writes the new room id into id (at least 65 bytes). Returns 0 or -1. */
 int h_room_create(h_env *env, char *id, ...) __attribute__((sentinel));
@@ -172,6 +180,14 @@ h_msg *h_wait_message(h_client *c, int timeout_ms);
 /* Waits for the next message and parses its payload as a JSON object (NULL if none came
  * or it is not JSON; the topic goes to topic_out if not NULL, at least 256 bytes). */
 json_t *h_wait_json(h_client *c, int timeout_ms, char *topic_out);
+/* Waits for a stamped chat message on chat/rooms/<room>/messages with "from" == from and
+ * "body" == body (body NULL: any). Records a failure at file:line and returns NULL if it
+ * does not come within timeout_ms, or if the next message is another one; else returns
+ * the parsed message (the caller json_decref()s it). */
+json_t *h_expect_chat_at(const char *file, int line, h_client *c, const char *room, const char *from,
+		const char *body, int timeout_ms);
+#define H_EXPECT_CHAT(c, room, from, body) h_expect_chat_at(__FILE__, __LINE__, (c), (room), (from), (body), 5000)
+
 /* Returns NULL if no message arrives within window_ms, else the message (a failure the
  * caller reports). */
 h_msg *h_expect_no_message(h_client *c, int window_ms);

@@ -1,0 +1,110 @@
+/*
+ * CONNECT (issue 2): wrong password, unknown user, anonymous client, a username with '/'
+ * or '+' (or otherwise outside [A-Za-z0-9._-]{1,64}), a disabled user and a client id
+ * belonging to another user are all refused at CONNECT; the right ones are accepted.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static void refused(h_env *env, const char *what, const char *user, const char *pw, const char *cid)
+{
+	const int protos[2] = { H_PROTO_V311, H_PROTO_V5 };
+
+	for(int i = 0; i < 2; i++) {
+		int reason = 0;
+		h_client *c = h_connect(env, user, pw, cid, protos[i], &reason);
+		if(c) {
+			h_fail(__FILE__, __LINE__, "%s (MQTT %s) was accepted at CONNECT", what, i ? "5" : "3.1.1");
+			h_client_close(c);
+		} else if(reason == 0) {
+			h_fail(__FILE__, __LINE__, "%s (MQTT %s): refused without a reason", what, i ? "5" : "3.1.1");
+		}
+	}
+}
+
+static void accepted(h_env *env, const char *what, const char *user, const char *pw, const char *cid)
+{
+	int reason = -1;
+	h_client *c = h_connect(env, user, pw, cid, H_PROTO_V5, &reason);
+
+	if(!c) h_fail(__FILE__, __LINE__, "%s was refused: CONNACK %d", what, reason);
+	h_client_close(c);
+}
+
+static void good_logins(h_env *env)
+{
+	accepted(env, "alice, client id alice", "alice", h_pw("alice"), "alice");
+	accepted(env, "alice, client id alice:phone", "alice", h_pw("alice"), "alice:phone");
+	/* A reconnect (the verified-credential cache) is accepted too. */
+	accepted(env, "alice again", "alice", h_pw("alice"), "alice:phone");
+}
+
+static void bad_credentials(h_env *env)
+{
+	refused(env, "a wrong password", "bob", "not-bobs-password", "bob");
+	refused(env, "an empty password", "bob", "", "bob");
+	refused(env, "no password", "bob", NULL, "bob");
+	refused(env, "an unknown user", "mallory", "whatever-123", "mallory");
+	refused(env, "an anonymous client", NULL, NULL, "anon-1");
+}
+
+static void bad_usernames(h_env *env)
+{
+	char longname[80];
+
+	memset(longname, 'a', 65);
+	longname[65] = '\0';
+	refused(env, "username with /", "ali/ce", h_pw("alice"), "ali/ce");
+	refused(env, "username with +", "ali+ce", h_pw("alice"), "x");
+	refused(env, "username with #", "ali#ce", h_pw("alice"), "y");
+	refused(env, "username with a leading $", "$alice", h_pw("alice"), "z");
+	refused(env, "username with a space", "al ice", h_pw("alice"), "w");
+	refused(env, "a 65-character username", longname, h_pw("alice"), "v");
+	refused(env, "the service user with a user's password", H_SERVICE_USER, h_pw("alice"), H_SERVICE_USER);
+}
+
+static void foreign_client_id(h_env *env)
+{
+	/* Taking over another user's session by its client id is refused. */
+	refused(env, "alice with client id bob", "alice", h_pw("alice"), "bob");
+	refused(env, "alice with client id bob:phone", "alice", h_pw("alice"), "bob:phone");
+	refused(env, "alice with client id alicex", "alice", h_pw("alice"), "alicex");
+	refused(env, "alice with the bridge's-looking id", "alice", h_pw("alice"), "mqchat-bridge");
+}
+
+static void disabled_user(h_env *env)
+{
+	/* Disabled after the broker started: refused within the reload interval. */
+	accepted(env, "erin before being disabled", "erin", h_pw("erin"), "erin");
+	H_REQUIRE_INT(h_admin(env, NULL, NULL, 0, "--db", env->db, "user", "disable", "erin", (char *)NULL), ==, 0);
+	int64_t until = h_now_ms() + 5000;
+	bool refused_now = false;
+	while(h_now_ms() < until && !refused_now) {
+		int reason;
+		h_client *c = h_connect(env, "erin", h_pw("erin"), "erin", H_PROTO_V5, &reason);
+		refused_now = c == NULL;
+		h_client_close(c);
+		if(!refused_now) h_sleep_ms(200);
+	}
+	if(!refused_now) h_fail(__FILE__, __LINE__, "erin, disabled with mqchat-admin, could still connect after 5 s");
+	refused(env, "a disabled user", "erin", h_pw("erin"), "erin");
+}
+
+int main(void)
+{
+	h_env *env = h_env_new("connect");
+
+	h_user(env, "alice");
+	h_user(env, "bob");
+	h_user(env, "erin");
+	h_env_start(env);
+
+	H_RUN(env, good_logins);
+	H_RUN(env, bad_credentials);
+	H_RUN(env, bad_usernames);
+	H_RUN(env, foreign_client_id);
+	H_RUN(env, disabled_user);
+	return h_env_finish(env);
+}
