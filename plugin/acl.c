@@ -93,6 +93,12 @@ static int check_send(struct mqchat *st, struct mosquitto_evt_acl_check *ed, con
 		return MOSQ_ERR_ACL_DENIED;
 	}
 
+	if(!limits__rate_allow(st, user, mqc_now_ms())){
+		plugin__log_client(st, "refused publish to %s from %s (%s): over %u messages/s (burst %u)",
+				ed->topic, user, cid, st->opt.send_rate, st->opt.send_burst);
+		return MOSQ_ERR_ACL_DENIED;
+	}
+
 	json_t *msg = NULL;
 	mqc_msg_err err = mqc_msg_parse(ed->payload, ed->payloadlen, &st->opt.limits, &msg, reason, sizeof(reason));
 	if(err != MQC_MSG_OK){

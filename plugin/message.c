@@ -75,7 +75,18 @@ int message__handle(int event, void *event_data, void *userdata)
 	memset(&st->pending, 0, sizeof(st->pending));
 
 	int64_t now = mqc_now_ms();
+	const char *cmid = json_string_value(json_object_get(msg, "client_msg_id"));
+	if(cmid){
+		uint64_t first = limits__dedupe_seen(&st->dedupe, user, room, roomlen, cmid, now);
+		if(first){
+			mosquitto_log_printf(MOSQ_LOG_DEBUG, "mqchat: %s resent client_msg_id '%s' to %s: already delivered as %llu",
+					user, cmid, ed->topic, (unsigned long long)first);
+			json_decref(msg);
+			return MOSQ_ERR_SUCCESS;
+		}
+	}
 	uint64_t id = next_id(st, now);
+	if(cmid) limits__dedupe_add(&st->dedupe, user, room, roomlen, cmid, id, now);
 
 	/* The room id is copied out of the topic: it is a valid name (acl.c checked). */
 	char room_id[MQC_NAME_MAX + 1];

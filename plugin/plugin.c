@@ -70,6 +70,10 @@ static int parse_options(struct options *o, struct mosquitto_opt *opts, int n)
 	o->auth_hash_budget_ms = 250;
 	o->clientid_prefix = true;
 	o->replay_max_bytes = 64u * 1024 * 1024;
+	o->send_rate = 50;
+	o->send_burst = 200;
+	o->dedupe_window_s = 300;
+	o->dedupe_max = 100000;
 	if(set_str(&o->prefix, "chat")) return -1;
 
 	for(int i = 0; i < n; i++){
@@ -90,6 +94,14 @@ static int parse_options(struct options *o, struct mosquitto_opt *opts, int n)
 			if(!(rc = parse_uint(k, val, 1, 1000, &v))) o->auth_hash_budget_ms = (unsigned)v;
 		}else if(!strcmp(k, "replay_max_bytes")){
 			if(!(rc = parse_uint(k, val, 0, 1ULL << 40, &v))) o->replay_max_bytes = (size_t)v;
+		}else if(!strcmp(k, "send_rate")){
+			if(!(rc = parse_uint(k, val, 0, 1000000, &v))) o->send_rate = (unsigned)v;
+		}else if(!strcmp(k, "send_burst")){
+			if(!(rc = parse_uint(k, val, 1, 1000000, &v))) o->send_burst = (unsigned)v;
+		}else if(!strcmp(k, "dedupe_window_s")){
+			if(!(rc = parse_uint(k, val, 1, 86400, &v))) o->dedupe_window_s = (unsigned)v;
+		}else if(!strcmp(k, "dedupe_max")){
+			if(!(rc = parse_uint(k, val, 0, 100000000, &v))) o->dedupe_max = (size_t)v;
 		}else if(!strcmp(k, "clientid_policy")){
 			if(!strcmp(val, "prefix")) o->clientid_prefix = true;
 			else if(!strcmp(val, "any")) o->clientid_prefix = false;
@@ -160,6 +172,8 @@ static void state_free(struct mqchat *st)
 	free(st->ctl_log.items);
 	json_decref(st->pending.msg);
 	replay__free(&st->replay);
+	limits__dedupe_free(&st->dedupe);
+	limits__rate_free(st);
 	auth__free(st);
 	free(st->rooms_prefix);
 	free(st->users_prefix);
@@ -189,6 +203,8 @@ MQCHAT_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void 
 	st->rooms_prefix_len = strlen(st->rooms_prefix);
 	st->users_prefix_len = strlen(st->users_prefix);
 	st->replay.max_bytes = st->opt.replay_max_bytes;
+	st->dedupe.max = st->opt.dedupe_max;
+	st->dedupe.window_s = st->opt.dedupe_window_s;
 	if(RAND_bytes(st->auth_key, sizeof(st->auth_key)) != 1){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: no randomness for the credential cache key");
 		goto fail;

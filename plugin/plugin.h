@@ -98,6 +98,28 @@ void replay__ack(struct replay *r, uint64_t upto);
 size_t replay__send(struct replay *r, const char *clientid, uint64_t after);
 void replay__free(struct replay *r);
 
+/* ------------------------------------------------------------------ limits.c */
+
+struct dedupe_entry;
+struct dedupe {
+	struct strmap map;          /* key -> struct dedupe_entry */
+	struct dedupe_entry **ring; /* the same entries, oldest first */
+	size_t cap, head, count;
+	size_t max;                 /* dedupe_max; 0 switches deduplication off */
+	unsigned window_s;
+};
+
+struct mqchat;
+/* The id an earlier copy of this (sender, room, client_msg_id) was stamped with, or 0. */
+uint64_t limits__dedupe_seen(struct dedupe *d, const char *user, const char *room, size_t roomlen,
+		const char *cmid, int64_t now);
+void limits__dedupe_add(struct dedupe *d, const char *user, const char *room, size_t roomlen,
+		const char *cmid, uint64_t id, int64_t now);
+void limits__dedupe_free(struct dedupe *d);
+/* Takes a token from user's bucket; false when the user is over send_rate. */
+bool limits__rate_allow(struct mqchat *st, const char *user, int64_t now);
+void limits__rate_free(struct mqchat *st);
+
 /* ------------------------------------------------------------------ the plugin */
 
 struct options {
@@ -111,6 +133,10 @@ struct options {
 	unsigned auth_hash_budget_ms;
 	bool clientid_prefix;      /* clientid_policy prefix (default) or any */
 	size_t replay_max_bytes;
+	unsigned send_rate;        /* messages per second per sender; 0: no limit */
+	unsigned send_burst;
+	unsigned dedupe_window_s;
+	size_t dedupe_max;
 };
 
 /* The message validated by the ACL WRITE check, waiting for its MOSQ_EVT_MESSAGE. The
@@ -150,6 +176,8 @@ struct mqchat {
 
 	struct pending_msg pending;
 	struct replay replay;
+	struct dedupe dedupe;
+	struct strmap rates;          /* name -> struct rate_bucket */
 	struct strmap auth;           /* name -> struct auth_entry */
 	unsigned char auth_key[32];   /* HMAC key of the verified-credential cache */
 	int64_t budget_window_ms;

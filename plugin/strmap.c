@@ -76,6 +76,27 @@ void *strmap__put(struct strmap *m, const char *key, size_t len, void *val, int 
 	return old;
 }
 
+void *strmap__del(struct strmap *m, const char *key, size_t len)
+{
+	if(m->len == 0) return NULL;
+	struct strmap_slot *s = find_slot(m->slots, m->cap, strmap__hash(key, len), key, len);
+	if(!s->hash) return NULL;
+	void *val = s->val;
+	size_t mask = m->cap - 1, hole = (size_t)(s - m->slots);
+	/* Backward-shift: move later entries of the run into the hole when their home slot
+	 * is at or before it (cyclically), so every entry stays reachable from its home. */
+	for(size_t i = (hole + 1) & mask; m->slots[i].hash; i = (i + 1) & mask){
+		size_t home = (size_t)m->slots[i].hash & mask;
+		if(((i - home) & mask) >= ((i - hole) & mask)){
+			m->slots[hole] = m->slots[i];
+			hole = i;
+		}
+	}
+	memset(&m->slots[hole], 0, sizeof(m->slots[hole]));
+	m->len--;
+	return val;
+}
+
 int strmap__reserve(struct strmap *m, size_t n)
 {
 	return grow(m, n);

@@ -5,8 +5,8 @@
  *
  * Ownership: the table stores the key pointer it was given and never frees keys or values;
  * the key must live as long as its entry (callers point it into the value they insert).
- * No deletion: entries are only added or the whole table freed (snapshots are rebuilt,
- * not edited down). Not thread-safe: each table has one owner thread.
+ * Deletion shifts the following run back (no tombstones), so tables that churn (the
+ * dedupe window) stay as fast as fresh ones. Not thread-safe: each table has one owner.
  */
 #ifndef MQCHAT_STRMAP_H
 #define MQCHAT_STRMAP_H
@@ -34,6 +34,9 @@ void *strmap__get(const struct strmap *m, const char *key, size_t len);
 
 /* Inserts or replaces; returns the previous value (NULL if none), or sets *err on ENOMEM. */
 void *strmap__put(struct strmap *m, const char *key, size_t len, void *val, int *err);
+
+/* Removes key; returns its value, or NULL if it was not there. */
+void *strmap__del(struct strmap *m, const char *key, size_t len);
 
 /* Makes room for n entries up front (building a snapshot knows its size). 0 or -1. */
 int strmap__reserve(struct strmap *m, size_t n);

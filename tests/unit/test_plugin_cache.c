@@ -44,6 +44,16 @@ static void test_strmap_many(void)
 	CHECK(strmap__get(&m, "k5000", 5) == NULL);
 	/* Lookup by a prefix of a longer string (how rooms are found inside topics). */
 	CHECK(strmap__get(&m, "k12/messages", 3) == keys[12]);
+	/* Delete every other key; the rest stay reachable (backward-shift deletion). */
+	for(int i = 0; i < 5000; i += 2) CHECK(strmap__del(&m, keys[i], strlen(keys[i])) == keys[i]);
+	CHECK(strmap__del(&m, "k0", 2) == NULL);
+	CHECK(m.len == 2500);
+	for(int i = 0; i < 5000; i++){
+		void *want = (i % 2) ? keys[i] : NULL;
+		CHECK(strmap__get(&m, keys[i], strlen(keys[i])) == want);
+	}
+	for(int i = 0; i < 5000; i += 2) strmap__put(&m, keys[i], strlen(keys[i]), keys[i], &err);
+	for(int i = 0; i < 5000; i++) CHECK(strmap__get(&m, keys[i], strlen(keys[i])) == keys[i]);
 	strmap__free(&m);
 }
 
