@@ -168,7 +168,8 @@ void h_client_close(h_client *c);
 int h_subscribe(h_client *c, const char *filter, int qos);
 
 /* Publishes. QoS 0: returns 0 once handed to the library. QoS 1: waits for the PUBACK and
- * returns its reason code (always 0 in v3), -2 if the connection was closed instead,
+ * returns 0 if accepted (any v5 success code < 0x80, e.g. 0x10; always in v3), else the
+ * v5 failure reason code (>= 0x80), -2 if the connection was closed instead,
  * -1 on timeout / error. props (v5 only, may be NULL) stay owned by the caller. */
 int h_publish(h_client *c, const char *topic, const void *payload, int len, int qos, bool retain,
 		const mosquitto_property *props);
