@@ -1,0 +1,744 @@
+/*
+ * mqchat-admin: creates and migrates the database, manages users and rooms.
+ *
+ * It is the only writer besides the bridge. Every change is one transaction; the schema's
+ * triggers bump meta.acl_version, so a running broker's plugin picks the change up within
+ * one reload poll (docs/architecture.md "Membership"). Passwords are read from standard
+ * input, never from the command line (argv is visible to every local user in ps).
+ *
+ * Exit status: 0 on success, 1 on any error (the message on stderr says what and why).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "mqchat_store.h"
+
+#define BUSY_MS 5000
+
+static const char usage_text[] =
+"usage: mqchat-admin [--db PATH] COMMAND [ARGS]\n"
+"\n"
+"The database is --db PATH, or the environment variable MQCHAT_DB.\n"
+"\n"
+"Commands:\n"
+"  init                         create the database, or migrate it to this build's\n"
+"                               schema version; prints the version\n"
+"  user add NAME [--display-name X] [--iterations N]\n"
+"                               add a user; the password is read from standard input\n"
+"                               (one line, trailing newline stripped, must not be empty;\n"
+"                               on a terminal it is asked for twice, without echo)\n"
+"  user passwd NAME [--iterations N]\n"
+"                               set a user's password (read as for user add)\n"
+"  user disable NAME            refuse the user's logins (takes effect on the broker\n"
+"  user enable NAME             within one reload poll; existing sessions: see docs)\n"
+"  user list                    id, state, display name, one user a line\n"
+"  room create [--name X] USER USER [USER...]\n"
+"                               two distinct users make their direct room (if the pair\n"
+"                               already has one, that one is printed); more make a group\n"
+"                               room created by the first user; prints the room id\n"
+"  room list                    id, kind, state, created_by, participants, name\n"
+"  room add ROOM USER           add a participant to a group room\n"
+"  room remove ROOM USER        remove a participant from a group room\n"
+"  room disable ROOM            nobody can send to the room; history stays readable\n"
+"  room enable ROOM             reopen a disabled room\n"
+"\n"
+"Names (users and rooms) are 1-64 characters of [A-Za-z0-9._-].\n"
+"Password hashing: PBKDF2-HMAC-SHA512 with --iterations N, else the environment\n"
+"variable MQCHAT_PW_ITERATIONS, else 210000 (allowed: 1000 to 10000000).\n";
+
+struct opts {
+	const char *db_path;
+	const char *display_name;
+	const char *room_name;
+	const char *iterations;
+	bool has_display_name, has_room_name, has_iterations;
+	int argc;          /* positional arguments, command words included */
+	char **argv;
+};
+
+static int fail_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int fail_msg(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("mqchat-admin: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+static bool check_name(const char *what, const char *s)
+{
+	if(mqc_name_valid(s, strlen(s))) return true;
+	fail_msg("invalid %s name '%s': expected 1-%d characters of [A-Za-z0-9._-]", what, s, MQC_NAME_MAX);
+	return false;
+}
+
+/* ---------------------------------------------------------------- database helpers */
+
+static int db_open(const struct opts *o, mqc_open_mode mode, sqlite3 **db)
+{
+	char reason[512];
+
+	if(mqc_db_open(o->db_path, mode, BUSY_MS, db, reason, sizeof(reason))){
+		return fail_msg("%s", reason);
+	}
+	return 0;
+}
+
+static int db_fail(sqlite3 *db, const char *what)
+{
+	return fail_msg("%s failed: %s", what, sqlite3_errmsg(db));
+}
+
+static int tx_begin(sqlite3 *db)
+{
+	if(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return db_fail(db, "BEGIN");
+	return 0;
+}
+
+static int tx_commit(sqlite3 *db)
+{
+	if(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) return db_fail(db, "COMMIT");
+	return 0;
+}
+
+static void tx_rollback(sqlite3 *db)
+{
+	if(!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Prepares sql and binds the NULL-terminated text arguments (a NULL pointer binds NULL:
+ * the list ends at the count given). */
+static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **stmt, int n, const char *const *args)
+{
+	int i;
+
+	if(sqlite3_prepare_v2(db, sql, -1, stmt, NULL) != SQLITE_OK) return db_fail(db, sql);
+	for(i = 0; i < n; i++){
+		int rc = args[i] ? sqlite3_bind_text(*stmt, i + 1, args[i], -1, SQLITE_STATIC)
+			: sqlite3_bind_null(*stmt, i + 1);
+		if(rc != SQLITE_OK){
+			sqlite3_finalize(*stmt);
+			*stmt = NULL;
+			return db_fail(db, sql);
+		}
+	}
+	return 0;
+}
+
+/* Runs a statement that returns no rows; *changes gets sqlite3_changes (may be NULL). */
+static int run(sqlite3 *db, const char *sql, int n, const char *const *args, int *changes)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc;
+
+	if(prep(db, sql, &stmt, n, args)) return 1;
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if(rc != SQLITE_DONE) return db_fail(db, sql);
+	if(changes) *changes = sqlite3_changes(db);
+	return 0;
+}
+
+/* 1 if the query returns a row (its first column copied into out if out), 0 if not, -1 on error. */
+static int query_one(sqlite3 *db, const char *sql, int n, const char *const *args, char *out, size_t outlen)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc;
+
+	if(prep(db, sql, &stmt, n, args)) return -1;
+	rc = sqlite3_step(stmt);
+	if(rc == SQLITE_ROW){
+		if(out){
+			const unsigned char *t = sqlite3_column_text(stmt, 0);
+			snprintf(out, outlen, "%s", t ? (const char *)t : "");
+		}
+		sqlite3_finalize(stmt);
+		return 1;
+	}
+	sqlite3_finalize(stmt);
+	if(rc != SQLITE_DONE){
+		db_fail(db, sql);
+		return -1;
+	}
+	return 0;
+}
+
+static int user_exists(sqlite3 *db, const char *name)
+{
+	const char *args[] = { name };
+	return query_one(db, "SELECT 1 FROM users WHERE id = ?", 1, args, NULL, 0);
+}
+
+/* ---------------------------------------------------------------- passwords */
+
+static int parse_iterations(const char *s, unsigned *out)
+{
+	unsigned long v = 0;
+	size_t i, len = strlen(s);
+
+	if(len == 0 || len > 8) return -1;
+	for(i = 0; i < len; i++){
+		if(s[i] < '0' || s[i] > '9') return -1;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	if(v < 1000 || v > 10000000) return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int iterations_from(const struct opts *o, unsigned *out)
+{
+	const char *env = getenv("MQCHAT_PW_ITERATIONS");
+
+	*out = MQC_PW_DEFAULT_ITERATIONS;
+	if(o->has_iterations){
+		if(parse_iterations(o->iterations, out)){
+			return fail_msg("--iterations '%s': expected a whole number from 1000 to 10000000", o->iterations);
+		}
+	}else if(env && env[0]){
+		if(parse_iterations(env, out)){
+			return fail_msg("MQCHAT_PW_ITERATIONS '%s': expected a whole number from 1000 to 10000000", env);
+		}
+	}
+	return 0;
+}
+
+/* Reads one line from stdin into a malloc'd string, without its trailing newline.
+ * On a terminal, echo is off while typing. NULL on end of input or error. */
+static char *read_line(const char *prompt, size_t *len)
+{
+	struct termios old, noecho;
+	bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	if(tty){
+		fputs(prompt, stderr);
+		fflush(stderr);
+		noecho = old;
+		noecho.c_lflag &= (tcflag_t)~ECHO;
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &noecho);
+	}
+	n = getline(&line, &cap, stdin);
+	if(tty){
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fputc('\n', stderr);
+	}
+	if(n < 0){
+		free(line);
+		return NULL;
+	}
+	if(n > 0 && line[n - 1] == '\n') line[--n] = '\0';
+	*len = (size_t)n;
+	return line;
+}
+
+static void free_secret(char *s, size_t len)
+{
+	if(s){
+		memset(s, 0, len);
+		free(s);
+	}
+}
+
+/* Reads the password (twice on a terminal) and hashes it into hash. */
+static int read_password_hash(const struct opts *o, const char *user, char hash[MQC_PW_HASH_MAX])
+{
+	char prompt[128];
+	char *pw = NULL, *again = NULL;
+	size_t len = 0, len2 = 0;
+	unsigned iterations;
+	int rc = 1;
+
+	if(iterations_from(o, &iterations)) return 1;
+	snprintf(prompt, sizeof(prompt), "Password for %s: ", user);
+	pw = read_line(prompt, &len);
+	if(pw == NULL){
+		fail_msg("no password on standard input for user %s (expected one line)", user);
+		goto done;
+	}
+	if(len == 0){
+		fail_msg("empty password refused for user %s", user);
+		goto done;
+	}
+	if(memchr(pw, '\0', len)){
+		fail_msg("password for user %s contains a NUL byte: refused", user);
+		goto done;
+	}
+	if(isatty(STDIN_FILENO)){
+		again = read_line("Again: ", &len2);
+		if(again == NULL || len2 != len || memcmp(pw, again, len)){
+			fail_msg("the two passwords for user %s differ: nothing changed", user);
+			goto done;
+		}
+	}
+	if(mqc_password_hash(pw, len, iterations, hash, MQC_PW_HASH_MAX)){
+		fail_msg("hashing the password for user %s failed (OpenSSL or randomness unavailable)", user);
+		goto done;
+	}
+	rc = 0;
+done:
+	free_secret(pw, len);
+	free_secret(again, len2);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- commands */
+
+static int cmd_init(const struct opts *o)
+{
+	sqlite3 *db = NULL;
+	char reason[512];
+	int applied = 0;
+
+	if(o->argc != 1) return fail_msg("init takes no arguments");
+	if(db_open(o, MQC_OPEN_MIGRATE, &db)) return 1;
+	if(mqc_db_migrate(db, &applied, reason, sizeof(reason))){
+		sqlite3_close(db);
+		return fail_msg("database %s: %s", o->db_path, reason);
+	}
+	sqlite3_close(db);
+	printf("database %s is at schema version %d (%d migration%s applied)\n",
+			o->db_path, mqc_schema_version(), applied, applied == 1 ? "" : "s");
+	return 0;
+}
+
+static int cmd_user_add(const struct opts *o)
+{
+	const char *name;
+	char hash[MQC_PW_HASH_MAX], now[24];
+	sqlite3 *db = NULL;
+	int rc = 1, exists;
+
+	if(o->argc != 3) return fail_msg("usage: user add NAME [--display-name X] [--iterations N]");
+	name = o->argv[2];
+	if(!check_name("user", name)) return 1;
+	if(o->has_display_name && o->display_name[0] == '\0') return fail_msg("--display-name must not be empty");
+	if(db_open(o, MQC_OPEN_READWRITE, &db)) return 1;
+	exists = user_exists(db, name);
+	if(exists < 0) goto done;
+	if(exists){
+		fail_msg("user %s already exists (use user passwd to change the password)", name);
+		goto done;
+	}
+	if(read_password_hash(o, name, hash)) goto done;
+	snprintf(now, sizeof(now), "%lld", (long long)mqc_now_ms());
+	{
+		const char *args[] = { name, o->has_display_name ? o->display_name : NULL, hash, now };
+		if(tx_begin(db)) goto done;
+		/* the row may have appeared since the check: the primary key decides */
+		if(user_exists(db, name) == 1){
+			fail_msg("user %s already exists", name);
+			goto done;
+		}
+		if(run(db, "INSERT INTO users(id, display_name, password_hash, created_at) VALUES (?, ?, ?, CAST(? AS INTEGER))",
+					4, args, NULL)) goto done;
+		if(tx_commit(db)) goto done;
+	}
+	printf("user %s added\n", name);
+	rc = 0;
+done:
+	if(db) tx_rollback(db);
+	sqlite3_close(db);
+	return rc;
+}
+
+static int cmd_user_passwd(const struct opts *o)
+{
+	const char *name;
+	char hash[MQC_PW_HASH_MAX];
+	sqlite3 *db = NULL;
+	int rc = 1, exists, changes = 0;
+
+	if(o->argc != 3) return fail_msg("usage: user passwd NAME [--iterations N]");
+	name = o->argv[2];
+	if(!check_name("user", name)) return 1;
+	if(db_open(o, MQC_OPEN_READWRITE, &db)) return 1;
+	exists = user_exists(db, name);
+	if(exists < 0) goto done;
+	if(!exists){
+		fail_msg("no such user: %s", name);
+		goto done;
+	}
+	if(read_password_hash(o, name, hash)) goto done;
+	{
+		const char *args[] = { hash, name };
+		if(tx_begin(db)) goto done;
+		if(run(db, "UPDATE users SET password_hash = ? WHERE id = ?", 2, args, &changes)) goto done;
+		if(changes == 0){
+			fail_msg("no such user: %s", name);
+			goto done;
+		}
+		if(tx_commit(db)) goto done;
+	}
+	printf("password of user %s changed\n", name);
+	rc = 0;
+done:
+	if(db) tx_rollback(db);
+	sqlite3_close(db);
+	return rc;
+}
+
+static int cmd_user_set_disabled(const struct opts *o, bool disabled)
+{
+	const char *name;
+	sqlite3 *db = NULL;
+	int rc = 1, changes = 0;
+
+	if(o->argc != 3) return fail_msg("usage: user %s NAME", disabled ? "disable" : "enable");
+	name = o->argv[2];
+	if(!check_name("user", name)) return 1;
+	if(db_open(o, MQC_OPEN_READWRITE, &db)) return 1;
+	{
+		const char *args[] = { disabled ? "1" : "0", name };
+		if(tx_begin(db)) goto done;
+		if(user_exists(db, name) != 1){
+			fail_msg("no such user: %s", name);
+			goto done;
+		}
+		if(run(db, "UPDATE users SET disabled = CAST(? AS INTEGER) WHERE id = ?", 2, args, &changes)) goto done;
+		if(tx_commit(db)) goto done;
+	}
+	printf("user %s %s\n", name, disabled ? "disabled" : "enabled");
+	rc = 0;
+done:
+	if(db) tx_rollback(db);
+	sqlite3_close(db);
+	return rc;
+}
+
+static int cmd_user_list(const struct opts *o)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *stmt = NULL;
+	int rc;
+
+	if(o->argc != 2) return fail_msg("user list takes no arguments");
+	if(db_open(o, MQC_OPEN_READONLY, &db)) return 1;
+	if(prep(db, "SELECT id, disabled, display_name FROM users ORDER BY id", &stmt, 0, NULL)){
+		sqlite3_close(db);
+		return 1;
+	}
+	while((rc = sqlite3_step(stmt)) == SQLITE_ROW){
+		const unsigned char *dn = sqlite3_column_text(stmt, 2);
+		printf("%s\t%s\t%s\n", (const char *)sqlite3_column_text(stmt, 0),
+				sqlite3_column_int(stmt, 1) ? "disabled" : "enabled", dn ? (const char *)dn : "");
+	}
+	if(rc != SQLITE_DONE) db_fail(db, "listing users");
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	return rc == SQLITE_DONE ? 0 : 1;
+}
+
+static int cmd_room_create(const struct opts *o)
+{
+	char **users = o->argv + 2;
+	int nusers = o->argc - 2, ndistinct = 0, i, j, found;
+	const char *distinct[2] = { NULL, NULL };
+	char key[2 * MQC_NAME_MAX + 2], room[23], existing[64], now[24];
+	sqlite3 *db = NULL;
+	bool direct;
+	int rc = 1;
+
+	if(nusers < 2) return fail_msg("usage: room create [--name X] USER USER [USER...]");
+	if(o->has_room_name && o->room_name[0] == '\0') return fail_msg("--name must not be empty");
+	for(i = 0; i < nusers; i++){
+		bool dup = false;
+		if(!check_name("user", users[i])) return 1;
+		for(j = 0; j < i; j++){
+			if(!strcmp(users[i], users[j])) dup = true;
+		}
+		if(!dup){
+			if(ndistinct < 2) distinct[ndistinct] = users[i];
+			ndistinct++;
+		}
+	}
+	if(ndistinct < 2) return fail_msg("a room needs at least two distinct users");
+	direct = ndistinct == 2;
+	if(direct && mqc_direct_key(distinct[0], distinct[1], key, sizeof(key))){
+		return fail_msg("cannot make the direct key of %s and %s", distinct[0], distinct[1]);
+	}
+
+	if(db_open(o, MQC_OPEN_READWRITE, &db)) return 1;
+	if(tx_begin(db)) goto done;
+	for(i = 0; i < nusers; i++){
+		int e = user_exists(db, users[i]);
+		if(e < 0) goto done;
+		if(!e){
+			fail_msg("no such user: %s (nothing created)", users[i]);
+			goto done;
+		}
+	}
+	if(direct){
+		const char *args[] = { key };
+		found = query_one(db, "SELECT id FROM rooms WHERE direct_key = ?", 1, args, existing, sizeof(existing));
+		if(found < 0) goto done;
+		if(found){
+			tx_rollback(db);
+			fprintf(stderr, "mqchat-admin: %s and %s already have a direct room: %s\n",
+					distinct[0], distinct[1], existing);
+			printf("%s\n", existing);
+			rc = 0;
+			goto done;
+		}
+	}
+	if(mqc_room_id_new(room)){
+		fail_msg("no randomness available to make a room id");
+		goto done;
+	}
+	snprintf(now, sizeof(now), "%lld", (long long)mqc_now_ms());
+	{
+		const char *args[] = { room, direct ? "direct" : "group", o->has_room_name ? o->room_name : NULL,
+			users[0], now, direct ? key : NULL };
+		if(run(db, "INSERT INTO rooms(id, kind, name, created_by, created_at, direct_key) "
+					"VALUES (?, ?, ?, ?, CAST(? AS INTEGER), ?)", 6, args, NULL)) goto done;
+	}
+	for(i = 0; i < nusers; i++){
+		const char *args[] = { room, users[i], now };
+		bool dup = false;
+		for(j = 0; j < i; j++){
+			if(!strcmp(users[i], users[j])) dup = true;
+		}
+		if(dup) continue;
+		if(run(db, "INSERT INTO room_participants(room_id, user_id, joined_at) VALUES (?, ?, CAST(? AS INTEGER))",
+					3, args, NULL)) goto done;
+	}
+	if(tx_commit(db)) goto done;
+	printf("%s\n", room);
+	rc = 0;
+done:
+	if(db) tx_rollback(db);
+	sqlite3_close(db);
+	return rc;
+}
+
+static int cmd_room_list(const struct opts *o)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *stmt = NULL;
+	int rc;
+
+	if(o->argc != 2) return fail_msg("room list takes no arguments");
+	if(db_open(o, MQC_OPEN_READONLY, &db)) return 1;
+	if(prep(db, "SELECT r.id, r.kind, r.enabled, r.created_by,"
+				" (SELECT group_concat(user_id, ',') FROM"
+				"   (SELECT user_id FROM room_participants p WHERE p.room_id = r.id ORDER BY user_id)),"
+				" r.name FROM rooms r ORDER BY r.created_at, r.id", &stmt, 0, NULL)){
+		sqlite3_close(db);
+		return 1;
+	}
+	while((rc = sqlite3_step(stmt)) == SQLITE_ROW){
+		const unsigned char *members = sqlite3_column_text(stmt, 4);
+		const unsigned char *name = sqlite3_column_text(stmt, 5);
+		printf("%s\t%s\t%s\t%s\t%s\t%s\n", (const char *)sqlite3_column_text(stmt, 0),
+				(const char *)sqlite3_column_text(stmt, 1),
+				sqlite3_column_int(stmt, 2) ? "enabled" : "disabled",
+				(const char *)sqlite3_column_text(stmt, 3),
+				members ? (const char *)members : "", name ? (const char *)name : "");
+	}
+	if(rc != SQLITE_DONE) db_fail(db, "listing rooms");
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	return rc == SQLITE_DONE ? 0 : 1;
+}
+
+/* Looks the room up inside the open transaction; its kind into kind. */
+static int room_lookup(sqlite3 *db, const char *room, char *kind, size_t kindlen)
+{
+	const char *args[] = { room };
+	int found = query_one(db, "SELECT kind FROM rooms WHERE id = ?", 1, args, kind, kindlen);
+
+	if(found < 0) return 1;
+	if(!found) return fail_msg("no such room: %s", room);
+	return 0;
+}
+
+static int cmd_room_member(const struct opts *o, bool add)
+{
+	const char *room, *user;
+	char kind[16], now[24];
+	sqlite3 *db = NULL;
+	int rc = 1, e, changes = 0;
+
+	if(o->argc != 4) return fail_msg("usage: room %s ROOM USER", add ? "add" : "remove");
+	room = o->argv[2];
+	user = o->argv[3];
+	if(!check_name("room", room) || !check_name("user", user)) return 1;
+	if(db_open(o, MQC_OPEN_READWRITE, &db)) return 1;
+	if(tx_begin(db)) goto done;
+	if(room_lookup(db, room, kind, sizeof(kind))) goto done;
+	if(strcmp(kind, "group")){
+		fail_msg("room %s is a direct room: its participants never change", room);
+		goto done;
+	}
+	e = user_exists(db, user);
+	if(e < 0) goto done;
+	if(!e){
+		fail_msg("no such user: %s", user);
+		goto done;
+	}
+	if(add){
+		const char *args[] = { room, user, now };
+		snprintf(now, sizeof(now), "%lld", (long long)mqc_now_ms());
+		if(run(db, "INSERT OR IGNORE INTO room_participants(room_id, user_id, joined_at) VALUES (?, ?, CAST(? AS INTEGER))",
+					3, args, &changes)) goto done;
+		if(changes == 0){
+			fail_msg("%s is already a participant of room %s", user, room);
+			goto done;
+		}
+	}else{
+		const char *args[] = { room, user };
+		if(run(db, "DELETE FROM room_participants WHERE room_id = ? AND user_id = ?", 2, args, &changes)) goto done;
+		if(changes == 0){
+			fail_msg("%s is not a participant of room %s", user, room);
+			goto done;
+		}
+	}
+	if(tx_commit(db)) goto done;
+	printf("%s %s room %s\n", user, add ? "added to" : "removed from", room);
+	rc = 0;
+done:
+	if(db) tx_rollback(db);
+	sqlite3_close(db);
+	return rc;
+}
+
+static int cmd_room_set_enabled(const struct opts *o, bool enabled)
+{
+	const char *room;
+	char kind[16];
+	sqlite3 *db = NULL;
+	int rc = 1;
+
+	if(o->argc != 3) return fail_msg("usage: room %s ROOM", enabled ? "enable" : "disable");
+	room = o->argv[2];
+	if(!check_name("room", room)) return 1;
+	if(db_open(o, MQC_OPEN_READWRITE, &db)) return 1;
+	if(tx_begin(db)) goto done;
+	if(room_lookup(db, room, kind, sizeof(kind))) goto done;
+	{
+		const char *args[] = { enabled ? "1" : "0", room };
+		if(run(db, "UPDATE rooms SET enabled = CAST(? AS INTEGER) WHERE id = ?", 2, args, NULL)) goto done;
+	}
+	if(tx_commit(db)) goto done;
+	printf("room %s %s\n", room, enabled ? "enabled" : "disabled");
+	rc = 0;
+done:
+	if(db) tx_rollback(db);
+	sqlite3_close(db);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- arguments */
+
+/* Splits argv into options (anywhere) and positional words. */
+static int parse_args(int argc, char **argv, struct opts *o, bool *help)
+{
+	int i;
+
+	o->argv = calloc((size_t)argc + 1, sizeof(char *));
+	if(o->argv == NULL) return fail_msg("out of memory");
+	for(i = 1; i < argc; i++){
+		const char *a = argv[i];
+		const char **val = NULL;
+		bool *flag = NULL;
+
+		if(!strcmp(a, "--help") || !strcmp(a, "-h")){
+			*help = true;
+			continue;
+		}
+		if(!strcmp(a, "--db")) val = &o->db_path;
+		else if(!strcmp(a, "--display-name")){ val = &o->display_name; flag = &o->has_display_name; }
+		else if(!strcmp(a, "--name")){ val = &o->room_name; flag = &o->has_room_name; }
+		else if(!strcmp(a, "--iterations")){ val = &o->iterations; flag = &o->has_iterations; }
+		else if(!strcmp(a, "--")){
+			for(i++; i < argc; i++) o->argv[o->argc++] = argv[i];
+			break;
+		}else if(a[0] == '-' && a[1] != '\0'){
+			return fail_msg("unknown option %s (see mqchat-admin --help)", a);
+		}else{
+			o->argv[o->argc++] = argv[i];
+			continue;
+		}
+		if(i + 1 >= argc) return fail_msg("option %s needs a value", a);
+		*val = argv[++i];
+		if(flag) *flag = true;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	bool help = false;
+	const char *cmd, *sub;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	if(parse_args(argc, argv, &o, &help)){
+		free(o.argv);
+		return 1;
+	}
+	if(help){
+		fputs(usage_text, stdout);
+		free(o.argv);
+		return 0;
+	}
+	if(o.argc == 0){
+		fputs(usage_text, stderr);
+		free(o.argv);
+		return 1;
+	}
+	if(o.db_path == NULL) o.db_path = getenv("MQCHAT_DB");
+	if(o.db_path == NULL || o.db_path[0] == '\0'){
+		free(o.argv);
+		return fail_msg("no database: give --db PATH or set MQCHAT_DB");
+	}
+
+	cmd = o.argv[0];
+	sub = o.argc > 1 ? o.argv[1] : "";
+	/* an option the command does not take is an error, not silently dropped */
+	{
+		bool is_user = !strcmp(cmd, "user"), is_room = !strcmp(cmd, "room");
+		const char *bad = NULL;
+		if(o.has_display_name && !(is_user && !strcmp(sub, "add"))) bad = "--display-name";
+		else if(o.has_iterations && !(is_user && (!strcmp(sub, "add") || !strcmp(sub, "passwd")))) bad = "--iterations";
+		else if(o.has_room_name && !(is_room && !strcmp(sub, "create"))) bad = "--name";
+		if(bad){
+			free(o.argv);
+			return fail_msg("option %s does not apply to '%s%s%s' (see mqchat-admin --help)",
+					bad, cmd, sub[0] ? " " : "", sub);
+		}
+	}
+	rc = -1;
+	if(!strcmp(cmd, "init")) rc = cmd_init(&o);
+	else if(!strcmp(cmd, "user")){
+		if(!strcmp(sub, "add")) rc = cmd_user_add(&o);
+		else if(!strcmp(sub, "passwd")) rc = cmd_user_passwd(&o);
+		else if(!strcmp(sub, "disable")) rc = cmd_user_set_disabled(&o, true);
+		else if(!strcmp(sub, "enable")) rc = cmd_user_set_disabled(&o, false);
+		else if(!strcmp(sub, "list")) rc = cmd_user_list(&o);
+	}else if(!strcmp(cmd, "room")){
+		if(!strcmp(sub, "create")) rc = cmd_room_create(&o);
+		else if(!strcmp(sub, "list")) rc = cmd_room_list(&o);
+		else if(!strcmp(sub, "add")) rc = cmd_room_member(&o, true);
+		else if(!strcmp(sub, "remove")) rc = cmd_room_member(&o, false);
+		else if(!strcmp(sub, "disable")) rc = cmd_room_set_enabled(&o, false);
+		else if(!strcmp(sub, "enable")) rc = cmd_room_set_enabled(&o, true);
+	}
+	if(rc == -1){
+		rc = fail_msg("unknown command '%s%s%s' (see mqchat-admin --help)", cmd, sub[0] ? " " : "", sub);
+	}
+	free(o.argv);
+	return rc;
+}
