@@ -427,9 +427,17 @@ static int write_conf(h_env *env)
 			"plugin %s\n"
 			"plugin_opt_db_path %s\n"
 			"plugin_opt_service_user %s\n"
-			"plugin_opt_service_password %s\n",
-			me, env->port, env->plugin, env->db, H_SERVICE_USER, env->service_password);
+			"plugin_opt_service_password %s\n"
+			"%s",
+			me, env->port, env->plugin, env->db, H_SERVICE_USER, env->service_password, env->extra_opts);
 	return write_file(env->conf, buf, 0600);
+}
+
+void h_env_plugin_opt(h_env *env, const char *key, const char *value)
+{
+	size_t used = strlen(env->extra_opts);
+
+	snprintf(env->extra_opts + used, sizeof(env->extra_opts) - used, "plugin_opt_%s %s\n", key, value);
 }
 
 h_env *h_env_new(const char *test_name)
@@ -464,7 +472,6 @@ h_env *h_env_new(const char *test_name)
 		goto fail;
 	}
 	if(write_file(env->bridge_pwfile, pw, 0600)) goto fail;
-	if(write_conf(env)) goto fail;
 	if(h_admin(env, NULL, NULL, 0, "--db", env->db, "init", (char *)NULL) != 0) {
 		fprintf(stderr, "harness: mqchat-admin init failed for %s\n", env->db);
 		goto fail;
@@ -632,6 +639,7 @@ int h_broker_start(h_env *env)
 	if(bin && *bin) argv[0] = (char *)bin;
 	else if(access(argv[0], X_OK) != 0) argv[0] = "/usr/bin/mosquitto";
 	if(env->broker_pid > 0) return 0;
+	if(write_conf(env)) return -1;
 	env->broker_pid = spawn(argv, env->broker_log, true);
 	if(env->broker_pid < 0) {
 		env->broker_pid = 0;

@@ -48,6 +48,7 @@ typedef struct h_env {
 	pid_t bridge_pid;
 	size_t bridge_log_mark;      /* size of bridge_log when the bridge was last started */
 	h_client *clients;           /* every client still open */
+	char extra_opts[2048];       /* more plugin_opt_* lines (h_env_plugin_opt) */
 } h_env;
 
 /* A received message. Free with h_msg_free. payload is NUL-terminated (len excludes it). */
@@ -93,6 +94,10 @@ void h_run_case(const char *name, void (*fn)(h_env *), h_env *env);
  * writes mosquitto.conf. Starts nothing. Exits the process (status 1) if the setup fails:
  * no test can run without it. */
 h_env *h_env_new(const char *test_name);
+
+/* Adds "plugin_opt_<key> <value>" to the broker's config from its next start on.
+ * E.g. send_rate 0 for tests that send faster than the default per-sender rate limit. */
+void h_env_plugin_opt(h_env *env, const char *key, const char *value);
 
 /* Stops the bridge and the broker (SIGTERM; a non-zero exit status counts as a failure,
  * so sanitizer reports fail the test), closes every client, removes the temp dir when
