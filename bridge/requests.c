@@ -1,0 +1,1485 @@
+/*
+ * requests.c: the request API served on <prefix>/users/{me}/req (docs/protocol.md).
+ *
+ * requests__handle() parses one request, checks its arguments against the op's table
+ * entry, runs the op and builds exactly one answer. Ops that change state run in one
+ * BEGIN IMMEDIATE transaction and, before committing, collect what the caller publishes
+ * after the commit: the room's full new state for the plugin ($CONTROL/mqchat/v1) and the
+ * user events. If anything fails, the transaction is rolled back and nothing is handed out.
+ *
+ * Rules every op follows:
+ *   - a room the caller is not a participant of does not exist for it (not_found, whether
+ *     the room exists or not);
+ *   - an op's arguments are exactly those in its table entry; anything else is invalid;
+ *   - every SQL statement is prepared in requests__new and finalized in requests__free;
+ *     each use resets it at once, so no read transaction outlives the request.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mqchat_store.h"
+#include "requests.h"
+
+/* ---------------------------------------------------------------- statements */
+
+/* Activity of a room, for ordering rooms.list: its newest message id, else the first
+ * message id of the millisecond it was created (same scale, see MQC_ID_SEQ_BITS). */
+#define ROOM_ACTIVITY "(CASE WHEN r.last_msg_id > 0 THEN r.last_msg_id ELSE (r.created_at - 1704067200000) * 4096 END)"
+
+/* The columns of a room object as seen by user ?1 (see room_from_row). Unread: the room's
+ * message count minus the seq of the newest message at or below my read marker. */
+#define ROOM_COLS \
+	"r.id, r.name, r.kind, r.created_by, r.enabled, r.created_at," \
+	" (SELECT json_group_array(p2.user_id) FROM room_participants p2 WHERE p2.room_id = r.id)," \
+	" m.id, m.sender, m.ts, m.type, m.body, m.attachment, m.client_msg_id," \
+	" max(0, r.msg_count - coalesce((SELECT s.seq FROM messages s WHERE s.room_id = r.id" \
+	"   AND s.id <= rm.last_read_id ORDER BY s.id DESC LIMIT 1), 0))"
+#define ROOM_JOINS \
+	" LEFT JOIN messages m ON m.id = r.last_msg_id" \
+	" LEFT JOIN read_markers rm ON rm.user_id = ?1 AND rm.room_id = r.id"
+#define MSG_COLS "id, sender, ts, type, body, attachment, client_msg_id"
+
+enum stmt_id {
+	S_BEGIN, S_COMMIT, S_ROLLBACK,
+	S_ACL_VERSION,
+	S_USER_GET,
+	S_ROOM_ACCESS,
+	S_ROOM_STATE,
+	S_MEMBERS,
+	S_MEMBER_COUNT,
+	S_IS_MEMBER,
+	S_ROOM_INSERT,
+	S_DIRECT_GET,
+	S_PART_INSERT,
+	S_PART_DELETE,
+	S_MARKER_JOIN,
+	S_ROOM_SET_ENABLED,
+	S_ROOM_SET_OWNER,
+	S_NEXT_OWNER,
+	S_ROOM_ONE,
+	S_ROOMS_PAGE,
+	S_CONTACTS_LIST,
+	S_CONTACT_ADD,
+	S_CONTACT_DEL,
+	S_HIST_DESC, S_HIST_ASC, S_HIST_FROM_DESC, S_HIST_FROM_ASC,
+	S_COUNT_FROM,
+	S_UNREAD,
+	S_MSG_IN_ROOM,
+	S_MARKER_SET,
+	S_MARKER_GET,
+	S_COUNT_
+};
+
+static const char *const stmt_sql[S_COUNT_] = {
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+	[S_ACL_VERSION] = "SELECT value FROM meta WHERE key = 'acl_version'",
+	[S_USER_GET] = "SELECT disabled FROM users WHERE id = ?1",
+	[S_ROOM_ACCESS] = "SELECT r.kind, r.created_by, r.enabled FROM rooms r"
+		" JOIN room_participants p ON p.room_id = r.id AND p.user_id = ?2 WHERE r.id = ?1",
+	[S_ROOM_STATE] = "SELECT version, enabled FROM rooms WHERE id = ?1",
+	[S_MEMBERS] = "SELECT user_id FROM room_participants WHERE room_id = ?1 ORDER BY user_id",
+	[S_MEMBER_COUNT] = "SELECT count(*) FROM room_participants WHERE room_id = ?1",
+	[S_IS_MEMBER] = "SELECT 1 FROM room_participants WHERE room_id = ?1 AND user_id = ?2",
+	[S_ROOM_INSERT] = "INSERT INTO rooms(id, kind, name, created_by, created_at, direct_key)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(direct_key) DO NOTHING",
+	[S_DIRECT_GET] = "SELECT id FROM rooms WHERE direct_key = ?1",
+	[S_PART_INSERT] = "INSERT INTO room_participants(room_id, user_id, joined_at) VALUES (?1, ?2, ?3)"
+		" ON CONFLICT DO NOTHING",
+	[S_PART_DELETE] = "DELETE FROM room_participants WHERE room_id = ?1 AND user_id = ?2",
+	/* A new member starts with everything before its arrival read. */
+	[S_MARKER_JOIN] = "INSERT INTO read_markers(user_id, room_id, last_read_id)"
+		" SELECT ?1, id, last_msg_id FROM rooms WHERE id = ?2 AND true"
+		" ON CONFLICT(user_id, room_id) DO UPDATE SET last_read_id = max(last_read_id, excluded.last_read_id)",
+	[S_ROOM_SET_ENABLED] = "UPDATE rooms SET enabled = ?2 WHERE id = ?1",
+	[S_ROOM_SET_OWNER] = "UPDATE rooms SET created_by = ?2 WHERE id = ?1",
+	[S_NEXT_OWNER] = "SELECT user_id FROM room_participants WHERE room_id = ?1 ORDER BY joined_at, user_id LIMIT 1",
+	[S_ROOM_ONE] = "SELECT " ROOM_COLS " FROM rooms r" ROOM_JOINS " WHERE r.id = ?2",
+	/* The page is chosen from my participations alone (room_participants_by_user, top-N
+	 * sort of my rooms' activity), then only its rows get participants, last message and
+	 * unread. Cursor: (?2 activity, ?3 room id), exclusive. */
+	[S_ROOMS_PAGE] = "WITH page(id, activity) AS MATERIALIZED ("
+		" SELECT r.id, " ROOM_ACTIVITY " FROM room_participants p JOIN rooms r ON r.id = p.room_id"
+		" WHERE p.user_id = ?1 AND (" ROOM_ACTIVITY " < ?2 OR (" ROOM_ACTIVITY " = ?2 AND r.id < ?3))"
+		" ORDER BY 2 DESC, 1 DESC LIMIT ?4)"
+		" SELECT " ROOM_COLS ", page.activity FROM page JOIN rooms r ON r.id = page.id" ROOM_JOINS
+		" ORDER BY page.activity DESC, page.id DESC",
+	[S_CONTACTS_LIST] = "WITH c(u) AS ("
+		" SELECT contact FROM contacts WHERE owner = ?1"
+		" UNION SELECT p2.user_id FROM room_participants p1"
+		" JOIN room_participants p2 ON p2.room_id = p1.room_id"
+		" WHERE p1.user_id = ?1 AND p2.user_id <> ?1)"
+		" SELECT c.u, u.display_name,"
+		" EXISTS (SELECT 1 FROM contacts k WHERE k.owner = ?1 AND k.contact = c.u),"
+		" (SELECT d.id FROM rooms d WHERE d.direct_key ="
+		"   CASE WHEN ?1 < c.u THEN ?1 || ':' || c.u ELSE c.u || ':' || ?1 END)"
+		" FROM c JOIN users u ON u.id = c.u ORDER BY c.u",
+	[S_CONTACT_ADD] = "INSERT INTO contacts(owner, contact, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+	[S_CONTACT_DEL] = "DELETE FROM contacts WHERE owner = ?1 AND contact = ?2",
+	[S_HIST_DESC] = "SELECT " MSG_COLS " FROM messages WHERE room_id = ?1 AND id > ?2 AND id < ?3"
+		" ORDER BY id DESC LIMIT ?4",
+	[S_HIST_ASC] = "SELECT " MSG_COLS " FROM messages WHERE room_id = ?1 AND id > ?2 AND id < ?3"
+		" ORDER BY id ASC LIMIT ?4",
+	[S_HIST_FROM_DESC] = "SELECT " MSG_COLS " FROM messages WHERE room_id = ?1 AND sender = ?5"
+		" AND id > ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
+	[S_HIST_FROM_ASC] = "SELECT " MSG_COLS " FROM messages WHERE room_id = ?1 AND sender = ?5"
+		" AND id > ?2 AND id < ?3 ORDER BY id ASC LIMIT ?4",
+	[S_COUNT_FROM] = "SELECT n FROM room_sender_counts WHERE room_id = ?1 AND sender = ?2",
+	[S_UNREAD] = "SELECT r.msg_count, max(0, r.msg_count - coalesce((SELECT s.seq FROM messages s"
+		" WHERE s.room_id = r.id AND s.id <= rm.last_read_id ORDER BY s.id DESC LIMIT 1), 0))"
+		" FROM rooms r LEFT JOIN read_markers rm ON rm.user_id = ?2 AND rm.room_id = r.id WHERE r.id = ?1",
+	[S_MSG_IN_ROOM] = "SELECT 1 FROM messages WHERE id = ?1 AND room_id = ?2",
+	[S_MARKER_SET] = "INSERT INTO read_markers(user_id, room_id, last_read_id) VALUES (?1, ?2, ?3)"
+		" ON CONFLICT(user_id, room_id) DO UPDATE SET last_read_id = max(last_read_id, excluded.last_read_id)",
+	[S_MARKER_GET] = "SELECT last_read_id FROM read_markers WHERE user_id = ?1 AND room_id = ?2",
+};
+
+struct requests {
+	sqlite3 *db;
+	char *prefix;
+	sqlite3_stmt *stmt[S_COUNT_];
+};
+
+/* ---------------------------------------------------------------- one call */
+
+enum { OP_OK = 0, OP_ERR = 1, OP_NOMEM = -1 };
+
+/* One request being answered. On OP_ERR, code and msg say why. */
+struct call {
+	struct requests *r;
+	const char *user;
+	const char *opname;
+	json_t *req;
+	json_t *result;
+	json_t *controls;
+	json_t *events;
+	int64_t acl_from;   /* meta.acl_version when this call's transaction began */
+	const char *code;
+	char msg[400];
+};
+
+static void rlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void rlog(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("bridge: requests: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+static int fail(struct call *c, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct call *c, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->msg, sizeof(c->msg), fmt, ap);
+	va_end(ap);
+	c->code = code;
+	return OP_ERR;
+}
+
+/* A database failure: logged with the op and the user; the requester gets `internal`. */
+static int dbfail(struct call *c, const char *what)
+{
+	int err = sqlite3_extended_errcode(c->r->db);
+	rlog("%s for %s: %s failed: %s (%d); answering internal, nothing changed",
+			c->opname ? c->opname : "request", c->user, what, sqlite3_errmsg(c->r->db), err);
+	if((err & 0xff) == SQLITE_BUSY){
+		return fail(c, "internal", "the database is busy, try again");
+	}
+	return fail(c, "internal", "database error");
+}
+
+static sqlite3_stmt *st(struct call *c, enum stmt_id id)
+{
+	sqlite3_stmt *s = c->r->stmt[id];
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return s;
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	if(v) sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+	else sqlite3_bind_null(s, i);
+}
+
+/* Steps a statement that returns no row and resets it. 0 or OP_ERR. */
+static int exec_done(struct call *c, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s);
+	if(rc != SQLITE_DONE){
+		rc = dbfail(c, what);
+		sqlite3_reset(s);
+		return rc;
+	}
+	sqlite3_reset(s);
+	return OP_OK;
+}
+
+/* Steps a query expected to give at most one integer. *found says whether a row came. */
+static int query_int(struct call *c, sqlite3_stmt *s, const char *what, int64_t *v, bool *found)
+{
+	int rc = sqlite3_step(s);
+	if(rc == SQLITE_ROW){
+		*v = sqlite3_column_int64(s, 0);
+		*found = true;
+	}else if(rc == SQLITE_DONE){
+		*found = false;
+	}else{
+		rc = dbfail(c, what);
+		sqlite3_reset(s);
+		return rc;
+	}
+	sqlite3_reset(s);
+	return OP_OK;
+}
+
+/* json_object_set_new that reports failure; a NULL value counts as out of memory. */
+static int set(json_t *o, const char *k, json_t *v)
+{
+	if(!v) return -1;
+	return json_object_set_new(o, k, v) ? -1 : 0;
+}
+
+static json_t *text_or_null(sqlite3_stmt *s, int col)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+	return t ? json_string((const char *)t) : json_null();
+}
+
+/* ---------------------------------------------------------------- transactions */
+
+static int acl_version(struct call *c, int64_t *v)
+{
+	bool found;
+	int rc = query_int(c, st(c, S_ACL_VERSION), "reading meta.acl_version", v, &found);
+	if(rc == OP_OK && !found) *v = 0;
+	return rc;
+}
+
+/* Starts the call's write transaction. Refuses to run inside someone else's transaction:
+ * the controls must describe committed state. */
+static int txn_begin(struct call *c)
+{
+	if(!sqlite3_get_autocommit(c->r->db)){
+		rlog("%s for %s: called with a transaction open on the database (the caller must "
+				"commit first); answering internal", c->opname, c->user);
+		return fail(c, "internal", "database busy");
+	}
+	int rc = exec_done(c, st(c, S_BEGIN), "BEGIN IMMEDIATE");
+	if(rc) return rc;
+	return acl_version(c, &c->acl_from);
+}
+
+static int txn_commit(struct call *c)
+{
+	return exec_done(c, st(c, S_COMMIT), "COMMIT");
+}
+
+/* ---------------------------------------------------------------- building blocks */
+
+/* A stamped message from the MSG_COLS columns at col..col+6, exactly as delivered on
+ * <prefix>/rooms/{room}/messages: id, room, from, ts, type, body?, attachment?, client_msg_id?. */
+static json_t *msg_from_row(sqlite3_stmt *s, int col, const char *room)
+{
+	json_t *m = json_object();
+	int rc = 0;
+	if(!m) return NULL;
+	rc |= set(m, "id", json_integer(sqlite3_column_int64(s, col)));
+	rc |= set(m, "room", json_string(room));
+	rc |= set(m, "from", text_or_null(s, col + 1));
+	rc |= set(m, "ts", json_integer(sqlite3_column_int64(s, col + 2)));
+	rc |= set(m, "type", text_or_null(s, col + 3));
+	if(sqlite3_column_type(s, col + 4) != SQLITE_NULL) rc |= set(m, "body", text_or_null(s, col + 4));
+	if(sqlite3_column_type(s, col + 5) != SQLITE_NULL){
+		const char *a = (const char *)sqlite3_column_text(s, col + 5);
+		json_error_t jerr;
+		json_t *att = a ? json_loads(a, 0, &jerr) : NULL;
+		if(att){
+			rc |= set(m, "attachment", att);
+		}else{
+			rlog("message %lld: stored attachment is not JSON (%s); sent without it",
+					(long long)sqlite3_column_int64(s, col), a ? jerr.text : "out of memory");
+		}
+	}
+	if(sqlite3_column_type(s, col + 6) != SQLITE_NULL) rc |= set(m, "client_msg_id", text_or_null(s, col + 6));
+	if(rc){
+		json_decref(m);
+		return NULL;
+	}
+	return m;
+}
+
+/* A room object from a ROOM_COLS row. */
+static json_t *room_from_row(sqlite3_stmt *s)
+{
+	json_t *o = json_object();
+	int rc = 0;
+	if(!o) return NULL;
+	const char *id = (const char *)sqlite3_column_text(s, 0);
+	const char *parts = (const char *)sqlite3_column_text(s, 6);
+	rc |= set(o, "id", json_string(id ? id : ""));
+	rc |= set(o, "name", text_or_null(s, 1));
+	rc |= set(o, "kind", text_or_null(s, 2));
+	rc |= set(o, "created_by", text_or_null(s, 3));
+	rc |= set(o, "enabled", json_boolean(sqlite3_column_int(s, 4)));
+	rc |= set(o, "created_at", json_integer(sqlite3_column_int64(s, 5)));
+	rc |= set(o, "participants", parts ? json_loads(parts, 0, NULL) : json_array());
+	if(sqlite3_column_type(s, 7) == SQLITE_NULL){
+		rc |= set(o, "last_message", json_null());
+	}else{
+		rc |= set(o, "last_message", msg_from_row(s, 7, id ? id : ""));
+	}
+	rc |= set(o, "unread", json_integer(sqlite3_column_int64(s, 14)));
+	if(rc){
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* The room object of `room` as `user` sees it. */
+static int room_object(struct call *c, const char *room, const char *user, json_t **out)
+{
+	sqlite3_stmt *s = st(c, S_ROOM_ONE);
+	int rc;
+	bind_text(s, 1, user);
+	bind_text(s, 2, room);
+	rc = sqlite3_step(s);
+	if(rc == SQLITE_ROW){
+		*out = room_from_row(s);
+		sqlite3_reset(s);
+		return *out ? OP_OK : OP_NOMEM;
+	}
+	if(rc == SQLITE_DONE){
+		sqlite3_reset(s);
+		return fail(c, "not_found", "no room %s", room);
+	}
+	rc = dbfail(c, "reading a room");
+	sqlite3_reset(s);
+	return rc;
+}
+
+struct room_access {
+	bool direct;
+	bool enabled;
+	char created_by[MQC_NAME_MAX + 1];
+};
+
+/* The caller's view of a room: not_found unless the caller is a participant. */
+static int room_access(struct call *c, const char *room, struct room_access *ra)
+{
+	sqlite3_stmt *s = st(c, S_ROOM_ACCESS);
+	int rc;
+	bind_text(s, 1, room);
+	bind_text(s, 2, c->user);
+	rc = sqlite3_step(s);
+	if(rc == SQLITE_ROW){
+		const char *kind = (const char *)sqlite3_column_text(s, 0);
+		const char *by = (const char *)sqlite3_column_text(s, 1);
+		ra->direct = kind && strcmp(kind, "direct") == 0;
+		snprintf(ra->created_by, sizeof(ra->created_by), "%s", by ? by : "");
+		ra->enabled = sqlite3_column_int(s, 2) != 0;
+		sqlite3_reset(s);
+		return OP_OK;
+	}
+	if(rc == SQLITE_DONE){
+		sqlite3_reset(s);
+		return fail(c, "not_found", "no room %s (or you are not a participant)", room);
+	}
+	rc = dbfail(c, "checking room access");
+	sqlite3_reset(s);
+	return rc;
+}
+
+/* A user that may join a room: exists (else not_found) and is not disabled (else invalid). */
+static int user_joinable(struct call *c, const char *user)
+{
+	int64_t disabled;
+	bool found;
+	sqlite3_stmt *s = st(c, S_USER_GET);
+	bind_text(s, 1, user);
+	int rc = query_int(c, s, "looking up a user", &disabled, &found);
+	if(rc) return rc;
+	if(!found) return fail(c, "not_found", "no such user: %s", user);
+	if(disabled) return fail(c, "invalid", "user %s is disabled", user);
+	return OP_OK;
+}
+
+static int member_count(struct call *c, const char *room, int64_t *n)
+{
+	bool found;
+	sqlite3_stmt *s = st(c, S_MEMBER_COUNT);
+	bind_text(s, 1, room);
+	return query_int(c, s, "counting participants", n, &found);
+}
+
+static int is_member(struct call *c, const char *room, const char *user, bool *yes)
+{
+	int64_t v;
+	sqlite3_stmt *s = st(c, S_IS_MEMBER);
+	bind_text(s, 1, room);
+	bind_text(s, 2, user);
+	return query_int(c, s, "checking a participant", &v, yes);
+}
+
+/* The sorted participants of a room, as a JSON array of strings. */
+static int members(struct call *c, const char *room, json_t **out)
+{
+	sqlite3_stmt *s = st(c, S_MEMBERS);
+	json_t *a = json_array();
+	int rc;
+	if(!a) return OP_NOMEM;
+	bind_text(s, 1, room);
+	while((rc = sqlite3_step(s)) == SQLITE_ROW){
+		if(json_array_append_new(a, text_or_null(s, 0))){
+			sqlite3_reset(s);
+			json_decref(a);
+			return OP_NOMEM;
+		}
+	}
+	if(rc != SQLITE_DONE){
+		rc = dbfail(c, "listing participants");
+		sqlite3_reset(s);
+		json_decref(a);
+		return rc;
+	}
+	sqlite3_reset(s);
+	*out = a;
+	return OP_OK;
+}
+
+static int append(json_t **arr, json_t *v)
+{
+	if(!v) return OP_NOMEM;
+	if(!*arr && !(*arr = json_array())){
+		json_decref(v);
+		return OP_NOMEM;
+	}
+	return json_array_append_new(*arr, v) ? OP_NOMEM : OP_OK;
+}
+
+/* Queues the room's full state for the plugin. Called inside the transaction, after the
+ * last change, so version/enabled/members are what COMMIT makes durable; acl_from/acl_to
+ * let the plugin's reload thread skip re-reading a change it was told about. */
+static int room_control(struct call *c, const char *room)
+{
+	sqlite3_stmt *s = st(c, S_ROOM_STATE);
+	int64_t version, enabled, acl_to;
+	json_t *o, *mem = NULL;
+	int rc;
+
+	bind_text(s, 1, room);
+	rc = sqlite3_step(s);
+	if(rc != SQLITE_ROW){
+		rc = dbfail(c, "reading room state");
+		sqlite3_reset(s);
+		return rc;
+	}
+	version = sqlite3_column_int64(s, 0);
+	enabled = sqlite3_column_int64(s, 1);
+	sqlite3_reset(s);
+	if((rc = acl_version(c, &acl_to))) return rc;
+	if((rc = members(c, room, &mem))) return rc;
+
+	o = json_object();
+	if(!o){
+		json_decref(mem);
+		return OP_NOMEM;
+	}
+	rc = 0;
+	rc |= set(o, "op", json_string("room"));
+	rc |= set(o, "room", json_string(room));
+	rc |= set(o, "version", json_integer(version));
+	rc |= set(o, "enabled", json_boolean(enabled));
+	rc |= set(o, "members", mem);
+	rc |= set(o, "acl_from", json_integer(c->acl_from));
+	rc |= set(o, "acl_to", json_integer(acl_to));
+	if(rc){
+		json_decref(o);
+		return OP_NOMEM;
+	}
+	return append(&c->controls, o);
+}
+
+/* Queues {"user":u,"event":{"event":name,"room":room,"by":caller[,"info":room object as u sees it]}}. */
+static int room_event(struct call *c, const char *user, const char *name, const char *room, bool with_info)
+{
+	json_t *ev = json_object(), *wrap = json_object(), *info = NULL;
+	int rc = 0;
+	if(!ev || !wrap) goto nomem;
+	if(with_info){
+		rc = room_object(c, room, user, &info);
+		if(rc){
+			json_decref(ev);
+			json_decref(wrap);
+			return rc;
+		}
+	}
+	rc |= set(ev, "event", json_string(name));
+	rc |= set(ev, "room", json_string(room));
+	rc |= set(ev, "by", json_string(c->user));
+	if(info) rc |= set(ev, "info", info);
+	rc |= set(wrap, "user", json_string(user));
+	rc |= set(wrap, "event", ev);
+	ev = NULL;
+	if(rc) goto nomem;
+	return append(&c->events, wrap);
+nomem:
+	json_decref(ev);
+	json_decref(wrap);
+	return OP_NOMEM;
+}
+
+/* Queues the same event for every current participant of room except `skip`. */
+static int room_event_all(struct call *c, const char *name, const char *room, bool with_info, const char *skip)
+{
+	json_t *mem = NULL;
+	size_t i;
+	int rc = members(c, room, &mem);
+	if(rc) return rc;
+	for(i = 0; i < json_array_size(mem); i++){
+		const char *u = json_string_value(json_array_get(mem, i));
+		if(skip && strcmp(u, skip) == 0) continue;
+		rc = room_event(c, u, name, room, with_info);
+		if(rc) break;
+	}
+	json_decref(mem);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- arguments */
+
+static int arg_name(struct call *c, const char *key, bool required, const char **out)
+{
+	json_t *v = json_object_get(c->req, key);
+	*out = NULL;
+	if(!v){
+		if(required) return fail(c, "invalid", "%s: required", key);
+		return OP_OK;
+	}
+	if(!json_is_string(v)) return fail(c, "invalid", "%s: expected a string", key);
+	if(!mqc_name_valid(json_string_value(v), json_string_length(v))
+			|| strlen(json_string_value(v)) != json_string_length(v)){
+		return fail(c, "invalid", "%s: not a valid id (1..64 characters of A-Z a-z 0-9 . _ -)", key);
+	}
+	*out = json_string_value(v);
+	return OP_OK;
+}
+
+/* An integer argument in [min, max]; *present says whether it was given. */
+static int arg_int(struct call *c, const char *key, int64_t min, int64_t max, int64_t *out, bool *present)
+{
+	json_t *v = json_object_get(c->req, key);
+	*present = v != NULL;
+	if(!v) return OP_OK;
+	if(!json_is_integer(v)) return fail(c, "invalid", "%s: expected an integer", key);
+	if(json_integer_value(v) < min || json_integer_value(v) > max){
+		return fail(c, "invalid", "%s: must be between %" PRId64 " and %" PRId64, key, min, max);
+	}
+	*out = json_integer_value(v);
+	return OP_OK;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A non-empty array of user ids, sorted and deduplicated into *names (malloc'd, pointers
+ * borrow from the request). extra, if not NULL, is added to the set. */
+static int arg_users(struct call *c, const char *key, const char *extra, const char ***names, size_t *n)
+{
+	json_t *v = json_object_get(c->req, key);
+	size_t i, len, k = 0;
+	const char **a;
+
+	*names = NULL;
+	*n = 0;
+	if(!v) return fail(c, "invalid", "%s: required", key);
+	if(!json_is_array(v)) return fail(c, "invalid", "%s: expected an array of user ids", key);
+	len = json_array_size(v);
+	if(len == 0) return fail(c, "invalid", "%s: must not be empty", key);
+	if(len > REQ_MAX_ROOM_MEMBERS){
+		return fail(c, "too_large", "%s: at most %d users", key, REQ_MAX_ROOM_MEMBERS);
+	}
+	a = malloc((len + 1) * sizeof(*a));
+	if(!a) return OP_NOMEM;
+	for(i = 0; i < len; i++){
+		json_t *e = json_array_get(v, i);
+		if(!json_is_string(e)){
+			free(a);
+			return fail(c, "invalid", "%s[%zu]: expected a string", key, i);
+		}
+		if(!mqc_name_valid(json_string_value(e), json_string_length(e))
+				|| strlen(json_string_value(e)) != json_string_length(e)){
+			free(a);
+			return fail(c, "invalid", "%s[%zu]: not a valid user id", key, i);
+		}
+		a[k++] = json_string_value(e);
+	}
+	if(extra) a[k++] = extra;
+	qsort(a, k, sizeof(*a), cmp_str);
+	len = 0;
+	for(i = 0; i < k; i++){
+		if(len == 0 || strcmp(a[len - 1], a[i]) != 0) a[len++] = a[i];
+	}
+	*names = a;
+	*n = len;
+	return OP_OK;
+}
+
+/* ---------------------------------------------------------------- room ops */
+
+static int op_room_create(struct call *c)
+{
+	const char **names = NULL;
+	const char *room = NULL;
+	size_t n, i;
+	int rc;
+	json_t *jname = json_object_get(c->req, "name");
+	char id[23], key[2 * MQC_NAME_MAX + 2];
+	bool created = false;
+	int64_t now = mqc_now_ms();
+
+	rc = arg_users(c, "participants", c->user, &names, &n);
+	if(rc) return rc;
+	if(n < 2){
+		rc = fail(c, "invalid", "participants: a room needs at least two distinct users (you are always one)");
+		goto out;
+	}
+	if(n > REQ_MAX_ROOM_MEMBERS){
+		rc = fail(c, "too_large", "participants: a room holds at most %d users", REQ_MAX_ROOM_MEMBERS);
+		goto out;
+	}
+	if(jname){
+		if(n == 2){
+			rc = fail(c, "invalid", "name: a direct room (two participants) has no name");
+			goto out;
+		}
+		if(!json_is_string(jname)){
+			rc = fail(c, "invalid", "name: expected a string");
+			goto out;
+		}
+		if(json_string_length(jname) == 0 || strlen(json_string_value(jname)) != json_string_length(jname)){
+			rc = fail(c, "invalid", "name: must be non-empty text");
+			goto out;
+		}
+		if(json_string_length(jname) > REQ_MAX_ROOM_NAME){
+			rc = fail(c, "too_large", "name: at most %d bytes", REQ_MAX_ROOM_NAME);
+			goto out;
+		}
+	}
+
+	if((rc = txn_begin(c))) goto out;
+	for(i = 0; i < n; i++){
+		if((rc = user_joinable(c, names[i]))) goto out;
+	}
+	if(mqc_room_id_new(id)){
+		rlog("room.create for %s: no randomness for a room id; answering internal", c->user);
+		rc = fail(c, "internal", "cannot make a room id");
+		goto out;
+	}
+	sqlite3_stmt *s = st(c, S_ROOM_INSERT);
+	bind_text(s, 1, id);
+	bind_text(s, 2, n == 2 ? "direct" : "group");
+	bind_text(s, 3, jname ? json_string_value(jname) : NULL);
+	bind_text(s, 4, c->user);
+	sqlite3_bind_int64(s, 5, now);
+	if(n == 2){
+		if(mqc_direct_key(names[0], names[1], key, sizeof(key))){
+			rc = fail(c, "internal", "cannot make the direct room key");
+			goto out;
+		}
+		bind_text(s, 6, key);
+	}else{
+		bind_text(s, 6, NULL);
+	}
+	if((rc = exec_done(c, s, "inserting a room"))) goto out;
+	created = sqlite3_changes(c->r->db) == 1;
+	room = id;
+	if(n == 2 && !created){
+		/* The pair already has its room: UNIQUE(direct_key) made the INSERT a no-op. */
+		s = st(c, S_DIRECT_GET);
+		bind_text(s, 1, key);
+		rc = sqlite3_step(s);
+		if(rc != SQLITE_ROW){
+			rc = dbfail(c, "reading the direct room");
+			sqlite3_reset(s);
+			goto out;
+		}
+		snprintf(id, sizeof(id), "%s", (const char *)sqlite3_column_text(s, 0));
+		sqlite3_reset(s);
+	}
+	if(created){
+		for(i = 0; i < n; i++){
+			s = st(c, S_PART_INSERT);
+			bind_text(s, 1, id);
+			bind_text(s, 2, names[i]);
+			sqlite3_bind_int64(s, 3, now);
+			if((rc = exec_done(c, s, "inserting a participant"))) goto out;
+		}
+		if((rc = room_control(c, id))) goto out;
+		for(i = 0; i < n; i++){
+			if((rc = room_event(c, names[i], "room.added", id, true))) goto out;
+		}
+	}
+	if((rc = room_object(c, room, c->user, &c->result))) goto out;
+	if(json_object_set_new(c->result, "created", json_boolean(created))){
+		rc = OP_NOMEM;
+		goto out;
+	}
+	rc = txn_commit(c);
+out:
+	free(names);
+	return rc;
+}
+
+static int op_room_direct(struct call *c)
+{
+	const char *with;
+	char key[2 * MQC_NAME_MAX + 2];
+	int rc = arg_name(c, "with", true, &with);
+	if(rc) return rc;
+	if(strcmp(with, c->user) == 0) return fail(c, "invalid", "with: must be someone else");
+	if(mqc_direct_key(c->user, with, key, sizeof(key))) return fail(c, "invalid", "with: not a valid user id");
+
+	sqlite3_stmt *s = st(c, S_DIRECT_GET);
+	bind_text(s, 1, key);
+	rc = sqlite3_step(s);
+	if(rc != SQLITE_ROW && rc != SQLITE_DONE){
+		rc = dbfail(c, "reading the direct room");
+		sqlite3_reset(s);
+		return rc;
+	}
+	json_t *room = rc == SQLITE_ROW ? text_or_null(s, 0) : json_null();
+	sqlite3_reset(s);
+	c->result = json_object();
+	if(!c->result || set(c->result, "room", room)) return OP_NOMEM;
+	return OP_OK;
+}
+
+/* Cursor of rooms.list: "<activity>:<room id>" (':' is not in the id alphabet). */
+static int parse_cursor(struct call *c, const char *cur, int64_t *act, const char **room)
+{
+	char *end;
+	const char *colon = strchr(cur, ':');
+	if(!colon || colon == cur) return fail(c, "invalid", "before: not a cursor from a previous rooms.list");
+	errno = 0;
+	*act = strtoll(cur, &end, 10);
+	if(end != colon || errno || !mqc_name_valid(colon + 1, strlen(colon + 1))){
+		return fail(c, "invalid", "before: not a cursor from a previous rooms.list");
+	}
+	*room = colon + 1;
+	return OP_OK;
+}
+
+static int op_rooms_list(struct call *c)
+{
+	int64_t limit = REQ_PAGE_DEFAULT, act = INT64_MAX, last_act = 0;
+	const char *after_room = "";
+	bool present, more = false;
+	json_t *before = json_object_get(c->req, "before"), *rooms, *res;
+	char next[96];
+	size_t got = 0;
+	int rc;
+
+	if((rc = arg_int(c, "limit", 1, REQ_PAGE_MAX, &limit, &present))) return rc;
+	if(before){
+		if(!json_is_string(before)) return fail(c, "invalid", "before: expected the string `next` of a previous rooms.list");
+		if((rc = parse_cursor(c, json_string_value(before), &act, &after_room))) return rc;
+	}
+	rooms = json_array();
+	if(!rooms) return OP_NOMEM;
+
+	sqlite3_stmt *s = st(c, S_ROOMS_PAGE);
+	bind_text(s, 1, c->user);
+	sqlite3_bind_int64(s, 2, act);
+	bind_text(s, 3, after_room);
+	sqlite3_bind_int64(s, 4, limit + 1);
+	next[0] = '\0';
+	while((rc = sqlite3_step(s)) == SQLITE_ROW){
+		if(got == (size_t)limit){
+			more = true;
+			break;
+		}
+		json_t *o = room_from_row(s);
+		if(!o || json_array_append_new(rooms, o)){
+			sqlite3_reset(s);
+			json_decref(rooms);
+			return OP_NOMEM;
+		}
+		last_act = sqlite3_column_int64(s, 15);
+		snprintf(next, sizeof(next), "%" PRId64 ":%s", last_act, (const char *)sqlite3_column_text(s, 0));
+		got++;
+	}
+	if(rc != SQLITE_ROW && rc != SQLITE_DONE){
+		rc = dbfail(c, "listing rooms");
+		sqlite3_reset(s);
+		json_decref(rooms);
+		return rc;
+	}
+	sqlite3_reset(s);
+	res = json_object();
+	if(!res){
+		json_decref(rooms);
+		return OP_NOMEM;
+	}
+	c->result = res;
+	rc = 0;
+	rc |= set(res, "rooms", rooms);
+	rc |= set(res, "more", json_boolean(more));
+	rc |= set(res, "next", more ? json_string(next) : json_null());
+	return rc ? OP_NOMEM : OP_OK;
+}
+
+static int op_room_get(struct call *c)
+{
+	const char *room;
+	struct room_access ra;
+	int rc = arg_name(c, "room", true, &room);
+	if(rc) return rc;
+	if((rc = room_access(c, room, &ra))) return rc;
+	return room_object(c, room, c->user, &c->result);
+}
+
+/* Shared checks of the ops that change a group's membership. */
+static int group_change_access(struct call *c, const char *room, struct room_access *ra, bool creator_only)
+{
+	int rc = room_access(c, room, ra);
+	if(rc) return rc;
+	if(ra->direct) return fail(c, "invalid", "room %s is a direct room: its participants never change", room);
+	if(creator_only && strcmp(ra->created_by, c->user) != 0){
+		return fail(c, "forbidden", "only the room's owner (%s) may change its participants", ra->created_by);
+	}
+	return OP_OK;
+}
+
+static int op_room_members_add(struct call *c)
+{
+	const char *room, **names = NULL;
+	struct room_access ra;
+	size_t n, i;
+	int64_t count, now = mqc_now_ms();
+	json_t *added = NULL;
+	int rc = arg_name(c, "room", true, &room);
+	if(rc) return rc;
+	if((rc = arg_users(c, "users", NULL, &names, &n))) return rc;
+	if((rc = txn_begin(c))) goto out;
+	if((rc = group_change_access(c, room, &ra, true))) goto out;
+	if((rc = member_count(c, room, &count))) goto out;
+	if(!(added = json_array())){
+		rc = OP_NOMEM;
+		goto out;
+	}
+	for(i = 0; i < n; i++){
+		bool yes;
+		if((rc = is_member(c, room, names[i], &yes))) goto out;
+		if(yes) continue;
+		if((rc = user_joinable(c, names[i]))) goto out;
+		if(count + 1 > REQ_MAX_ROOM_MEMBERS){
+			rc = fail(c, "too_large", "a room holds at most %d users", REQ_MAX_ROOM_MEMBERS);
+			goto out;
+		}
+		sqlite3_stmt *s = st(c, S_PART_INSERT);
+		bind_text(s, 1, room);
+		bind_text(s, 2, names[i]);
+		sqlite3_bind_int64(s, 3, now);
+		if((rc = exec_done(c, s, "inserting a participant"))) goto out;
+		s = st(c, S_MARKER_JOIN);
+		bind_text(s, 1, names[i]);
+		bind_text(s, 2, room);
+		if((rc = exec_done(c, s, "setting a new participant's read marker"))) goto out;
+		count++;
+		if(json_array_append_new(added, json_string(names[i]))){
+			rc = OP_NOMEM;
+			goto out;
+		}
+	}
+	if(json_array_size(added) > 0){
+		if((rc = room_control(c, room))) goto out;
+		/* New members get room.added, the others room.updated. */
+		json_t *mem = NULL;
+		if((rc = members(c, room, &mem))) goto out;
+		for(i = 0; i < json_array_size(mem) && rc == OP_OK; i++){
+			const char *u = json_string_value(json_array_get(mem, i));
+			bool is_new = false;
+			for(size_t k = 0; k < json_array_size(added); k++){
+				if(strcmp(u, json_string_value(json_array_get(added, k))) == 0) is_new = true;
+			}
+			rc = room_event(c, u, is_new ? "room.added" : "room.updated", room, true);
+		}
+		json_decref(mem);
+		if(rc) goto out;
+	}
+	if((rc = room_object(c, room, c->user, &c->result))) goto out;
+	rc = set(c->result, "added", added) ? OP_NOMEM : OP_OK;
+	added = NULL;
+	if(rc) goto out;
+	rc = txn_commit(c);
+out:
+	json_decref(added);
+	free(names);
+	return rc;
+}
+
+static int op_room_members_remove(struct call *c)
+{
+	const char *room, **names = NULL;
+	struct room_access ra;
+	size_t n, i;
+	int64_t count;
+	json_t *removed = NULL;
+	int rc = arg_name(c, "room", true, &room);
+	if(rc) return rc;
+	if((rc = arg_users(c, "users", NULL, &names, &n))) return rc;
+	for(i = 0; i < n; i++){
+		if(strcmp(names[i], c->user) == 0){
+			rc = fail(c, "invalid", "users: you cannot remove yourself; use room.leave");
+			goto out;
+		}
+	}
+	if((rc = txn_begin(c))) goto out;
+	if((rc = group_change_access(c, room, &ra, true))) goto out;
+	if(!(removed = json_array())){
+		rc = OP_NOMEM;
+		goto out;
+	}
+	for(i = 0; i < n; i++){
+		sqlite3_stmt *s = st(c, S_PART_DELETE);
+		bind_text(s, 1, room);
+		bind_text(s, 2, names[i]);
+		if((rc = exec_done(c, s, "removing a participant"))) goto out;
+		if(sqlite3_changes(c->r->db) == 1 && json_array_append_new(removed, json_string(names[i]))){
+			rc = OP_NOMEM;
+			goto out;
+		}
+	}
+	if((rc = member_count(c, room, &count))) goto out;
+	if(count < 2){
+		rc = fail(c, "conflict", "a room needs at least two participants: removing these would leave %" PRId64
+				"; disable the room instead", count);
+		goto out;
+	}
+	if(json_array_size(removed) > 0){
+		if((rc = room_control(c, room))) goto out;
+		for(i = 0; i < json_array_size(removed); i++){
+			if((rc = room_event(c, json_string_value(json_array_get(removed, i)), "room.removed", room, false))) goto out;
+		}
+		if((rc = room_event_all(c, "room.updated", room, true, NULL))) goto out;
+	}
+	if((rc = room_object(c, room, c->user, &c->result))) goto out;
+	rc = set(c->result, "removed", removed) ? OP_NOMEM : OP_OK;
+	removed = NULL;
+	if(rc) goto out;
+	rc = txn_commit(c);
+out:
+	json_decref(removed);
+	free(names);
+	return rc;
+}
+
+/* Leaving a group: always allowed. If the owner leaves, ownership passes to the member who
+ * joined first (ties: smallest user id). If fewer than two members remain, the room is
+ * disabled as well: nobody can talk alone, and the last one keeps the history. */
+static int op_room_leave(struct call *c)
+{
+	const char *room;
+	struct room_access ra;
+	int64_t count;
+	bool disabled_now = false;
+	int rc = arg_name(c, "room", true, &room);
+	if(rc) return rc;
+	if((rc = txn_begin(c))) return rc;
+	if((rc = group_change_access(c, room, &ra, false))) return rc;
+
+	sqlite3_stmt *s = st(c, S_PART_DELETE);
+	bind_text(s, 1, room);
+	bind_text(s, 2, c->user);
+	if((rc = exec_done(c, s, "removing the participant"))) return rc;
+	if((rc = member_count(c, room, &count))) return rc;
+	if(count > 0 && strcmp(ra.created_by, c->user) == 0){
+		s = st(c, S_NEXT_OWNER);
+		bind_text(s, 1, room);
+		rc = sqlite3_step(s);
+		if(rc != SQLITE_ROW){
+			rc = dbfail(c, "choosing the next owner");
+			sqlite3_reset(s);
+			return rc;
+		}
+		char owner[MQC_NAME_MAX + 1];
+		snprintf(owner, sizeof(owner), "%s", (const char *)sqlite3_column_text(s, 0));
+		sqlite3_reset(s);
+		s = st(c, S_ROOM_SET_OWNER);
+		bind_text(s, 1, room);
+		bind_text(s, 2, owner);
+		if((rc = exec_done(c, s, "passing ownership"))) return rc;
+	}
+	if(count < 2 && ra.enabled){
+		s = st(c, S_ROOM_SET_ENABLED);
+		bind_text(s, 1, room);
+		sqlite3_bind_int(s, 2, 0);
+		if((rc = exec_done(c, s, "disabling the room"))) return rc;
+		disabled_now = true;
+	}
+	if((rc = room_control(c, room))) return rc;
+	if((rc = room_event(c, c->user, "room.removed", room, false))) return rc;
+	if((rc = room_event_all(c, "room.updated", room, true, NULL))) return rc;
+	if(disabled_now && (rc = room_event_all(c, "room.disabled", room, false, NULL))) return rc;
+
+	c->result = json_object();
+	if(!c->result || set(c->result, "room", json_string(room)) || set(c->result, "left", json_true())){
+		return OP_NOMEM;
+	}
+	if(disabled_now && set(c->result, "room_disabled", json_true())) return OP_NOMEM;
+	return txn_commit(c);
+}
+
+static int set_enabled(struct call *c, bool enable)
+{
+	const char *room;
+	struct room_access ra;
+	bool changed = false;
+	int rc = arg_name(c, "room", true, &room);
+	if(rc) return rc;
+	if((rc = txn_begin(c))) return rc;
+	if((rc = room_access(c, room, &ra))) return rc;
+	if(strcmp(ra.created_by, c->user) != 0){
+		return fail(c, "forbidden", "only the room's owner (%s) may %s it", ra.created_by, enable ? "enable" : "disable");
+	}
+	if(ra.enabled != enable){
+		if(enable){
+			int64_t count;
+			if((rc = member_count(c, room, &count))) return rc;
+			if(count < 2) return fail(c, "conflict", "room %s has fewer than two participants", room);
+		}
+		sqlite3_stmt *s = st(c, S_ROOM_SET_ENABLED);
+		bind_text(s, 1, room);
+		sqlite3_bind_int(s, 2, enable);
+		if((rc = exec_done(c, s, enable ? "enabling the room" : "disabling the room"))) return rc;
+		changed = true;
+		if((rc = room_control(c, room))) return rc;
+		if((rc = room_event_all(c, enable ? "room.enabled" : "room.disabled", room, false, NULL))) return rc;
+	}
+	if((rc = room_object(c, room, c->user, &c->result))) return rc;
+	if(set(c->result, "changed", json_boolean(changed))) return OP_NOMEM;
+	return txn_commit(c);
+}
+
+static int op_room_disable(struct call *c) { return set_enabled(c, false); }
+static int op_room_enable(struct call *c) { return set_enabled(c, true); }
+
+/* ---------------------------------------------------------------- contacts */
+
+static int op_contacts_list(struct call *c)
+{
+	json_t *list = json_array(), *res;
+	int rc;
+	if(!list) return OP_NOMEM;
+	sqlite3_stmt *s = st(c, S_CONTACTS_LIST);
+	bind_text(s, 1, c->user);
+	while((rc = sqlite3_step(s)) == SQLITE_ROW){
+		json_t *o = json_object();
+		int e = 0;
+		if(!o){
+			e = -1;
+		}else{
+			e |= set(o, "user", text_or_null(s, 0));
+			e |= set(o, "display_name", text_or_null(s, 1));
+			e |= set(o, "explicit", json_boolean(sqlite3_column_int(s, 2)));
+			e |= set(o, "direct_room", text_or_null(s, 3));
+			e |= json_array_append_new(list, o);
+		}
+		if(e){
+			sqlite3_reset(s);
+			json_decref(list);
+			return OP_NOMEM;
+		}
+	}
+	if(rc != SQLITE_DONE){
+		rc = dbfail(c, "listing contacts");
+		sqlite3_reset(s);
+		json_decref(list);
+		return rc;
+	}
+	sqlite3_reset(s);
+	res = json_object();
+	if(!res){
+		json_decref(list);
+		return OP_NOMEM;
+	}
+	c->result = res;
+	return set(res, "contacts", list) ? OP_NOMEM : OP_OK;
+}
+
+static int contact_change(struct call *c, bool add)
+{
+	const char *user;
+	int rc = arg_name(c, "user", true, &user);
+	if(rc) return rc;
+	if(strcmp(user, c->user) == 0) return fail(c, "invalid", "user: you cannot be your own contact");
+	if((rc = txn_begin(c))) return rc;
+	if(add){
+		int64_t disabled;
+		bool found;
+		sqlite3_stmt *s = st(c, S_USER_GET);
+		bind_text(s, 1, user);
+		if((rc = query_int(c, s, "looking up a user", &disabled, &found))) return rc;
+		if(!found) return fail(c, "not_found", "no such user: %s", user);
+	}
+	sqlite3_stmt *s = st(c, add ? S_CONTACT_ADD : S_CONTACT_DEL);
+	bind_text(s, 1, c->user);
+	bind_text(s, 2, user);
+	if(add) sqlite3_bind_int64(s, 3, mqc_now_ms());
+	if((rc = exec_done(c, s, add ? "adding a contact" : "removing a contact"))) return rc;
+	bool changed = sqlite3_changes(c->r->db) == 1;
+	c->result = json_object();
+	if(!c->result || set(c->result, "user", json_string(user))
+			|| set(c->result, add ? "added" : "removed", json_boolean(changed))){
+		return OP_NOMEM;
+	}
+	return txn_commit(c);
+}
+
+static int op_contacts_add(struct call *c) { return contact_change(c, true); }
+static int op_contacts_remove(struct call *c) { return contact_change(c, false); }
+
+/* ---------------------------------------------------------------- history, count, read */
+
+/* Pages are id ranges, exclusive at both ends:
+ *   - no after: the `limit` newest messages below `before` (or the newest overall);
+ *     more = older ones exist below the page. Next older page: before = last id returned.
+ *   - after given: the `limit` messages just above `after` (and below `before`, if given),
+ *     returned newest first; more = newer ones exist above the page (below `before`).
+ *     Next newer page: after = first id returned.
+ * Ids grow with time and a message is stored before it is visible here, so a message that
+ * arrives while paging lies above every page already taken: paging backwards never sees it,
+ * paging forwards meets it in order. */
+static int op_history(struct call *c)
+{
+	const char *room, *from;
+	struct room_access ra;
+	int64_t before = (int64_t)MQC_ID_MAX + 1, after = 0, limit = REQ_PAGE_DEFAULT;
+	bool present, more = false, asc;
+	json_t *msgs, *res;
+	int rc = arg_name(c, "room", true, &room);
+	if(rc) return rc;
+	if((rc = arg_name(c, "from", false, &from))) return rc;
+	if((rc = arg_int(c, "before", 1, (int64_t)MQC_ID_MAX + 1, &before, &present))) return rc;
+	if((rc = arg_int(c, "after", 0, (int64_t)MQC_ID_MAX, &after, &present))) return rc;
+	asc = present;
+	if((rc = arg_int(c, "limit", 1, REQ_PAGE_MAX, &limit, &present))) return rc;
+	if((rc = room_access(c, room, &ra))) return rc;
+
+	msgs = json_array();
+	if(!msgs) return OP_NOMEM;
+	sqlite3_stmt *s = st(c, from ? (asc ? S_HIST_FROM_ASC : S_HIST_FROM_DESC) : (asc ? S_HIST_ASC : S_HIST_DESC));
+	bind_text(s, 1, room);
+	sqlite3_bind_int64(s, 2, after);
+	sqlite3_bind_int64(s, 3, before);
+	sqlite3_bind_int64(s, 4, limit + 1);
+	if(from) bind_text(s, 5, from);
+	int64_t got = 0;
+	while((rc = sqlite3_step(s)) == SQLITE_ROW){
+		if(got == limit){
+			more = true;
+			break;
+		}
+		json_t *m = msg_from_row(s, 0, room);
+		/* Ascending rows are inserted at the front so the page reads newest first. */
+		if(!m || (asc ? json_array_insert_new(msgs, 0, m) : json_array_append_new(msgs, m))){
+			sqlite3_reset(s);
+			json_decref(msgs);
+			return OP_NOMEM;
+		}
+		got++;
+	}
+	if(rc != SQLITE_ROW && rc != SQLITE_DONE){
+		rc = dbfail(c, "reading history");
+		sqlite3_reset(s);
+		json_decref(msgs);
+		return rc;
+	}
+	sqlite3_reset(s);
+	res = json_object();
+	if(!res){
+		json_decref(msgs);
+		return OP_NOMEM;
+	}
+	c->result = res;
+	rc = 0;
+	rc |= set(res, "messages", msgs);
+	rc |= set(res, "more", json_boolean(more));
+	return rc ? OP_NOMEM : OP_OK;
+}
+
+static int unread(struct call *c, const char *room, int64_t *total, int64_t *n)
+{
+	sqlite3_stmt *s = st(c, S_UNREAD);
+	int rc;
+	bind_text(s, 1, room);
+	bind_text(s, 2, c->user);
+	rc = sqlite3_step(s);
+	if(rc != SQLITE_ROW){
+		rc = dbfail(c, "counting unread messages");
+		sqlite3_reset(s);
+		return rc;
+	}
+	*total = sqlite3_column_int64(s, 0);
+	*n = sqlite3_column_int64(s, 1);
+	sqlite3_reset(s);
+	return OP_OK;
+}
+
+static int op_count(struct call *c)
+{
+	const char *room, *from;
+	struct room_access ra;
+	int64_t total, n;
+	int rc = arg_name(c, "room", true, &room);
+	if(rc) return rc;
+	if((rc = arg_name(c, "from", false, &from))) return rc;
+	if((rc = room_access(c, room, &ra))) return rc;
+	if((rc = unread(c, room, &total, &n))) return rc;
+	if(from){
+		bool found;
+		sqlite3_stmt *s = st(c, S_COUNT_FROM);
+		bind_text(s, 1, room);
+		bind_text(s, 2, from);
+		if((rc = query_int(c, s, "reading a sender count", &total, &found))) return rc;
+		if(!found) total = 0;
+	}
+	c->result = json_object();
+	if(!c->result || set(c->result, "total", json_integer(total)) || set(c->result, "unread", json_integer(n))){
+		return OP_NOMEM;
+	}
+	return OP_OK;
+}
+
+static int op_read(struct call *c)
+{
+	const char *room;
+	struct room_access ra;
+	int64_t upto, mark, total, n, one;
+	bool present, found;
+	int rc = arg_name(c, "room", true, &room);
+	if(rc) return rc;
+	if((rc = arg_int(c, "upto", 1, (int64_t)MQC_ID_MAX, &upto, &present))) return rc;
+	if(!present) return fail(c, "invalid", "upto: required");
+	if((rc = txn_begin(c))) return rc;
+	if((rc = room_access(c, room, &ra))) return rc;
+	sqlite3_stmt *s = st(c, S_MSG_IN_ROOM);
+	sqlite3_bind_int64(s, 1, upto);
+	bind_text(s, 2, room);
+	if((rc = query_int(c, s, "looking up a message", &one, &found))) return rc;
+	if(!found) return fail(c, "invalid", "upto: %" PRId64 " is not a message of room %s", upto, room);
+	s = st(c, S_MARKER_SET);
+	bind_text(s, 1, c->user);
+	bind_text(s, 2, room);
+	sqlite3_bind_int64(s, 3, upto);
+	if((rc = exec_done(c, s, "setting the read marker"))) return rc;
+	s = st(c, S_MARKER_GET);
+	bind_text(s, 1, c->user);
+	bind_text(s, 2, room);
+	if((rc = query_int(c, s, "reading the read marker", &mark, &found))) return rc;
+	if((rc = unread(c, room, &total, &n))) return rc;
+	c->result = json_object();
+	if(!c->result || set(c->result, "room", json_string(room)) || set(c->result, "last_read_id", json_integer(mark))
+			|| set(c->result, "unread", json_integer(n))){
+		return OP_NOMEM;
+	}
+	return txn_commit(c);
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+struct op {
+	const char *name;
+	int (*fn)(struct call *c);
+	const char *const args[6]; /* the op's arguments besides op and req_id; NULL-terminated */
+};
+
+static const struct op ops[] = {
+	{"room.create", op_room_create, {"participants", "name", NULL}},
+	{"room.direct", op_room_direct, {"with", NULL}},
+	{"rooms.list", op_rooms_list, {"limit", "before", NULL}},
+	{"room.get", op_room_get, {"room", NULL}},
+	{"room.members.add", op_room_members_add, {"room", "users", NULL}},
+	{"room.members.remove", op_room_members_remove, {"room", "users", NULL}},
+	{"room.leave", op_room_leave, {"room", NULL}},
+	{"room.disable", op_room_disable, {"room", NULL}},
+	{"room.enable", op_room_enable, {"room", NULL}},
+	{"contacts.list", op_contacts_list, {NULL}},
+	{"contacts.add", op_contacts_add, {"user", NULL}},
+	{"contacts.remove", op_contacts_remove, {"user", NULL}},
+	{"history", op_history, {"room", "before", "after", "limit", "from", NULL}},
+	{"count", op_count, {"room", "from", NULL}},
+	{"read", op_read, {"room", "upto", NULL}},
+};
+
+static const struct op *op_find(const char *name)
+{
+	for(size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++){
+		if(strcmp(ops[i].name, name) == 0) return &ops[i];
+	}
+	return NULL;
+}
+
+static int check_args(struct call *c, const struct op *op)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach(c->req, key, v){
+		bool known = strcmp(key, "op") == 0 || strcmp(key, "req_id") == 0;
+		for(size_t i = 0; !known && op->args[i]; i++){
+			if(strcmp(op->args[i], key) == 0) known = true;
+		}
+		if(!known){
+			/* The key came from the client: quote at most 64 bytes of it. */
+			return fail(c, "invalid", "unknown argument \"%.64s\" for %s", key, op->name);
+		}
+	}
+	return OP_OK;
+}
+
+/* Parses and runs the request; fills c->result or c->code. */
+static int run(struct call *c, const void *payload, size_t len, json_t **req_id)
+{
+	json_error_t jerr;
+	json_t *v;
+	const struct op *op;
+
+	if(len > REQ_MAX_PAYLOAD) return fail(c, "too_large", "request is %zu bytes, the limit is %d", len, REQ_MAX_PAYLOAD);
+	c->req = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &jerr);
+	if(!c->req) return fail(c, "invalid", "malformed JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+	if(!json_is_object(c->req)) return fail(c, "invalid", "a request is a JSON object");
+	v = json_object_get(c->req, "req_id");
+	if(v){
+		if(!json_is_string(v) && !json_is_number(v)) return fail(c, "invalid", "req_id: expected a string or a number");
+		if(json_is_string(v) && json_string_length(v) > REQ_MAX_REQ_ID){
+			return fail(c, "too_large", "req_id: at most %d bytes", REQ_MAX_REQ_ID);
+		}
+		*req_id = json_incref(v);
+	}
+	v = json_object_get(c->req, "op");
+	if(!v) return fail(c, "invalid", "op: required");
+	if(!json_is_string(v)) return fail(c, "invalid", "op: expected a string");
+	op = op_find(json_string_value(v));
+	if(!op) return fail(c, "invalid", "op: unknown operation \"%.64s\"", json_string_value(v));
+	c->opname = op->name;
+	int rc = check_args(c, op);
+	if(rc) return rc;
+	return op->fn(c);
+}
+
+int requests__handle(struct requests *r, const char *user, const void *payload, size_t len, struct req_out *out)
+{
+	struct call c;
+	json_t *req_id = NULL, *resp = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	memset(&c, 0, sizeof(c));
+	c.r = r;
+	c.user = user;
+	if(!user || !mqc_name_valid(user, strlen(user))){
+		rlog("request for an invalid user id: answering internal");
+		rc = fail(&c, "internal", "invalid requester");
+	}else{
+		rc = run(&c, payload, len, &req_id);
+	}
+	if(rc != OP_OK && !sqlite3_get_autocommit(r->db)){
+		/* Only our own transaction can be open here: txn_begin refuses to nest. */
+		sqlite3_reset(r->stmt[S_ROLLBACK]);
+		if(sqlite3_step(r->stmt[S_ROLLBACK]) != SQLITE_DONE){
+			rlog("%s for %s: ROLLBACK failed: %s", c.opname, user, sqlite3_errmsg(r->db));
+		}
+		sqlite3_reset(r->stmt[S_ROLLBACK]);
+	}
+	if(rc == OP_NOMEM) goto nomem;
+
+	resp = json_object();
+	if(!resp) goto nomem;
+	if(set(resp, "req_id", req_id ? req_id : json_null())) goto nomem;
+	req_id = NULL;
+	if(rc == OP_OK){
+		if(set(resp, "ok", json_true()) || set(resp, "result", c.result)) goto nomem;
+		c.result = NULL;
+		out->controls = c.controls;
+		out->events = c.events;
+		c.controls = c.events = NULL;
+	}else{
+		json_t *err = json_object();
+		if(!err || set(err, "code", json_string(c.code)) || set(err, "message", json_string(c.msg))){
+			json_decref(err);
+			goto nomem;
+		}
+		if(set(resp, "ok", json_false()) || set(resp, "error", err)) goto nomem;
+	}
+	out->response = resp;
+	json_decref(c.req);
+	json_decref(c.result);
+	json_decref(c.controls);
+	json_decref(c.events);
+	return 0;
+
+nomem:
+	rlog("%s for %s: out of memory building the answer%s", c.opname ? c.opname : "request", user,
+			rc == OP_OK ? " (the change was committed; the plugin learns it at its next reload)" : "");
+	json_decref(req_id);
+	json_decref(resp);
+	json_decref(c.req);
+	json_decref(c.result);
+	json_decref(c.controls);
+	json_decref(c.events);
+	json_decref(out->controls);
+	json_decref(out->events);
+	memset(out, 0, sizeof(*out));
+	return -1;
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+struct requests *requests__new(sqlite3 *db, const char *prefix)
+{
+	struct requests *r = calloc(1, sizeof(*r));
+	if(!r){
+		rlog("out of memory starting the request API");
+		return NULL;
+	}
+	r->db = db;
+	r->prefix = strdup(prefix ? prefix : "chat");
+	if(!r->prefix){
+		rlog("out of memory starting the request API");
+		goto fail;
+	}
+	for(int i = 0; i < S_COUNT_; i++){
+		if(sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &r->stmt[i], NULL) != SQLITE_OK){
+			rlog("cannot prepare statement %d (%s): %s; the bridge cannot serve requests",
+					i, stmt_sql[i], sqlite3_errmsg(db));
+			goto fail;
+		}
+	}
+	return r;
+fail:
+	requests__free(r);
+	return NULL;
+}
+
+void requests__free(struct requests *r)
+{
+	if(!r) return;
+	for(int i = 0; i < S_COUNT_; i++) sqlite3_finalize(r->stmt[i]);
+	free(r->prefix);
+	free(r);
+}

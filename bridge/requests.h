@@ -1,0 +1,49 @@
+/*
+ * The bridge's request API (DESIGN.md "Requests", docs/protocol.md): one JSON request from a
+ * user in, one JSON answer out, plus what the bridge must publish around that answer.
+ *
+ * Contract with the caller (bridge core):
+ *   - single-threaded; the caller owns db, which stays open for the life of the struct;
+ *   - requests__handle must be called with no transaction open on db (ingest commits its
+ *     batch first): write ops run in their own BEGIN IMMEDIATE ... COMMIT;
+ *   - publish order: every controls[] entry to $CONTROL/mqchat/v1 (QoS 1), then the answer,
+ *     then the events (each to <prefix>/users/{user}/events). Controls are built from the
+ *     committed state, so the plugin knows a membership change before the requester does.
+ */
+#ifndef MQCHAT_BRIDGE_REQUESTS_H
+#define MQCHAT_BRIDGE_REQUESTS_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+/* Limits (docs/protocol.md "Limits"). */
+#define REQ_MAX_PAYLOAD 65536      /* bytes of one request; more is too_large */
+#define REQ_MAX_ROOM_MEMBERS 1000  /* participants of one room */
+#define REQ_MAX_ROOM_NAME 128      /* bytes of UTF-8 in a group room's name */
+#define REQ_MAX_REQ_ID 256         /* bytes of a string req_id */
+#define REQ_PAGE_DEFAULT 50        /* history and rooms.list page size */
+#define REQ_PAGE_MAX 100
+
+struct requests;
+
+/* Prepares every statement. prefix is the topic prefix ("chat"), copied. NULL on failure
+ * (logged, with the statement that failed). */
+struct requests *requests__new(sqlite3 *db, const char *prefix);
+void requests__free(struct requests *r);
+
+struct req_out {
+	json_t *response; /* the answer to publish (always set on return 0) */
+	json_t *controls; /* array of objects to publish to $CONTROL/mqchat/v1 before the answer (may be NULL) */
+	json_t *events;   /* array of {"user":u,"event":{...}} to publish to <prefix>/users/{u}/events (may be NULL) */
+};
+
+/* Handles one request from `user` (taken from the topic, already validated). Returns 0 and
+ * fills *out (caller json_decref()s each non-NULL member), or -1 only when out of memory
+ * (then *out is all NULL and nothing was committed... unless the commit itself succeeded
+ * and building the answer ran out of memory: the state change stands, and the caller
+ * should log it). */
+int requests__handle(struct requests *r, const char *user, const void *payload, size_t len, struct req_out *out);
+
+#endif
