@@ -293,6 +293,30 @@ static void put_str(char *buf, size_t *pos, const char *s)
 	*pos += n;
 }
 
+/* A JSON string for a server-side name: a valid name needs no escaping, so it is written
+ * as is; anything else goes through jansson. need is what put_name will write. */
+static size_t name_size(const char *s, json_t **tmp)
+{
+	size_t n = strlen(s);
+
+	*tmp = NULL;
+	if(mqc_name_valid(s, n)) return n + 2;
+	*tmp = json_string(s);
+	return *tmp ? json_dumpb(*tmp, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) : 0;
+}
+
+static void put_name(char *buf, size_t *pos, size_t need, const char *s, const json_t *tmp)
+{
+	if(tmp){
+		put_json(buf, pos, need, tmp);
+		return;
+	}
+	buf[(*pos)++] = '"';
+	memcpy(buf + *pos, s, need - 2);
+	*pos += need - 2;
+	buf[(*pos)++] = '"';
+}
+
 char *mqc_msg_stamp(const json_t *msg, uint64_t id, const char *room, const char *from,
 		int64_t ts_ms, void *(*alloc)(size_t), size_t *len)
 {
@@ -308,15 +332,11 @@ char *mqc_msg_stamp(const json_t *msg, uint64_t id, const char *room, const char
 	char *buf = NULL;
 
 	if(type == NULL || room == NULL || from == NULL || alloc == NULL) return NULL;
-	/* room and from are names the server checked, but they are JSON-encoded all the same
-	 * (two short copies); the client's values are encoded in place, never copied. */
-	jroom = json_string(room);
-	jfrom = json_string(from);
-	if(jroom == NULL || jfrom == NULL) goto done;
-
+	/* One pass measures every part, one allocation holds the result, one pass writes it:
+	 * the client's values are encoded straight into the buffer, never copied first. */
 	n_head = snprintf(head, sizeof(head), "{\"id\":%llu,\"room\":", (unsigned long long)id);
-	n_room = json_dumpb(jroom, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
-	n_from = json_dumpb(jfrom, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+	n_room = name_size(room, &jroom);
+	n_from = name_size(from, &jfrom);
 	n_type = json_dumpb(type, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
 	if(body) n_body = json_dumpb(body, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
 	if(att) n_att = json_dumpb(att, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -334,9 +354,9 @@ char *mqc_msg_stamp(const json_t *msg, uint64_t id, const char *room, const char
 
 	memcpy(buf, head, (size_t)n_head);
 	pos = (size_t)n_head;
-	put_json(buf, &pos, n_room, jroom);
+	put_name(buf, &pos, n_room, room, jroom);
 	put_str(buf, &pos, ",\"from\":");
-	put_json(buf, &pos, n_from, jfrom);
+	put_name(buf, &pos, n_from, from, jfrom);
 	pos += (size_t)snprintf(buf + pos, total - pos, ",\"ts\":%lld", (long long)ts_ms);
 	put_str(buf, &pos, ",\"type\":");
 	put_json(buf, &pos, n_type, type);

@@ -211,6 +211,21 @@ static void check_fixed(void)
 	/* the payload length bounds the parse, not a NUL */
 	CHECK(mqc_msg_parse(ok5, 10, NULL, &msg, reason, sizeof(reason)) == MQC_MSG_BAD_JSON);
 
+	/* a room or sender that is not a plain name is still encoded as valid JSON */
+	CHECK(mqc_msg_parse(ok5, strlen(ok5), NULL, &msg, reason, sizeof(reason)) == MQC_MSG_OK);
+	if(msg){
+		size_t slen = 0;
+		char *s = mqc_msg_stamp(msg, 42, "r\"1", "a\\b\n", 7, malloc, &slen);
+		json_t *back = s ? json_loadb(s, slen, 0, NULL) : NULL;
+		CHECKF(back != NULL, "stamp: %s", s ? s : "(null)");
+		CHECK(back && !strcmp(json_string_value(json_object_get(back, "room")), "r\"1"));
+		CHECK(back && !strcmp(json_string_value(json_object_get(back, "from")), "a\\b\n"));
+		CHECK(back && json_integer_value(json_object_get(back, "id")) == 42);
+		json_decref(back);
+		free(s);
+		json_decref(msg);
+	}
+
 	for(i = 0; i < sizeof(bad_stamped)/sizeof(bad_stamped[0]); i++){
 		CHECKF(mqc_stamped_parse(bad_stamped[i], strlen(bad_stamped[i]), &st, reason, sizeof(reason)) == -1,
 				"stamped %s accepted", bad_stamped[i]);
