@@ -141,15 +141,15 @@ static void check_valid(const char *path, const char *name)
 static void check_invalid(const char *dir, const char *name)
 {
 	char path[1024], reason[512] = "";
-	char *input, *expected, *nl, *want_reason;
+	char *input = NULL, *expected = NULL, *nl, *want_reason;
 	size_t len = 0, elen = 0;
 	json_t *msg = (json_t *)1;
 	mqc_msg_err rc;
 
-	snprintf(path, sizeof(path), "%s/%s/expected", dir, name);
+	if(snprintf(path, sizeof(path), "%s/%s/expected", dir, name) >= (int)sizeof(path)) goto toolong;
 	expected = slurp(path, &elen);
 	CHECKF(expected != NULL, "cannot read %s", path);
-	snprintf(path, sizeof(path), "%s/%s/input.json", dir, name);
+	if(snprintf(path, sizeof(path), "%s/%s/input.json", dir, name) >= (int)sizeof(path)) goto toolong;
 	input = slurp(path, &len);
 	CHECKF(input != NULL, "cannot read %s", path);
 	if(expected == NULL || input == NULL) goto done;
@@ -174,6 +174,10 @@ static void check_invalid(const char *dir, const char *name)
 done:
 	free(expected);
 	free(input);
+	return;
+toolong:
+	CHECKF(0, "%s/%s: path too long", dir, name);
+	goto done;
 }
 
 /* What the data files cannot say: custom limits, NULL reason, and stamped_parse refusals. */
@@ -249,8 +253,11 @@ int main(void)
 	n = list_dir(dir, ".json", &names);
 	CHECKF(n >= 8, "%s: %d valid cases, expected at least 8", dir, n);
 	for(i = 0; i < n; i++){
-		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-		check_valid(path, names[i]);
+		if(snprintf(path, sizeof(path), "%s/%s", dir, names[i]) < (int)sizeof(path)){
+			check_valid(path, names[i]);
+		}else{
+			CHECKF(0, "%s/%s: path too long", dir, names[i]);
+		}
 		nvalid++;
 		free(names[i]);
 	}
