@@ -86,9 +86,10 @@ static void every_delivered_message_stored_once(h_env *env)
 	H_CHECK_NO_MESSAGE(bob, 300);
 
 	/* Everything bob saw is stored, once, and nothing else is. */
-	H_CHECK_INT(h_db_wait_int(env, received, 10000, "SELECT count(*) FROM messages", (char *)NULL), ==, received);
+	long long stored = h_db_wait_int(env, received, 10000, "SELECT count(*) FROM messages", (char *)NULL);
+	H_CHECK_INT(stored, ==, received);
 	for(int i = 0; i < received; i++) {
-		check_stored(env, got[i]);
+		if(stored > 0) check_stored(env, got[i]); /* else one failure says it all */
 		json_decref(got[i]);
 	}
 	/* The store's per-room counters agree with the rows. */
