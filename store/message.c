@@ -271,7 +271,7 @@ mqc_msg_err mqc_msg_parse(const void *payload, size_t len, const mqc_msg_limits 
 
 oom:
 	say(reason, reasonlen, "payload: out of memory");
-	rc = MQC_MSG_TOO_LARGE;
+	rc = MQC_MSG_INTERNAL;
 fail:
 	json_decref(msg);
 	json_decref(root);

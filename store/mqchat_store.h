@@ -82,6 +82,7 @@ typedef enum mqc_msg_err {
 	MQC_MSG_BAD_TYPE,    /* type missing, not a string, or not one of the four */
 	MQC_MSG_BAD_FIELD,   /* a field has the wrong JSON type, is empty, or is not allowed */
 	MQC_MSG_MISSING,     /* a required field is missing */
+	MQC_MSG_INTERNAL,    /* out of memory: not the client's fault */
 } mqc_msg_err;
 
 /* Validates a client payload for chat/rooms/{room}/send (DESIGN.md "A message").
