@@ -15,7 +15,7 @@
 #include "mqchat_store.h"
 
 static const char *err_names[] = { "MQC_MSG_OK", "MQC_MSG_TOO_LARGE", "MQC_MSG_BAD_JSON",
-	"MQC_MSG_BAD_TYPE", "MQC_MSG_BAD_FIELD", "MQC_MSG_MISSING" };
+	"MQC_MSG_BAD_TYPE", "MQC_MSG_BAD_FIELD", "MQC_MSG_MISSING", "MQC_MSG_INTERNAL" };
 
 static char *slurp(const char *path, size_t *len)
 {
