@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# up.sh: brings up mqchat on localhost with a fresh database, in ./run/:
+#   installs missing packages, builds (build/), creates ./run/chat.db with users alice and
+#   bob (random passwords, printed) and their direct room, writes ./run/mosquitto.conf from
+#   mosquitto.conf.example, starts mosquitto + plugin and mqchat-bridge in the background
+#   (pids in ./run/*.pid, logs in ./run/*.log), waits until both are ready and prints how
+#   to connect. A previous up.sh run is stopped first (scripts/down.sh).
+# MQCHAT_PORT sets the listener port (default 1883).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+PORT=${MQCHAT_PORT:-1883}
+RUN=$ROOT/run
+BUILD=$ROOT/build
+
+bash scripts/deps.sh
+bash scripts/down.sh >/dev/null 2>&1 || true
+
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$BUILD" -j2 --target mqchat_plugin mqchat-bridge mqchat-admin >/dev/null
+ADMIN=$BUILD/admin/mqchat-admin
+BRIDGE=$BUILD/bridge/mqchat-bridge
+PLUGIN=$BUILD/plugin/mqchat_plugin.so
+
+if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+	echo "up.sh: port $PORT on 127.0.0.1 is already in use; choose another with MQCHAT_PORT=..." >&2
+	exit 1
+fi
+
+rm -rf "$RUN"
+mkdir -p "$RUN"
+chmod 700 "$RUN"
+DB=$RUN/chat.db
+newpw() { head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+"$ADMIN" --db "$DB" init >/dev/null
+ALICE_PW=$(newpw)
+BOB_PW=$(newpw)
+printf '%s\n' "$ALICE_PW" | "$ADMIN" --db "$DB" user add alice >/dev/null
+printf '%s\n' "$BOB_PW" | "$ADMIN" --db "$DB" user add bob >/dev/null
+ROOM=$("$ADMIN" --db "$DB" room create alice bob | tail -n 1)
+SERVICE_PW=$(newpw)$(newpw)
+printf '%s\n' "$SERVICE_PW" > "$RUN/service.pw"
+chmod 600 "$RUN/service.pw"
+
+# mosquitto.conf from the example: our port, plugin, database and service password.
+# Started as root, mosquitto would switch to the "mosquitto" user, which cannot read
+# ./run: keep it as the invoking user.
+sed -e "s|^listener 1883 127.0.0.1|listener $PORT 127.0.0.1|" \
+	-e "s|^plugin /path/to/mqchat_plugin.so|plugin $PLUGIN|" \
+	-e "s|^plugin_opt_db_path .*|plugin_opt_db_path $DB|" \
+	-e "s|^plugin_opt_service_user .*|plugin_opt_service_user mqchat-service|" \
+	-e "s|^plugin_opt_service_password .*|plugin_opt_service_password $SERVICE_PW|" \
+	mosquitto.conf.example > "$RUN/mosquitto.conf"
+printf '\n# added by scripts/up.sh\nuser %s\npersistence false\n' "$(id -un)" >> "$RUN/mosquitto.conf"
+chmod 600 "$RUN/mosquitto.conf"
+
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+nohup "$MOSQUITTO" -c "$RUN/mosquitto.conf" >"$RUN/mosquitto.log" 2>&1 &
+echo $! > "$RUN/mosquitto.pid"
+for _ in $(seq 1 100); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+	if ! kill -0 "$(cat "$RUN/mosquitto.pid")" 2>/dev/null; then
+		echo "up.sh: mosquitto exited; its log:" >&2; cat "$RUN/mosquitto.log" >&2; exit 1
+	fi
+	sleep 0.1
+done
+
+nohup "$BRIDGE" --host 127.0.0.1 --port "$PORT" --db "$DB" --user mqchat-service \
+	--password-file "$RUN/service.pw" >"$RUN/bridge.log" 2>&1 &
+echo $! > "$RUN/bridge.pid"
+for _ in $(seq 1 100); do
+	grep -q "bridge: ready" "$RUN/bridge.log" && break
+	if ! kill -0 "$(cat "$RUN/bridge.pid")" 2>/dev/null; then
+		echo "up.sh: mqchat-bridge exited; its log:" >&2; cat "$RUN/bridge.log" >&2; exit 1
+	fi
+	sleep 0.1
+done
+if ! grep -q "bridge: ready" "$RUN/bridge.log"; then
+	echo "up.sh: mqchat-bridge did not become ready in 10 s; see $RUN/bridge.log" >&2
+	exit 1
+fi
+
+cat <<EOT
+mqchat is up: mosquitto on 127.0.0.1:$PORT with the mqchat plugin, and the bridge.
+  database  $DB
+  logs      $RUN/mosquitto.log  $RUN/bridge.log
+  stop      bash scripts/down.sh
+
+Users (MQTT username / password):
+  alice  $ALICE_PW
+  bob    $BOB_PW
+Their direct room: $ROOM
+
+Try it, in two terminals. bob listens:
+  mosquitto_sub -h 127.0.0.1 -p $PORT -u bob -P $BOB_PW -i bob:cli -t chat/rooms/$ROOM/messages -q 1 -v
+
+alice sends (she must use her own room's send topic; every participant gets the stamped message):
+  mosquitto_pub -h 127.0.0.1 -p $PORT -u alice -P $ALICE_PW -i alice:cli -t chat/rooms/$ROOM/send -q 1 -m '{"type":"msg","body":"hi bob"}'
+
+Stored messages:
+  sqlite3 -readonly $DB 'SELECT id, sender, body FROM messages'
+EOT
