@@ -161,6 +161,7 @@ struct call {
 	json_t *controls;
 	json_t *events;
 	int64_t acl_from;   /* meta.acl_version when this call's transaction began */
+	bool began;         /* this call opened the transaction (and must end it) */
 	const char *code;
 	char msg[400];
 };
@@ -230,6 +231,8 @@ static int exec_done(struct call *c, sqlite3_stmt *s, const char *what)
 static int query_int(struct call *c, sqlite3_stmt *s, const char *what, int64_t *v, bool *found)
 {
 	int rc = sqlite3_step(s);
+	*v = 0;
+	*found = false;
 	if(rc == SQLITE_ROW){
 		*v = sqlite3_column_int64(s, 0);
 		*found = true;
@@ -278,6 +281,7 @@ static int txn_begin(struct call *c)
 	}
 	int rc = exec_done(c, st(c, S_BEGIN), "BEGIN IMMEDIATE");
 	if(rc) return rc;
+	c->began = true;
 	return acl_version(c, &c->acl_from);
 }
 
@@ -475,7 +479,7 @@ static int append(json_t **arr, json_t *v)
 static int room_control(struct call *c, const char *room)
 {
 	sqlite3_stmt *s = st(c, S_ROOM_STATE);
-	int64_t version, enabled, acl_to;
+	int64_t version, enabled, acl_to = 0;
 	json_t *o, *mem = NULL;
 	int rc;
 
@@ -1270,7 +1274,7 @@ static int op_read(struct call *c)
 {
 	const char *room;
 	struct room_access ra;
-	int64_t upto, mark, total, n, one;
+	int64_t upto = 0, mark = 0, total, n, one;
 	bool present, found;
 	int rc = arg_name(c, "room", true, &room);
 	if(rc) return rc;
@@ -1398,8 +1402,8 @@ int requests__handle(struct requests *r, const char *user, const void *payload, 
 	}else{
 		rc = run(&c, payload, len, &req_id);
 	}
-	if(rc != OP_OK && !sqlite3_get_autocommit(r->db)){
-		/* Only our own transaction can be open here: txn_begin refuses to nest. */
+	if(rc != OP_OK && c.began && !sqlite3_get_autocommit(r->db)){
+		/* Ours (txn_begin refuses to nest); a failed COMMIT may have left it open. */
 		sqlite3_reset(r->stmt[S_ROLLBACK]);
 		if(sqlite3_step(r->stmt[S_ROLLBACK]) != SQLITE_DONE){
 			rlog("%s for %s: ROLLBACK failed: %s", c.opname, user, sqlite3_errmsg(r->db));
