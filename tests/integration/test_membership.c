@@ -2,7 +2,7 @@
  * Membership changes made with mqchat-admin while the broker runs reach the plugin
  * without a restart (docs/architecture.md "Membership"): within the reload interval
  * (default 1 s; polled here for up to 5 s) a new room opens to its participants only,
- * and a new user can log in.
+ * a new user can log in, and a removed participant can no longer send or receive.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +95,45 @@ static void group_room_with_new_user(h_env *env)
 	h_client_close(alice);
 }
 
+static void removed_participant_loses_access(h_env *env)
+{
+	char room[65], topic[256], send[256];
+	h_client *alice = h_login(env, "alice", H_PROTO_V5);
+	h_client *carol = h_login(env, "carol", H_PROTO_V5);
+	int64_t until;
+	int rc = 0;
+
+	H_REQUIRE(alice && carol);
+	H_REQUIRE_INT(h_room_create(env, room, "--name", "trio", "alice", "bob", "carol", (char *)NULL), ==, 0);
+	h_topic_messages(topic, room);
+	h_topic_send(send, room);
+	H_REQUIRE_INT(poll_subscribe(env, "carol", topic), ==, 1);
+	H_REQUIRE_INT(h_subscribe(alice, topic, 1), ==, 1);
+	H_REQUIRE_INT(h_subscribe(carol, "chat/rooms/+/messages", 1), ==, 1);
+	H_CHECK_INT(h_publish_str(carol, send, "{\"type\":\"msg\",\"body\":\"still in\"}", 1), ==, 0);
+	json_decref(H_EXPECT_CHAT(alice, room, "carol", "still in"));
+	json_decref(H_EXPECT_CHAT(carol, room, "carol", "still in"));
+
+	H_REQUIRE_INT(h_admin(env, NULL, NULL, 0, "--db", env->db, "room", "remove", room, "carol", (char *)NULL), ==, 0);
+	/* Within the reload interval her sends are refused ... */
+	until = h_now_ms() + 5000;
+	while(h_now_ms() < until) {
+		rc = h_publish_str(carol, send, "{\"type\":\"msg\",\"body\":\"am I out?\"}", 1);
+		if(rc >= 0x80) break;
+		h_sleep_ms(100);
+	}
+	H_CHECK_INT(rc, >=, 0x80);
+	h_drain(alice, 300);
+	h_drain(carol, 300);
+	/* ... and she receives nothing more, also not through her wildcard subscription. */
+	H_CHECK_INT(h_publish_str(alice, send, "{\"type\":\"msg\",\"body\":\"carol is gone\"}", 1), ==, 0);
+	json_decref(H_EXPECT_CHAT(alice, room, "alice", "carol is gone"));
+	H_CHECK_NO_MESSAGE(carol, 700);
+	H_CHECK_INT(h_subscribe(carol, topic, 1), >=, 0x80);
+	h_client_close(alice);
+	h_client_close(carol);
+}
+
 int main(void)
 {
 	h_env *env = h_env_new("membership");
@@ -111,5 +150,6 @@ int main(void)
 	H_RUN(env, new_room_takes_effect);
 	H_RUN(env, new_user_can_log_in);
 	H_RUN(env, group_room_with_new_user);
+	H_RUN(env, removed_participant_loses_access);
 	return h_env_finish(env);
 }
