@@ -162,6 +162,29 @@ static void ids_survive_broker_restart(h_env *env)
 	h_client_close(alice);
 }
 
+static void client_msg_id_resend_delivered_once(h_env *env)
+{
+	/* client_msg_id is the client's idempotency key: a resend (say, after a lost PUBACK)
+	 * is accepted but not delivered again; another key or another room is a new message. */
+	h_client *alice = h_login(env, "alice", H_PROTO_V5);
+	h_client *bob = h_login(env, "bob", H_PROTO_V5);
+	char topic[256];
+	const char *p = "{\"type\":\"msg\",\"body\":\"once\",\"client_msg_id\":\"dup-1\"}";
+
+	H_REQUIRE(alice && bob);
+	h_topic_messages(topic, room_ab);
+	H_REQUIRE_INT(h_subscribe(bob, topic, 1), ==, 1);
+	h_topic_send(topic, room_ab);
+	H_CHECK_INT(h_publish_str(alice, topic, p, 1), ==, 0);
+	H_CHECK_INT(h_publish_str(alice, topic, p, 1), ==, 0);
+	json_decref(H_EXPECT_CHAT(bob, room_ab, "alice", "once"));
+	H_CHECK_NO_MESSAGE(bob, 700);
+	H_CHECK_INT(h_publish_str(alice, topic, "{\"type\":\"msg\",\"body\":\"twice\",\"client_msg_id\":\"dup-2\"}", 1), ==, 0);
+	json_decref(H_EXPECT_CHAT(bob, room_ab, "alice", "twice"));
+	h_client_close(alice);
+	h_client_close(bob);
+}
+
 int main(void)
 {
 	h_env *env = h_env_new("stamping");
@@ -179,6 +202,7 @@ int main(void)
 	H_RUN(env, forged_fields_overwritten);
 	H_RUN(env, ids_grow_and_match_ts);
 	H_RUN(env, attachment_passes_through);
+	H_RUN(env, client_msg_id_resend_delivered_once);
 	H_RUN(env, ids_survive_broker_restart);
 	return h_env_finish(env);
 }
