@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bridge.h"
 #include "mqchat_store.h"
 #include "requests.h"
 
@@ -166,17 +167,6 @@ struct call {
 	char msg[400];
 };
 
-static void rlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void rlog(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("bridge: requests: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
 static int fail(struct call *c, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(struct call *c, const char *code, const char *fmt, ...)
 {
@@ -192,7 +182,7 @@ static int fail(struct call *c, const char *code, const char *fmt, ...)
 static int dbfail(struct call *c, const char *what)
 {
 	int err = sqlite3_extended_errcode(c->r->db);
-	rlog("%s for %s: %s failed: %s (%d); answering internal, nothing changed",
+	bridge__log(BLOG_ERROR, "requests", "%s for %s: %s failed: %s (%d); answering internal, nothing changed",
 			c->opname ? c->opname : "request", c->user, what, sqlite3_errmsg(c->r->db), err);
 	if((err & 0xff) == SQLITE_BUSY){
 		return fail(c, "internal", "the database is busy, try again");
@@ -275,7 +265,7 @@ static int acl_version(struct call *c, int64_t *v)
 static int txn_begin(struct call *c)
 {
 	if(!sqlite3_get_autocommit(c->r->db)){
-		rlog("%s for %s: called with a transaction open on the database (the caller must "
+		bridge__log(BLOG_ERROR, "requests", "%s for %s: called with a transaction open on the database (the caller must "
 				"commit first); answering internal", c->opname, c->user);
 		return fail(c, "internal", "database busy");
 	}
@@ -312,7 +302,7 @@ static json_t *msg_from_row(sqlite3_stmt *s, int col, const char *room)
 		if(att){
 			rc |= set(m, "attachment", att);
 		}else{
-			rlog("message %lld: stored attachment is not JSON (%s); sent without it",
+			bridge__log(BLOG_WARN, "requests", "message %lld: stored attachment is not JSON (%s); sent without it",
 					(long long)sqlite3_column_int64(s, col), a ? jerr.text : "out of memory");
 		}
 	}
@@ -690,7 +680,7 @@ static int op_room_create(struct call *c)
 		if((rc = user_joinable(c, names[i]))) goto out;
 	}
 	if(mqc_room_id_new(id)){
-		rlog("room.create for %s: no randomness for a room id; answering internal", c->user);
+		bridge__log(BLOG_ERROR, "requests", "room.create for %s: no randomness for a room id; answering internal", c->user);
 		rc = fail(c, "internal", "cannot make a room id");
 		goto out;
 	}
@@ -1397,7 +1387,7 @@ int requests__handle(struct requests *r, const char *user, const void *payload, 
 	c.r = r;
 	c.user = user;
 	if(!user || !mqc_name_valid(user, strlen(user))){
-		rlog("request for an invalid user id: answering internal");
+		bridge__log(BLOG_ERROR, "requests", "request for an invalid user id: answering internal");
 		rc = fail(&c, "internal", "invalid requester");
 	}else{
 		rc = run(&c, payload, len, &req_id);
@@ -1406,7 +1396,7 @@ int requests__handle(struct requests *r, const char *user, const void *payload, 
 		/* Ours (txn_begin refuses to nest); a failed COMMIT may have left it open. */
 		sqlite3_reset(r->stmt[S_ROLLBACK]);
 		if(sqlite3_step(r->stmt[S_ROLLBACK]) != SQLITE_DONE){
-			rlog("%s for %s: ROLLBACK failed: %s", c.opname, user, sqlite3_errmsg(r->db));
+			bridge__log(BLOG_ERROR, "requests", "%s for %s: ROLLBACK failed: %s", c.opname, user, sqlite3_errmsg(r->db));
 		}
 		sqlite3_reset(r->stmt[S_ROLLBACK]);
 	}
@@ -1438,7 +1428,7 @@ int requests__handle(struct requests *r, const char *user, const void *payload, 
 	return 0;
 
 nomem:
-	rlog("%s for %s: out of memory building the answer%s", c.opname ? c.opname : "request", user,
+	bridge__log(BLOG_ERROR, "requests", "%s for %s: out of memory building the answer%s", c.opname ? c.opname : "request", user ? user : "(none)",
 			rc == OP_OK ? " (the change was committed; the plugin learns it at its next reload)" : "");
 	json_decref(req_id);
 	json_decref(resp);
@@ -1458,18 +1448,18 @@ struct requests *requests__new(sqlite3 *db, const char *prefix)
 {
 	struct requests *r = calloc(1, sizeof(*r));
 	if(!r){
-		rlog("out of memory starting the request API");
+		bridge__log(BLOG_ERROR, "requests", "out of memory starting the request API");
 		return NULL;
 	}
 	r->db = db;
 	r->prefix = strdup(prefix ? prefix : "chat");
 	if(!r->prefix){
-		rlog("out of memory starting the request API");
+		bridge__log(BLOG_ERROR, "requests", "out of memory starting the request API");
 		goto fail;
 	}
 	for(int i = 0; i < S_COUNT_; i++){
 		if(sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &r->stmt[i], NULL) != SQLITE_OK){
-			rlog("cannot prepare statement %d (%s): %s; the bridge cannot serve requests",
+			bridge__log(BLOG_ERROR, "requests", "cannot prepare statement %d (%s): %s; the bridge cannot serve requests",
 					i, stmt_sql[i], sqlite3_errmsg(db));
 			goto fail;
 		}

@@ -16,6 +16,17 @@
 
 #include "../../bridge/requests.c"
 
+/* The bridge's logger (bridge/main.c), so requests.c links alone. */
+void bridge__log(int level, const char *module, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "%d %s: ", level, module);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
 static int failures;
 #define CHECK(cond) do{ if(!(cond)){ fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); failures++; } }while(0)
 #define CHECK_STR(a, b) do{ const char *a_ = (a), *b_ = (b); if(!a_ || !b_ || strcmp(a_, b_)){ \
