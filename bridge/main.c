@@ -1,0 +1,582 @@
+/*
+ * mqchat-bridge: the entry point, logging, and the MQTT side of the bridge.
+ *
+ * One thread runs everything: mosquitto_loop() with a timeout short enough for the ingest
+ * batch's deadline, so a message is committed at most batch-ms after it arrived.
+ *
+ *   <prefix>/rooms/+/messages      -> ingest.c (store in batches)
+ *   <prefix>/users/+/req           -> requests.c (answer; controls and events around it)
+ *   $CONTROL/mqchat/v1/replay      <- the plugin's replay.done marker
+ *   $CONTROL/mqchat/v1             -> {"op":"replay"} on connect, {"op":"stored"} after commits
+ *
+ * The session is persistent (clean start off, session expiry 0xFFFFFFFF): while the bridge
+ * is away the broker queues its QoS 1 messages. libmosquitto acknowledges a message before
+ * it is committed, so the plugin also keeps a copy of each until "stored" says it is on
+ * disk, and replays what is newer than the database when the bridge (re)connects.
+ * "stored" is withheld while a replay runs: a newer id from the session queue may be
+ * committed before older replayed ones arrive, and acking it would drop their copies.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+
+#include "mqchat_store.h"
+
+#include "bridge.h"
+#include "config.h"
+#include "ingest.h"
+#include "requests.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 10000
+#define REPLAY_WAIT_MS 5000
+#define DB_BUSY_MS 5000
+#define LOOP_MAX_WAIT_MS 1000
+
+struct bridge {
+	struct bridge_config cfg;
+	sqlite3 *db;
+	struct ingest *ing;
+	struct requests *req;
+	struct mosquitto *mosq;
+	mosquitto_property *connect_props;
+
+	bool tcp_up;          /* a connection exists (CONNACK may still be pending) */
+	bool connected;       /* CONNACK accepted */
+	bool ready;           /* both subscriptions granted */
+	bool failure_logged;  /* this attempt's failure was already logged (CONNACK refusal) */
+	int sub_mid[2];
+	bool sub_ok[2];
+	bool replaying;
+	int64_t replay_deadline;
+	uint64_t acked;       /* the last "stored" upto sent on this connection */
+	int64_t backoff_ms;
+	int64_t next_connect_at;
+	unsigned rand_state;
+
+	char *sub_messages;   /* <prefix>/rooms/+/messages */
+	char *sub_req;        /* <prefix>/users/+/req */
+};
+
+static volatile sig_atomic_t stop_signal;
+static int log_level = BLOG_INFO;
+
+/* ------------------------------------------------------------------ logging, clocks */
+
+void bridge__log_set_level(int level)
+{
+	log_level = level;
+}
+
+int bridge__log_enabled(int level)
+{
+	return level <= log_level;
+}
+
+void bridge__log(int level, const char *module, const char *fmt, ...)
+{
+	static const char *names[] = { "error", "warn", "info", "debug" };
+	struct timespec ts;
+	struct tm tm;
+	char when[32], msg[2048];
+	va_list ap;
+
+	if(level > log_level) return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s.%03ldZ %s %s: %s\n", when, ts.tv_nsec / 1000000,
+			names[level < 0 ? 0 : level > 3 ? 3 : level], module, msg);
+}
+
+int64_t bridge__mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms)
+{
+	if(ms <= 0) return;
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL); /* a signal cuts it short, which is what we want */
+}
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+/* ------------------------------------------------------------------ publishing */
+
+/* Publishes j (compact JSON) at QoS 1. 0, or -1 (logged: the message is dropped). */
+static int publish_json(struct bridge *b, const char *topic, const json_t *j, const mosquitto_property *props)
+{
+	char *s = json_dumps(j, JSON_COMPACT);
+	if(!s){
+		bridge__log(BLOG_ERROR, "mqtt", "out of memory serialising a message for %s; dropped", topic);
+		return -1;
+	}
+	int rc = mosquitto_publish_v5(b->mosq, NULL, topic, (int)strlen(s), s, 1, false, props);
+	if(rc != MOSQ_ERR_SUCCESS){
+		bridge__log(BLOG_ERROR, "mqtt", "publishing to %s failed: %s; dropped", topic, mosquitto_strerror(rc));
+	}else{
+		bridge__log(BLOG_DEBUG, "mqtt", "published to %s: %s", topic, s);
+	}
+	free(s);
+	return rc == MOSQ_ERR_SUCCESS ? 0 : -1;
+}
+
+/* Tells the plugin what is on disk, unless a replay is running or nothing is new. */
+static void send_ack(struct bridge *b)
+{
+	if(!b->ready || b->replaying) return;
+	uint64_t upto = ingest__stored_upto(b->ing);
+	if(upto <= b->acked) return;
+	json_t *j = json_pack("{s:s, s:I}", "op", "stored", "upto", (json_int_t)upto);
+	if(j && publish_json(b, BRIDGE_CONTROL_TOPIC, j, NULL) == 0) b->acked = upto;
+	json_decref(j);
+}
+
+/* ------------------------------------------------------------------ topics */
+
+/* Matches "<prefix>/<kind>/<name>/<leaf>" and points *name at the name level. */
+static bool topic_match(const char *topic, const char *prefix, const char *kind, const char *leaf,
+		const char **name, size_t *namelen)
+{
+	size_t pl = strlen(prefix), kl = strlen(kind), ll = strlen(leaf);
+	if(strncmp(topic, prefix, pl) || topic[pl] != '/') return false;
+	topic += pl + 1;
+	if(strncmp(topic, kind, kl) || topic[kl] != '/') return false;
+	topic += kl + 1;
+	const char *slash = strchr(topic, '/');
+	if(!slash || slash == topic) return false;
+	if(strncmp(slash + 1, leaf, ll) || slash[1 + ll] != '\0') return false;
+	*name = topic;
+	*namelen = (size_t)(slash - topic);
+	return true;
+}
+
+/* The answer goes to the request's response topic if it is the user's own res topic or
+ * below it, else to <prefix>/users/{user}/res (DESIGN.md "Requests"). */
+static char *response_topic(struct bridge *b, const char *user, const mosquitto_property *props)
+{
+	char *want = NULL, *topic = NULL;
+	size_t n = strlen(b->cfg.prefix) + strlen(user) + 16;
+	char *own = malloc(n);
+	if(!own) return NULL;
+	snprintf(own, n, "%s/users/%s/res", b->cfg.prefix, user);
+
+	mosquitto_property_read_string(props, MQTT_PROP_RESPONSE_TOPIC, &want, false);
+	if(want){
+		size_t ol = strlen(own);
+		bool under = !strncmp(want, own, ol) && (want[ol] == '\0' || (want[ol] == '/' && want[ol + 1]));
+		if(under && mosquitto_pub_topic_check(want) == MOSQ_ERR_SUCCESS){
+			topic = want;
+			want = NULL;
+		}else{
+			bridge__log(BLOG_INFO, "mqtt", "request from %s names response topic '%s', outside %s/...; "
+					"answering on %s", user, want, own, own);
+		}
+	}
+	free(want);
+	if(topic){
+		free(own);
+		return topic;
+	}
+	return own;
+}
+
+static void publish_events(struct bridge *b, const json_t *events)
+{
+	size_t i;
+	json_t *e;
+	json_array_foreach(events, i, e){
+		const char *u = json_string_value(json_object_get(e, "user"));
+		json_t *ev = json_object_get(e, "event");
+		if(!u || !mqc_name_valid(u, strlen(u)) || !json_is_object(ev)){
+			bridge__log(BLOG_ERROR, "requests", "event %zu has no valid user or event object; not sent", i);
+			continue;
+		}
+		char topic[MQC_NAME_MAX * 2 + 32];
+		snprintf(topic, sizeof(topic), "%s/users/%s/events", b->cfg.prefix, u);
+		publish_json(b, topic, ev, NULL);
+	}
+}
+
+static void handle_request(struct bridge *b, const char *name, size_t namelen,
+		const struct mosquitto_message *msg, const mosquitto_property *props)
+{
+	char user[MQC_NAME_MAX + 1];
+	struct req_out out = { 0 };
+	mosquitto_property *rprops = NULL;
+	void *corr = NULL;
+	uint16_t corrlen = 0;
+	char *topic = NULL;
+
+	if(!mqc_name_valid(name, namelen)){
+		bridge__log(BLOG_WARN, "mqtt", "request on %s ignored: the user level is not a valid user id", msg->topic);
+		return;
+	}
+	memcpy(user, name, namelen);
+	user[namelen] = '\0';
+
+	/* Read your writes: every message received so far is committed before answering. */
+	if(ingest__flush(b->ing)){
+		bridge__log(BLOG_WARN, "ingest", "answering a request from %s with %zu messages not yet stored",
+				user, ingest__pending(b->ing));
+	}
+	send_ack(b);
+
+	if(requests__handle(b->req, user, msg->payload, (size_t)msg->payloadlen, &out)){
+		bridge__log(BLOG_ERROR, "requests", "out of memory handling a request from %s; no answer sent "
+				"(a change it asked for may have been committed)", user);
+		return;
+	}
+	/* The plugin must know a membership change before anyone learns of it. */
+	size_t i;
+	json_t *c;
+	json_array_foreach(out.controls, i, c) publish_json(b, BRIDGE_CONTROL_TOPIC, c, NULL);
+	publish_events(b, out.events);
+
+	topic = response_topic(b, user, props);
+	mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &corr, &corrlen, false);
+	if(corr && mosquitto_property_add_binary(&rprops, MQTT_PROP_CORRELATION_DATA, corr, corrlen)){
+		bridge__log(BLOG_ERROR, "mqtt", "out of memory copying correlation data for %s", user);
+	}
+	if(!topic){
+		bridge__log(BLOG_ERROR, "mqtt", "out of memory building the response topic for %s; no answer sent", user);
+	}else if(out.response){
+		publish_json(b, topic, out.response, rprops);
+	}
+	free(topic);
+	free(corr);
+	mosquitto_property_free_all(&rprops);
+	json_decref(out.response);
+	json_decref(out.controls);
+	json_decref(out.events);
+}
+
+static void replay_finished(struct bridge *b, const char *how)
+{
+	if(ingest__flush(b->ing)){
+		bridge__log(BLOG_WARN, "ingest", "replay %s but committing failed; acknowledging once it succeeds", how);
+	}
+	b->replaying = false;
+	send_ack(b);
+}
+
+static void handle_replay_done(struct bridge *b, const struct mosquitto_message *msg)
+{
+	json_error_t jerr;
+	json_t *j = json_loadb(msg->payload, (size_t)msg->payloadlen, 0, &jerr);
+	const char *op = json_string_value(json_object_get(j, "op"));
+	if(!op || strcmp(op, "replay.done")){
+		bridge__log(BLOG_WARN, "mqtt", "ignored a message on %s without op replay.done", msg->topic);
+	}else if(!b->replaying){
+		bridge__log(BLOG_DEBUG, "mqtt", "replay.done arrived when no replay was running; ignored");
+	}else{
+		json_t *count = json_object_get(j, "count");
+		bridge__log(BLOG_INFO, "ingest", "replay done: the plugin resent %" JSON_INTEGER_FORMAT " messages",
+				json_is_integer(count) ? json_integer_value(count) : (json_int_t)-1);
+		replay_finished(b, "finished");
+	}
+	json_decref(j);
+}
+
+/* ------------------------------------------------------------------ MQTT callbacks */
+
+static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg,
+		const mosquitto_property *props)
+{
+	(void)mosq;
+	struct bridge *b = obj;
+	const char *name;
+	size_t namelen;
+
+	if(topic_match(msg->topic, b->cfg.prefix, "rooms", "messages", &name, &namelen)){
+		if(ingest__add(b->ing, msg->topic, name, namelen, msg->payload, (size_t)msg->payloadlen)) send_ack(b);
+	}else if(topic_match(msg->topic, b->cfg.prefix, "users", "req", &name, &namelen)){
+		handle_request(b, name, namelen, msg, props);
+	}else if(!strcmp(msg->topic, BRIDGE_REPLAY_DONE_TOPIC)){
+		handle_replay_done(b, msg);
+	}else{
+		bridge__log(BLOG_WARN, "mqtt", "ignored a message on unexpected topic %s", msg->topic);
+	}
+}
+
+static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags, const mosquitto_property *props)
+{
+	(void)props;
+	struct bridge *b = obj;
+	if(rc){
+		bridge__log(BLOG_ERROR, "mqtt", "broker %s:%d refused the connection as %s: %s",
+				b->cfg.host, b->cfg.port, b->cfg.user, mosquitto_reason_string(rc));
+		b->failure_logged = true;
+		return;
+	}
+	b->connected = true;
+	b->backoff_ms = 0;
+	bridge__log(BLOG_INFO, "mqtt", "connected to %s:%d as %s, client id %s (%s session)", b->cfg.host,
+			b->cfg.port, b->cfg.user, b->cfg.client_id, (flags & 1) ? "resumed" : "new");
+	const char *subs[2] = { b->sub_messages, b->sub_req };
+	for(int i = 0; i < 2; i++){
+		b->sub_ok[i] = false;
+		int src = mosquitto_subscribe_v5(mosq, &b->sub_mid[i], subs[i], 1, 0, NULL);
+		if(src){
+			bridge__log(BLOG_ERROR, "mqtt", "subscribing to %s failed: %s; reconnecting", subs[i],
+					mosquitto_strerror(src));
+			mosquitto_disconnect_v5(mosq, MQTT_RC_UNSPECIFIED, NULL);
+			return;
+		}
+	}
+}
+
+static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_count, const int *granted,
+		const mosquitto_property *props)
+{
+	(void)props;
+	struct bridge *b = obj;
+	const char *subs[2] = { b->sub_messages, b->sub_req };
+	for(int i = 0; i < 2; i++){
+		if(mid != b->sub_mid[i]) continue;
+		if(qos_count < 1 || granted[0] > 1){
+			bridge__log(BLOG_ERROR, "mqtt", "broker refused the subscription to %s (reason 0x%02x): "
+					"is %s the plugin's service user? disconnecting to retry", subs[i],
+					qos_count < 1 ? 0x80 : granted[0], b->cfg.user);
+			b->failure_logged = true;
+			mosquitto_disconnect_v5(mosq, MQTT_RC_UNSPECIFIED, NULL);
+			return;
+		}
+		if(granted[0] != 1){
+			bridge__log(BLOG_WARN, "mqtt", "subscription to %s granted at QoS %d, not 1: messages sent "
+					"while the bridge is away may be lost", subs[i], granted[0]);
+		}
+		b->sub_ok[i] = true;
+	}
+	if(b->ready || !b->sub_ok[0] || !b->sub_ok[1]) return;
+
+	/* Ask for what the plugin still holds and we do not: commit first, so "after" is exact. */
+	if(ingest__flush(b->ing)){
+		bridge__log(BLOG_WARN, "ingest", "committing before the replay request failed; asking for more than needed");
+	}
+	uint64_t after = ingest__max_id(b->ing);
+	json_t *j = json_pack("{s:s, s:I}", "op", "replay", "after", (json_int_t)after);
+	b->ready = true;
+	b->acked = 0;
+	if(j && publish_json(b, BRIDGE_CONTROL_TOPIC, j, NULL) == 0){
+		b->replaying = true;
+		b->replay_deadline = bridge__mono_ms() + REPLAY_WAIT_MS;
+		bridge__log(BLOG_INFO, "ingest", "asked the plugin to replay messages after %" PRIu64, after);
+	}
+	json_decref(j);
+	bridge__log(BLOG_INFO, "bridge", "ready");
+}
+
+static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str)
+{
+	(void)mosq;
+	(void)obj;
+	if(level == MOSQ_LOG_DEBUG) bridge__log(BLOG_DEBUG, "libmosquitto", "%s", str);
+}
+
+/* ------------------------------------------------------------------ connection */
+
+static void schedule_reconnect(struct bridge *b, const char *what, const char *why)
+{
+	b->backoff_ms = b->backoff_ms ? b->backoff_ms * 2 : BACKOFF_MIN_MS;
+	if(b->backoff_ms > BACKOFF_MAX_MS) b->backoff_ms = BACKOFF_MAX_MS;
+	/* jitter: between half and all of the backoff, so restarted bridges do not march in step */
+	int64_t delay = b->backoff_ms / 2 + (int64_t)(rand_r(&b->rand_state) % (unsigned)(b->backoff_ms / 2 + 1));
+	b->next_connect_at = bridge__mono_ms() + delay;
+	if(what){
+		bridge__log(BLOG_WARN, "mqtt", "%s %s:%d: %s; retrying in %" PRId64 " ms", what, b->cfg.host,
+				b->cfg.port, why, delay);
+	}else{
+		bridge__log(BLOG_INFO, "mqtt", "retrying in %" PRId64 " ms", delay);
+	}
+}
+
+static void connection_down(struct bridge *b, int rc)
+{
+	bool was_ready = b->ready;
+	char why[128];
+	snprintf(why, sizeof(why), "%s", rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+	mosquitto_disconnect(b->mosq); /* closes the socket if libmosquitto left it open */
+	b->tcp_up = b->connected = b->ready = b->replaying = false;
+	if(b->failure_logged){
+		schedule_reconnect(b, NULL, NULL);
+	}else{
+		schedule_reconnect(b, was_ready ? "lost the connection to" : "connection failed to", why);
+	}
+	b->failure_logged = false;
+}
+
+static void try_connect(struct bridge *b)
+{
+	int rc = mosquitto_connect_bind_v5(b->mosq, b->cfg.host, b->cfg.port, b->cfg.keepalive, NULL,
+			b->connect_props);
+	if(rc != MOSQ_ERR_SUCCESS){
+		char why[128];
+		snprintf(why, sizeof(why), "%s", rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+		schedule_reconnect(b, "cannot connect to", why);
+		return;
+	}
+	b->tcp_up = true;
+	b->failure_logged = false;
+}
+
+/* ------------------------------------------------------------------ main */
+
+static int64_t min_wait(int64_t a, int64_t b)
+{
+	if(a < 0) return b;
+	if(b < 0) return a;
+	return a < b ? a : b;
+}
+
+static void run(struct bridge *b)
+{
+	while(!stop_signal){
+		int64_t now = bridge__mono_ms();
+
+		if(!b->tcp_up && now >= b->next_connect_at){
+			try_connect(b);
+			now = bridge__mono_ms();
+		}
+
+		if(ingest__tick(b->ing, now) == 1) send_ack(b);
+		if(b->replaying && now >= b->replay_deadline){
+			bridge__log(BLOG_WARN, "ingest", "no replay.done from the plugin within %d ms (a plugin without a "
+					"replay buffer?); acknowledging stored messages again", REPLAY_WAIT_MS);
+			replay_finished(b, "timed out");
+		}
+
+		int64_t wait = min_wait(ingest__timeout_ms(b->ing, now), LOOP_MAX_WAIT_MS);
+		if(b->replaying) wait = min_wait(wait, b->replay_deadline - now);
+		if(!b->tcp_up) wait = min_wait(wait, b->next_connect_at - now);
+		if(wait < 0) wait = 0;
+
+		if(!b->tcp_up || ingest__blocked(b->ing)){
+			/* Not reading while commits fail with a full batch: the broker keeps the rest. */
+			sleep_ms(wait > 0 ? wait : 1);
+			continue;
+		}
+		int rc = mosquitto_loop(b->mosq, (int)wait, 1);
+		if(rc != MOSQ_ERR_SUCCESS && !stop_signal) connection_down(b, rc);
+	}
+}
+
+/* SIGTERM/SIGINT: commit, acknowledge, disconnect cleanly. Returns the exit status. */
+static int shutdown_cleanly(struct bridge *b)
+{
+	int status = 0;
+	bridge__log(BLOG_INFO, "bridge", "signal %d: committing %zu waiting messages and disconnecting",
+			(int)stop_signal, ingest__pending(b->ing));
+	for(int attempt = 0; ingest__pending(b->ing) && attempt < 5; attempt++){
+		if(ingest__flush(b->ing) == 0) break;
+		sleep_ms(200);
+	}
+	if(ingest__pending(b->ing)) status = 1;
+	if(b->tcp_up){
+		send_ack(b);
+		mosquitto_disconnect_v5(b->mosq, MQTT_RC_NORMAL_DISCONNECTION, NULL);
+		int64_t until = bridge__mono_ms() + 2000;
+		while(bridge__mono_ms() < until && mosquitto_loop(b->mosq, 100, 1) == MOSQ_ERR_SUCCESS){
+		}
+	}
+	bridge__log(BLOG_INFO, "bridge", "stopped%s", status ? " with messages not stored (the plugin replays them)" : "");
+	return status;
+}
+
+static char *topic_new(const char *prefix, const char *rest)
+{
+	size_t n = strlen(prefix) + strlen(rest) + 1;
+	char *s = malloc(n);
+	if(s) snprintf(s, n, "%s%s", prefix, rest);
+	return s;
+}
+
+int main(int argc, char **argv)
+{
+	struct bridge b = { 0 };
+	char reason[512];
+	int rc, status = 1;
+
+	rc = config__load(&b.cfg, argc, argv);
+	if(rc){
+		config__free(&b.cfg);
+		return rc > 0 ? 0 : 2;
+	}
+	mosquitto_lib_init();
+	bridge__log_set_level(b.cfg.log_level);
+	b.rand_state = (unsigned)time(NULL) ^ (unsigned)getpid();
+
+	struct sigaction sa = { 0 };
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if(!b.cfg.password){
+		bridge__log(BLOG_WARN, "config", "no password (password-file or $MQCHAT_BRIDGE_PASSWORD): "
+				"connecting as %s without one", b.cfg.user);
+	}
+	if(mqc_db_open(b.cfg.db_path, MQC_OPEN_READWRITE, DB_BUSY_MS, &b.db, reason, sizeof(reason))){
+		bridge__log(BLOG_ERROR, "bridge", "%s; exiting", reason);
+		goto done;
+	}
+	b.ing = ingest__new(b.db, b.cfg.batch_max, b.cfg.batch_ms);
+	if(!b.ing) goto done;
+	b.req = requests__new(b.db, b.cfg.prefix);
+	if(!b.req) goto done;
+	b.sub_messages = topic_new(b.cfg.prefix, "/rooms/+/messages");
+	b.sub_req = topic_new(b.cfg.prefix, "/users/+/req");
+	if(!b.sub_messages || !b.sub_req) goto nomem;
+
+	b.mosq = mosquitto_new(b.cfg.client_id, false, &b);
+	if(!b.mosq) goto nomem;
+	mosquitto_int_option(b.mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+	if(mosquitto_username_pw_set(b.mosq, b.cfg.user, b.cfg.password)) goto nomem;
+	if(mosquitto_property_add_int32(&b.connect_props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 0xFFFFFFFFu)) goto nomem;
+	mosquitto_connect_v5_callback_set(b.mosq, on_connect);
+	mosquitto_subscribe_v5_callback_set(b.mosq, on_subscribe);
+	mosquitto_message_v5_callback_set(b.mosq, on_message);
+	if(bridge__log_enabled(BLOG_DEBUG)) mosquitto_log_callback_set(b.mosq, on_log);
+
+	bridge__log(BLOG_INFO, "bridge", "database %s, stored up to %" PRIu64 "; broker %s:%d, prefix %s, "
+			"batches of up to %d messages or %d ms", b.cfg.db_path, ingest__stored_upto(b.ing), b.cfg.host,
+			b.cfg.port, b.cfg.prefix, b.cfg.batch_max, b.cfg.batch_ms);
+	run(&b);
+	status = shutdown_cleanly(&b);
+	goto done;
+
+nomem:
+	bridge__log(BLOG_ERROR, "bridge", "out of memory at start-up; exiting");
+done:
+	if(b.mosq) mosquitto_destroy(b.mosq);
+	mosquitto_property_free_all(&b.connect_props);
+	mosquitto_lib_cleanup();
+	free(b.sub_messages);
+	free(b.sub_req);
+	if(b.req) requests__free(b.req);
+	ingest__free(b.ing);
+	if(b.db) sqlite3_close(b.db);
+	config__free(&b.cfg);
+	return status;
+}
