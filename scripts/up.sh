@@ -50,7 +50,7 @@ chmod 600 "$RUN/service.pw"
 sed -e "s|^listener 1883 127.0.0.1|listener $PORT 127.0.0.1|" \
 	-e "s|^plugin /path/to/mqchat_plugin.so|plugin $PLUGIN|" \
 	-e "s|^plugin_opt_db_path .*|plugin_opt_db_path $DB|" \
-	-e "s|^plugin_opt_service_user .*|plugin_opt_service_user mqchat-service|" \
+	-e "s|^plugin_opt_service_user .*|plugin_opt_service_user mqchat-bridge|" \
 	-e "s|^plugin_opt_service_password .*|plugin_opt_service_password $SERVICE_PW|" \
 	mosquitto.conf.example > "$RUN/mosquitto.conf"
 printf '\n# added by scripts/up.sh\nuser %s\npersistence false\n' "$(id -un)" >> "$RUN/mosquitto.conf"
@@ -67,7 +67,7 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 
-nohup "$BRIDGE" --host 127.0.0.1 --port "$PORT" --db "$DB" --user mqchat-service \
+nohup "$BRIDGE" --host 127.0.0.1 --port "$PORT" --db "$DB" --user mqchat-bridge \
 	--password-file "$RUN/service.pw" >"$RUN/bridge.log" 2>&1 &
 echo $! > "$RUN/bridge.pid"
 for _ in $(seq 1 100); do

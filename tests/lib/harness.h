@@ -28,7 +28,7 @@
 #include <mosquitto.h>
 
 #define H_PATH_MAX 4096
-#define H_SERVICE_USER "mqchat-service"
+#define H_SERVICE_USER "mqchat-bridge" /* the bridge's default user and client id */
 #define H_PROTO_V311 4
 #define H_PROTO_V5 5
 

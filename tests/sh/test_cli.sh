@@ -56,7 +56,7 @@ persistence false
 log_dest stderr
 plugin $MQCHAT_PLUGIN
 plugin_opt_db_path $DB
-plugin_opt_service_user mqchat-service
+plugin_opt_service_user mqchat-bridge
 plugin_opt_service_password $SERVICE_PW
 EOF
 
@@ -72,7 +72,7 @@ for _ in $(seq 1 200); do
 	sleep 0.1
 done
 
-"$MQCHAT_BRIDGE" --host 127.0.0.1 --port "$PORT" --db "$DB" --user mqchat-service \
+"$MQCHAT_BRIDGE" --host 127.0.0.1 --port "$PORT" --db "$DB" --user mqchat-bridge \
 	--password-file "$DIR/service.pw" >"$DIR/bridge.log" 2>&1 &
 BRIDGE_PID=$!
 for _ in $(seq 1 200); do
