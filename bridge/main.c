@@ -54,10 +54,12 @@ struct bridge {
 	bool tcp_up;          /* a connection exists (CONNACK may still be pending) */
 	bool connected;       /* CONNACK accepted */
 	bool ready;           /* both subscriptions granted */
-	bool failure_logged;  /* this attempt's failure was already logged (CONNACK refusal) */
+	bool failure_logged;  /* this attempt's failure was already logged (SUBACK refusal) */
+	char refusal[160];    /* why the broker refused this attempt's CONNECT, or "" */
 	int sub_mid[2];
 	bool sub_ok[2];
 	bool replaying;
+	uint64_t replay_after;  /* the highest stored id when this connection's CONNACK came */
 	int64_t replay_deadline;
 	uint64_t acked;       /* the last "stored" upto sent on this connection */
 	int64_t backoff_ms;
@@ -324,13 +326,20 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags, con
 	(void)props;
 	struct bridge *b = obj;
 	if(rc){
-		bridge__log(BLOG_ERROR, "mqtt", "broker %s:%d refused the connection as %s: %s",
-				b->cfg.host, b->cfg.port, b->cfg.user, mosquitto_reason_string(rc));
-		b->failure_logged = true;
+		/* logged by connection_down, with the retry delay, when mosquitto_loop fails next */
+		snprintf(b->refusal, sizeof(b->refusal), "refused the connection as %s (%s)",
+				b->cfg.user, mosquitto_reason_string(rc));
 		return;
 	}
 	b->connected = true;
 	b->backoff_ms = 0;
+	/* "after" is fixed now, before the session queue delivers anything: a message queued
+	 * in the broker is newer than one a killed bridge had received but not committed, so
+	 * committing queued ones first must not raise "after" past the lost ones. */
+	if(ingest__flush(b->ing)){
+		bridge__log(BLOG_WARN, "ingest", "committing before the replay request failed; asking for more than needed");
+	}
+	b->replay_after = ingest__max_id(b->ing);
 	bridge__log(BLOG_INFO, "mqtt", "connected to %s:%d as %s, client id %s (%s session)", b->cfg.host,
 			b->cfg.port, b->cfg.user, b->cfg.client_id, (flags & 1) ? "resumed" : "new");
 	const char *subs[2] = { b->sub_messages, b->sub_req };
@@ -370,11 +379,8 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
 	}
 	if(b->ready || !b->sub_ok[0] || !b->sub_ok[1]) return;
 
-	/* Ask for what the plugin still holds and we do not: commit first, so "after" is exact. */
-	if(ingest__flush(b->ing)){
-		bridge__log(BLOG_WARN, "ingest", "committing before the replay request failed; asking for more than needed");
-	}
-	uint64_t after = ingest__max_id(b->ing);
+	/* Ask for what the plugin still holds and we do not (after: see on_connect). */
+	uint64_t after = b->replay_after;
 	json_t *j = json_pack("{s:s, s:I}", "op", "replay", "after", (json_int_t)after);
 	b->ready = true;
 	b->acked = 0;
@@ -396,16 +402,18 @@ static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str
 
 /* ------------------------------------------------------------------ connection */
 
-static void schedule_reconnect(struct bridge *b, const char *what, const char *why)
+/* Picks the next attempt's time; logs `failure` (the whole sentence, e.g. "cannot connect
+ * to h:p: Connection refused") with the delay, or only the delay when failure is NULL
+ * (already logged). */
+static void schedule_reconnect(struct bridge *b, const char *failure)
 {
 	b->backoff_ms = b->backoff_ms ? b->backoff_ms * 2 : BACKOFF_MIN_MS;
 	if(b->backoff_ms > BACKOFF_MAX_MS) b->backoff_ms = BACKOFF_MAX_MS;
 	/* jitter: between half and all of the backoff, so restarted bridges do not march in step */
 	int64_t delay = b->backoff_ms / 2 + (int64_t)(rand_r(&b->rand_state) % (unsigned)(b->backoff_ms / 2 + 1));
 	b->next_connect_at = bridge__mono_ms() + delay;
-	if(what){
-		bridge__log(BLOG_WARN, "mqtt", "%s %s:%d: %s; retrying in %" PRId64 " ms", what, b->cfg.host,
-				b->cfg.port, why, delay);
+	if(failure){
+		bridge__log(BLOG_WARN, "mqtt", "%s; retrying in %" PRId64 " ms", failure, delay);
 	}else{
 		bridge__log(BLOG_INFO, "mqtt", "retrying in %" PRId64 " ms", delay);
 	}
@@ -416,14 +424,20 @@ static void connection_down(struct bridge *b, int rc)
 	bool was_ready = b->ready;
 	char why[128];
 	snprintf(why, sizeof(why), "%s", rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+	size_t wl = strlen(why);
+	if(wl && why[wl - 1] == '.') why[wl - 1] = '\0';
 	mosquitto_disconnect(b->mosq); /* closes the socket if libmosquitto left it open */
 	b->tcp_up = b->connected = b->ready = b->replaying = false;
-	if(b->failure_logged){
-		schedule_reconnect(b, NULL, NULL);
+	char msg[512];
+	if(b->refusal[0]){
+		snprintf(msg, sizeof(msg), "broker %s:%d %s", b->cfg.host, b->cfg.port, b->refusal);
 	}else{
-		schedule_reconnect(b, was_ready ? "lost the connection to" : "connection failed to", why);
+		snprintf(msg, sizeof(msg), "%s %s:%d: %s", was_ready ? "lost the connection to" : "connection failed to",
+				b->cfg.host, b->cfg.port, why);
 	}
+	schedule_reconnect(b, b->failure_logged ? NULL : msg);
 	b->failure_logged = false;
+	b->refusal[0] = '\0';
 }
 
 static void try_connect(struct bridge *b)
@@ -431,9 +445,10 @@ static void try_connect(struct bridge *b)
 	int rc = mosquitto_connect_bind_v5(b->mosq, b->cfg.host, b->cfg.port, b->cfg.keepalive, NULL,
 			b->connect_props);
 	if(rc != MOSQ_ERR_SUCCESS){
-		char why[128];
-		snprintf(why, sizeof(why), "%s", rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
-		schedule_reconnect(b, "cannot connect to", why);
+		char msg[512];
+		snprintf(msg, sizeof(msg), "cannot connect to %s:%d: %s", b->cfg.host, b->cfg.port,
+				rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+		schedule_reconnect(b, msg);
 		return;
 	}
 	b->tcp_up = true;
