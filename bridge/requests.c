@@ -144,7 +144,6 @@ static const char *const stmt_sql[S_COUNT_] = {
 
 struct requests {
 	sqlite3 *db;
-	char *prefix;
 	sqlite3_stmt *stmt[S_COUNT_];
 };
 
@@ -1451,12 +1450,9 @@ struct requests *requests__new(sqlite3 *db, const char *prefix)
 		bridge__log(BLOG_ERROR, "requests", "out of memory starting the request API");
 		return NULL;
 	}
+	/* Answers and events name rooms and users, never topics: the caller builds topics. */
+	(void)prefix;
 	r->db = db;
-	r->prefix = strdup(prefix ? prefix : "chat");
-	if(!r->prefix){
-		bridge__log(BLOG_ERROR, "requests", "out of memory starting the request API");
-		goto fail;
-	}
 	for(int i = 0; i < S_COUNT_; i++){
 		if(sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &r->stmt[i], NULL) != SQLITE_OK){
 			bridge__log(BLOG_ERROR, "requests", "cannot prepare statement %d (%s): %s; the bridge cannot serve requests",
@@ -1474,6 +1470,5 @@ void requests__free(struct requests *r)
 {
 	if(!r) return;
 	for(int i = 0; i < S_COUNT_; i++) sqlite3_finalize(r->stmt[i]);
-	free(r->prefix);
 	free(r);
 }

@@ -6,9 +6,9 @@
  *   - single-threaded; the caller owns db, which stays open for the life of the struct;
  *   - requests__handle must be called with no transaction open on db (ingest commits its
  *     batch first): write ops run in their own BEGIN IMMEDIATE ... COMMIT;
- *   - publish order: every controls[] entry to $CONTROL/mqchat/v1 (QoS 1), then the answer,
- *     then the events (each to <prefix>/users/{user}/events). Controls are built from the
- *     committed state, so the plugin knows a membership change before the requester does.
+ *   - publish order: every controls[] entry to $CONTROL/mqchat/v1 (QoS 1) first, then the
+ *     answer and the events (each to <prefix>/users/{user}/events). Controls describe the
+ *     committed state, so the plugin knows a membership change before anyone else does.
  */
 #ifndef MQCHAT_BRIDGE_REQUESTS_H
 #define MQCHAT_BRIDGE_REQUESTS_H
@@ -28,8 +28,9 @@
 
 struct requests;
 
-/* Prepares every statement. prefix is the topic prefix ("chat"), copied. NULL on failure
- * (logged, with the statement that failed). */
+/* Prepares every statement. prefix (the topic prefix) is not needed: answers and events
+ * name rooms and users, the caller builds topics. NULL on failure (logged, with the
+ * statement that failed). */
 struct requests *requests__new(sqlite3 *db, const char *prefix);
 void requests__free(struct requests *r);
 
@@ -40,10 +41,9 @@ struct req_out {
 };
 
 /* Handles one request from `user` (taken from the topic, already validated). Returns 0 and
- * fills *out (caller json_decref()s each non-NULL member), or -1 only when out of memory
- * (then *out is all NULL and nothing was committed... unless the commit itself succeeded
- * and building the answer ran out of memory: the state change stands, and the caller
- * should log it). */
+ * fills *out (caller json_decref()s each non-NULL member), or -1 only when out of memory;
+ * then *out is all NULL. Hazard: if memory ran out after the COMMIT, the change stands
+ * without its controls, and the plugin learns it only at its next reload (acl_version). */
 int requests__handle(struct requests *r, const char *user, const void *payload, size_t len, struct req_out *out);
 
 #endif
