@@ -557,7 +557,7 @@ static int arg_name(struct call *c, const char *key, bool required, const char *
 {
 	json_t *v = json_object_get(c->req, key);
 	*out = NULL;
-	if(!v){
+	if(!v || json_is_null(v)){
 		if(required) return fail(c, "invalid", "%s: required", key);
 		return OP_OK;
 	}
@@ -574,6 +574,7 @@ static int arg_name(struct call *c, const char *key, bool required, const char *
 static int arg_int(struct call *c, const char *key, int64_t min, int64_t max, int64_t *out, bool *present)
 {
 	json_t *v = json_object_get(c->req, key);
+	if(json_is_null(v)) v = NULL; /* null is the same as absent */
 	*present = v != NULL;
 	if(!v) return OP_OK;
 	if(!json_is_integer(v)) return fail(c, "invalid", "%s: expected an integer", key);
@@ -645,6 +646,7 @@ static int op_room_create(struct call *c)
 	bool created = false;
 	int64_t now = mqc_now_ms();
 
+	if(json_is_null(jname)) jname = NULL;
 	rc = arg_users(c, "participants", c->user, &names, &n);
 	if(rc) return rc;
 	if(n < 2){
@@ -788,7 +790,7 @@ static int op_rooms_list(struct call *c)
 	int rc;
 
 	if((rc = arg_int(c, "limit", 1, REQ_PAGE_MAX, &limit, &present))) return rc;
-	if(before){
+	if(before && !json_is_null(before)){
 		if(!json_is_string(before)) return fail(c, "invalid", "before: expected the string `next` of a previous rooms.list");
 		if((rc = parse_cursor(c, json_string_value(before), &act, &after_room))) return rc;
 	}

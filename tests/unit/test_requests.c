@@ -272,6 +272,12 @@ static void test_room_create(void)
 	CHECK(last.controls == NULL && last.events == NULL);
 	CHECK_INT(sql_int("SELECT count(*) FROM rooms WHERE direct_key = 'alice:bob'"), 1);
 
+	/* null is the same as an absent optional argument. */
+	r = rq("bob", "{\"op\":\"room.create\",\"participants\":[\"alice\"],\"name\":null}");
+	CHECK_STR(result_str(r, "id"), dm_ab);
+	CHECK(OK(rq("bob", "{\"op\":\"history\",\"room\":\"%s\",\"before\":null,\"from\":null}", dm_ab)) != NULL);
+	ERR(rq("bob", "{\"op\":\"room.get\",\"room\":null}"), "invalid");
+
 	/* Group room with a name. */
 	r = rq("alice", "{\"op\":\"room.create\",\"participants\":[\"bob\",\"carol\"],\"name\":\"Trio\"}");
 	res = OK(r);
