@@ -28,13 +28,20 @@ static struct cache_room *member_room(const struct mqchat *st, const char *user,
 	return r;
 }
 
+/* A known user who is not disabled (still connected while the tick has not kicked it). */
+static bool user_active(const struct mqchat *st, const char *user)
+{
+	struct cache_user *u = cache__user(st->cache, user, strlen(user));
+	return u && !u->disabled;
+}
+
 /* "<prefix>/users/{me}/res", ".../res/<anything>" and ".../events": what a user reads. */
 static bool own_inbox(const struct mqchat *st, const char *user, const char *topic)
 {
 	const char *u, *rest;
 	size_t ulen;
 	if(!topic__user(st, topic, &u, &ulen, &rest)) return false;
-	if(ulen != strlen(user) || memcmp(u, user, ulen) != 0) return false;
+	if(ulen != strlen(user) || memcmp(u, user, ulen) != 0 || !user_active(st, user)) return false;
 	return !strcmp(rest, "events") || !strcmp(rest, "res") || !strncmp(rest, "res/", 4);
 }
 
@@ -125,7 +132,8 @@ static int check_write(struct mqchat *st, struct mosquitto_evt_acl_check *ed, co
 			return check_send(st, ed, user, room, roomlen);
 		}
 	}else if(topic__user(st, topic, &u, &ulen, &rest)){
-		if(ulen == strlen(user) && memcmp(u, user, ulen) == 0 && strcmp(rest, "req") == 0 && !ed->retain){
+		if(ulen == strlen(user) && memcmp(u, user, ulen) == 0 && strcmp(rest, "req") == 0 && !ed->retain
+				&& user_active(st, user)){
 			return MOSQ_ERR_SUCCESS;
 		}
 	}

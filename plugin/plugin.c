@@ -35,6 +35,7 @@ static const struct {
 	{ MOSQ_EVT_ACL_CHECK, acl__check, NULL },
 	{ MOSQ_EVT_MESSAGE, message__handle, NULL },
 	{ MOSQ_EVT_CONTROL, control__handle, MQCHAT_CONTROL_TOPIC },
+	{ MOSQ_EVT_TICK, tick__handle, NULL },
 };
 #define NEVENTS (sizeof(events) / sizeof(events[0]))
 
@@ -174,6 +175,7 @@ static void state_free(struct mqchat *st)
 	replay__free(&st->replay);
 	limits__dedupe_free(&st->dedupe);
 	limits__rate_free(st);
+	tick__free(st);
 	auth__free(st);
 	free(st->rooms_prefix);
 	free(st->users_prefix);
@@ -287,10 +289,10 @@ void plugin__swap_if_ready(struct mqchat *st)
 		struct cache_user *nu = cache__user(next, ou->name, strlen(ou->name));
 		bool gone = !nu || (nu->disabled && !ou->disabled);
 		if(gone || !nu->pwhash || strcmp(nu->pwhash, ou->pwhash) != 0) auth__forget(st, ou->name);
-		if(gone && !ou->disabled){
-			mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: user %s was disabled or removed: disconnecting it", ou->name);
-			mosquitto_kick_client_by_username(ou->name, false);
-		}
+		/* Not kicked here: this may run inside that very client's CONNECT, and a kick
+		 * frees the context the broker is still using. acl.c refuses everything to a
+		 * disabled user from now on; the tick disconnects it. */
+		if(gone && !ou->disabled) tick__kick_later(st, ou->name);
 	}
 
 	st->cache = next;

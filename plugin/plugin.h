@@ -187,6 +187,9 @@ struct mqchat {
 	unsigned log_lines;
 	unsigned log_suppressed;
 
+	char **kicks;                 /* users to disconnect at the next tick (see tick.c) */
+	size_t nkicks, kicks_cap;
+
 	pthread_t reload_thread;       /* [reload thread] */
 	atomic_bool stop;              /* [atomic] */
 	bool thread_started;
@@ -205,6 +208,10 @@ int acl__check(int event, void *event_data, void *userdata);
 int auth__basic(int event, void *event_data, void *userdata);
 int message__handle(int event, void *event_data, void *userdata);
 int control__handle(int event, void *event_data, void *userdata);
+int tick__handle(int event, void *event_data, void *userdata);
+/* Queues user for disconnection at the next tick. */
+void tick__kick_later(struct mqchat *st, const char *user);
+void tick__free(struct mqchat *st);
 void auth__free(struct mqchat *st);
 void auth__forget(struct mqchat *st, const char *name);
 

@@ -101,6 +101,34 @@ static void users_cannot_write_the_control_topic(h_env *env)
 	h_client_close(erin);
 }
 
+/* Disabled with mqchat-admin while connected: refused everything at once, then dropped. */
+static void disabled_user_is_cut_off_while_connected(h_env *env)
+{
+	char send[256], msgs[256];
+	h_client *frank = h_login(env, "frank", H_PROTO_V5);
+	h_client *alice = h_login(env, "alice", H_PROTO_V5);
+
+	H_REQUIRE(frank && alice);
+	h_topic_send(send, room);
+	h_topic_messages(msgs, room);
+	H_REQUIRE_INT(h_subscribe(frank, msgs, 1), ==, 1);
+	H_REQUIRE_INT(h_admin(env, NULL, NULL, 0, "--db", env->db, "user", "disable", "frank", (char *)NULL), ==, 0);
+
+	int64_t until = h_now_ms() + 5000;
+	while(h_now_ms() < until && h_client_connected(frank)) h_sleep_ms(50);
+	H_CHECK(!h_client_connected(frank));
+	/* Whatever frank's client still does, it gets nothing of the room. */
+	H_CHECK_INT(h_publish_str(alice, send, "{\"type\":\"msg\",\"body\":\"after frank\"}", 1), ==, 0);
+	H_CHECK_NO_MESSAGE(frank, 500);
+	int reason = 0;
+	h_client *again = h_connect(env, "frank", h_pw("frank"), "frank", H_PROTO_V5, &reason);
+	H_CHECK(again == NULL);
+	H_CHECK_INT(reason, >=, 0x80);
+	h_client_close(again);
+	h_client_close(frank);
+	h_client_close(alice);
+}
+
 int main(void)
 {
 	h_env *env = h_env_new("guards");
@@ -109,7 +137,8 @@ int main(void)
 	h_user(env, "bob");
 	h_user(env, "carol");
 	h_user(env, "erin");
-	if(h_room_create(env, room, "alice", "bob", "carol", (char *)NULL)){
+	h_user(env, "frank");
+	if(h_room_create(env, room, "alice", "bob", "carol", "frank", (char *)NULL)){
 		h_failures++;
 		return h_env_finish(env);
 	}
@@ -120,5 +149,6 @@ int main(void)
 	H_RUN(env, resend_with_same_client_msg_id_is_delivered_once);
 	H_RUN(env, sender_over_rate_is_refused_then_recovers);
 	H_RUN(env, users_cannot_write_the_control_topic);
+	H_RUN(env, disabled_user_is_cut_off_while_connected);
 	return h_env_finish(env);
 }
