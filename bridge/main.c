@@ -42,6 +42,7 @@
 #define REPLAY_WAIT_MS 5000
 #define DB_BUSY_MS 5000
 #define LOOP_MAX_WAIT_MS 1000
+#define NSUBS 3 /* messages, requests, and send (see on_connect) */
 
 struct bridge {
 	struct bridge_config cfg;
@@ -56,8 +57,8 @@ struct bridge {
 	bool ready;           /* both subscriptions granted */
 	bool failure_logged;  /* this attempt's failure was already logged (SUBACK refusal) */
 	char refusal[160];    /* why the broker refused this attempt's CONNECT, or "" */
-	int sub_mid[2];
-	bool sub_ok[2];
+	int sub_mid[NSUBS];
+	bool sub_ok[NSUBS];
 	bool replaying;
 	uint64_t replay_after;  /* the highest stored id when this connection's CONNACK came */
 	int64_t replay_deadline;
@@ -68,6 +69,7 @@ struct bridge {
 
 	char *sub_messages;   /* <prefix>/rooms/+/messages */
 	char *sub_req;        /* <prefix>/users/+/req */
+	char *sub_send;       /* <prefix>/rooms/+/send: see on_connect */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -342,10 +344,15 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags, con
 	b->replay_after = ingest__max_id(b->ing);
 	bridge__log(BLOG_INFO, "mqtt", "connected to %s:%d as %s, client id %s (%s session)", b->cfg.host,
 			b->cfg.port, b->cfg.user, b->cfg.client_id, (flags & 1) ? "resumed" : "new");
-	const char *subs[2] = { b->sub_messages, b->sub_req };
-	for(int i = 0; i < 2; i++){
+	/* The third subscription receives nothing (the plugin refuses every delivery of raw
+	 * client input on .../send). It exists so that the broker finds a subscriber for a
+	 * client's send and answers an MQTT 5 PUBACK with 0x00 Success rather than 0x10
+	 * "No matching subscribers", which clients would read as "nobody got it". */
+	const char *subs[NSUBS] = { b->sub_messages, b->sub_req, b->sub_send };
+	const int qos[NSUBS] = { 1, 1, 0 };
+	for(int i = 0; i < NSUBS; i++){
 		b->sub_ok[i] = false;
-		int src = mosquitto_subscribe_v5(mosq, &b->sub_mid[i], subs[i], 1, 0, NULL);
+		int src = mosquitto_subscribe_v5(mosq, &b->sub_mid[i], subs[i], qos[i], 0, NULL);
 		if(src){
 			bridge__log(BLOG_ERROR, "mqtt", "subscribing to %s failed: %s; reconnecting", subs[i],
 					mosquitto_strerror(src));
@@ -360,8 +367,8 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
 {
 	(void)props;
 	struct bridge *b = obj;
-	const char *subs[2] = { b->sub_messages, b->sub_req };
-	for(int i = 0; i < 2; i++){
+	const char *subs[NSUBS] = { b->sub_messages, b->sub_req, b->sub_send };
+	for(int i = 0; i < NSUBS; i++){
 		if(mid != b->sub_mid[i]) continue;
 		if(qos_count < 1 || granted[0] > 1){
 			bridge__log(BLOG_ERROR, "mqtt", "broker refused the subscription to %s (reason 0x%02x): "
@@ -371,13 +378,16 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
 			mosquitto_disconnect_v5(mosq, MQTT_RC_UNSPECIFIED, NULL);
 			return;
 		}
-		if(granted[0] != 1){
+		if(granted[0] != 1 && i < 2){
 			bridge__log(BLOG_WARN, "mqtt", "subscription to %s granted at QoS %d, not 1: messages sent "
 					"while the bridge is away may be lost", subs[i], granted[0]);
 		}
 		b->sub_ok[i] = true;
 	}
-	if(b->ready || !b->sub_ok[0] || !b->sub_ok[1]) return;
+	for(int i = 0; i < NSUBS; i++){
+		if(!b->sub_ok[i]) return;
+	}
+	if(b->ready) return;
 
 	/* Ask for what the plugin still holds and we do not (after: see on_connect). */
 	uint64_t after = b->replay_after;
@@ -562,7 +572,8 @@ int main(int argc, char **argv)
 	if(!b.req) goto done;
 	b.sub_messages = topic_new(b.cfg.prefix, "/rooms/+/messages");
 	b.sub_req = topic_new(b.cfg.prefix, "/users/+/req");
-	if(!b.sub_messages || !b.sub_req) goto nomem;
+	b.sub_send = topic_new(b.cfg.prefix, "/rooms/+/send");
+	if(!b.sub_messages || !b.sub_req || !b.sub_send) goto nomem;
 
 	b.mosq = mosquitto_new(b.cfg.client_id, false, &b);
 	if(!b.mosq) goto nomem;
@@ -589,6 +600,7 @@ done:
 	mosquitto_lib_cleanup();
 	free(b.sub_messages);
 	free(b.sub_req);
+	free(b.sub_send);
 	if(b.req) requests__free(b.req);
 	ingest__free(b.ing);
 	if(b.db) sqlite3_close(b.db);

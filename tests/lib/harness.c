@@ -1067,6 +1067,18 @@ int h_publish(h_client *c, const char *topic, const void *payload, int len, int 
 	return rc >= 0 && rc < 0x80 ? 0 : rc;
 }
 
+int h_publish_raw_rc(h_client *c, const char *topic, const char *payload)
+{
+	int mid = 0, rc;
+
+	rc = mosquitto_publish_v5(c->mosq, &mid, topic, (int)strlen(payload), payload, 1, false, NULL);
+	if(rc) {
+		fprintf(stderr, "harness: publish %s as %s: %s\n", topic, c->id, mosquitto_strerror(rc));
+		return -1;
+	}
+	return wait_ack(c, mid, 10000);
+}
+
 int h_publish_str(h_client *c, const char *topic, const char *payload, int qos)
 {
 	return h_publish(c, topic, payload, (int)strlen(payload), qos, false, NULL);

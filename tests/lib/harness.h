@@ -178,6 +178,8 @@ int h_subscribe(h_client *c, const char *filter, int qos);
  * -1 on timeout / error. props (v5 only, may be NULL) stay owned by the caller. */
 int h_publish(h_client *c, const char *topic, const void *payload, int len, int qos, bool retain,
 		const mosquitto_property *props);
+/* QoS 1 publish returning the PUBACK reason code as the broker sent it (0x00, 0x10, 0x87...). */
+int h_publish_raw_rc(h_client *c, const char *topic, const char *payload);
 /* The same with a NUL-terminated payload. */
 int h_publish_str(h_client *c, const char *topic, const char *payload, int qos);
 
