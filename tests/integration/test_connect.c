@@ -18,8 +18,11 @@ static void refused(h_env *env, const char *what, const char *user, const char *
 		if(c) {
 			h_fail(__FILE__, __LINE__, "%s (MQTT %s) was accepted at CONNECT", what, i ? "5" : "3.1.1");
 			h_client_close(c);
-		} else if(reason == 0) {
-			h_fail(__FILE__, __LINE__, "%s (MQTT %s): refused without a reason", what, i ? "5" : "3.1.1");
+		} else if(reason <= 0) {
+			/* A refusal is a CONNACK with a failure code; a closed or refused TCP
+			 * connection means the broker is gone, not that it said no. */
+			h_fail(__FILE__, __LINE__, "%s (MQTT %s): no CONNACK refusal (%d): is the broker alive?", what,
+					i ? "5" : "3.1.1", reason);
 		}
 	}
 }
@@ -84,7 +87,8 @@ static void disabled_user(h_env *env)
 	while(h_now_ms() < until && !refused_now) {
 		int reason;
 		h_client *c = h_connect(env, "erin", h_pw("erin"), "erin", H_PROTO_V5, &reason);
-		refused_now = c == NULL;
+		refused_now = c == NULL && reason > 0;
+		if(!c && reason <= 0) break; /* no CONNACK at all: the broker is gone */
 		h_client_close(c);
 		if(!refused_now) h_sleep_ms(200);
 	}
