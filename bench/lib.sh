@@ -1,0 +1,204 @@
+# bench/lib.sh: shared shell functions of the benchmark scenarios (sourced, not run).
+#
+# Every broker runs on a free loopback port in its own temp dir ($BENCH_DIR), started in
+# the background; its PID is recorded and only that PID is ever killed (bench_cleanup runs
+# on EXIT). The three brokers under comparison share one set of settings (bench_common_conf)
+# so that the only difference between them is what is measured:
+#   A  bare mosquitto: anonymous, no ACL, clients publish straight to the delivery topic;
+#   B  mosquitto's own password_file (mosquitto_passwd hashes) + an acl_file of 20
+#      `pattern` lines, the last of which is the one that matches chat traffic, so every
+#      check walks 19 non-matching patterns first (the authenticated, access-controlled
+#      configuration one would build without mqchat);
+#   M  mosquitto + mqchat_plugin.so (auth, per-delivery membership checks, validation,
+#      stamping, replay buffer).
+#
+# Environment: BUILD (default: $ROOT/build-bench) holds mqchat-loadgen, mqchat-seed,
+# plugin/mqchat_plugin.so and bridge/mqchat-bridge. MOSQUITTO (default /usr/sbin/mosquitto).
+
+ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+BUILD=${BUILD:-$ROOT/build-bench}
+MOSQUITTO=${MOSQUITTO:-/usr/sbin/mosquitto}
+LOADGEN=$BUILD/bench/mqchat-loadgen
+SEED=$BUILD/bench/mqchat-seed
+PLUGIN=$BUILD/plugin/mqchat_plugin.so
+BRIDGE_BIN=$BUILD/bridge/mqchat-bridge
+BENCH_PW=bench-password-1
+SERVICE_USER=mqchat-service
+SERVICE_PW=bench-service-secret-0123
+
+BENCH_PIDS=()
+
+bench_init() {
+	BENCH_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mqchat-bench.XXXXXX")
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+	ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+	for f in "$LOADGEN" "$SEED"; do
+		[ -x "$f" ] || { echo "bench: $f is missing: build first (cmake --build $BUILD)" >&2; exit 1; }
+	done
+	echo "# bench dir $BENCH_DIR; $(nproc) cores; $(date -u +%FT%TZ); git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)"
+}
+
+bench_cleanup() {
+	local pid
+	for pid in "${BENCH_PIDS[@]}"; do
+		kill "$pid" 2>/dev/null
+	done
+	for pid in "${BENCH_PIDS[@]}"; do
+		wait "$pid" 2>/dev/null
+	done
+	if [ -n "$BENCH_KEEP" ]; then
+		echo "# kept $BENCH_DIR" >&2
+	else
+		rm -rf "$BENCH_DIR"
+	fi
+}
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on (bound with port 0, then closed).
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Settings every broker under comparison shares.
+bench_common_conf() {
+	cat <<EOF
+user root
+listener $1 127.0.0.1
+per_listener_settings false
+persistence false
+max_queued_messages 1000000
+max_inflight_messages 20
+set_tcp_nodelay true
+log_dest stderr
+log_type error
+log_type warning
+EOF
+}
+
+# wait_port PORT: until something accepts on 127.0.0.1:PORT (10 s).
+wait_port() {
+	local i
+	for i in $(seq 1 200); do
+		(exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "bench: nothing listens on port $1 after 10 s" >&2
+	return 1
+}
+
+# start_broker NAME CONF: starts mosquitto -c CONF; sets BROKER_PID. Log: $BENCH_DIR/NAME.log
+start_broker() {
+	local name=$1 conf=$2 port
+	port=$(awk '/^listener/ {print $2; exit}' "$conf")
+	"$MOSQUITTO" -c "$conf" >"$BENCH_DIR/$name.log" 2>&1 &
+	BROKER_PID=$!
+	BENCH_PIDS+=("$BROKER_PID")
+	wait_port "$port" || { cat "$BENCH_DIR/$name.log" >&2; return 1; }
+}
+
+stop_pid() {
+	kill "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	return 0
+}
+
+# Baseline A: bare mosquitto, anonymous, no ACL. Sets BROKER_PID and PORT.
+start_baseline_a() {
+	PORT=$(free_port)
+	{ bench_common_conf "$PORT"; echo "allow_anonymous true"; } >"$BENCH_DIR/a.conf"
+	start_broker a "$BENCH_DIR/a.conf"
+}
+
+# Baseline B: password_file for the users of USERS_FILE (one name per line, all with
+# $BENCH_PW) + an acl_file of 20 pattern lines. Sets BROKER_PID and PORT.
+make_baseline_b_files() {
+	local users_file=$1
+	if [ ! -s "$BENCH_DIR/b.passwd" ]; then
+		awk -v pw="$BENCH_PW" '{print $1 ":" pw}' "$users_file" >"$BENCH_DIR/b.passwd"
+		mosquitto_passwd -U "$BENCH_DIR/b.passwd"
+	fi
+	# 19 patterns that never match chat traffic, then the one that does.
+	{
+		local i
+		for i in $(seq 1 19); do
+			echo "pattern readwrite devices/%u/channel$i/#"
+		done
+		echo "pattern readwrite chat/#"
+	} >"$BENCH_DIR/b.acl"
+}
+start_baseline_b() {
+	make_baseline_b_files "$1"
+	PORT=$(free_port)
+	{
+		bench_common_conf "$PORT"
+		echo "allow_anonymous false"
+		echo "password_file $BENCH_DIR/b.passwd"
+		echo "acl_file $BENCH_DIR/b.acl"
+	} >"$BENCH_DIR/b.conf"
+	start_broker b "$BENCH_DIR/b.conf"
+}
+
+# seed_db DB ROOMS_FILE USERS ROOMS MEMBERS [PREFIX] [ITERATIONS]: a benchmark database.
+# Users are PREFIX0..; rooms made by mqchat-seed (see bench/seed.c for why not one
+# mqchat-admin call per user: the password hash is made once and copied).
+seed_db() {
+	"$SEED" --db "$1" --rooms-file "$2" --users "$3" --rooms "$4" --members "$5" \
+		--prefix "${6:-u}" --password "$BENCH_PW" --iterations "${7:-1000}" >/dev/null
+}
+
+# The mqchat broker on DB. Sets BROKER_PID and PORT. Extra conf lines on stdin (optional).
+start_mqchat() {
+	local db=$1
+	[ -f "$PLUGIN" ] || { echo "bench: $PLUGIN is missing" >&2; return 1; }
+	PORT=$(free_port)
+	{
+		bench_common_conf "$PORT"
+		echo "allow_anonymous false"
+		echo "plugin $PLUGIN"
+		echo "plugin_opt_db_path $db"
+		echo "plugin_opt_service_user $SERVICE_USER"
+		echo "plugin_opt_service_password $SERVICE_PW"
+		# The per-user send limit (default 50/s) is a policy, not a cost: off for benchmarks.
+		echo "plugin_opt_send_rate 0"
+		[ -t 0 ] || cat
+	} >"$BENCH_DIR/m.conf"
+	start_broker m "$BENCH_DIR/m.conf"
+}
+
+# start_bridge DB PORT: mqchat-bridge as the service user. Sets BRIDGE_PID.
+start_bridge() {
+	[ -x "$BRIDGE_BIN" ] || { echo "bench: $BRIDGE_BIN is missing" >&2; return 1; }
+	printf '%s\n' "$SERVICE_PW" >"$BENCH_DIR/service.pw"
+	chmod 600 "$BENCH_DIR/service.pw"
+	"$BRIDGE_BIN" --db "$1" --host 127.0.0.1 --port "$2" --user "$SERVICE_USER" \
+		--password-file "$BENCH_DIR/service.pw" >"$BENCH_DIR/bridge.log" 2>&1 &
+	BRIDGE_PID=$!
+	BENCH_PIDS+=("$BRIDGE_PID")
+}
+
+# cpu_ticks PID: utime+stime of PID in clock ticks (from /proc/PID/stat).
+cpu_ticks() {
+	awk '{print $14 + $15}' "/proc/$1/stat"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+# rss_kb PID: VmRSS of PID in kB.
+rss_kb() {
+	awk '/^VmRSS/ {print $2}' "/proc/$1/status"
+}
+
+# run_loadgen PID OUT ARGS...: runs mqchat-loadgen against the broker PID (whose CPU over
+# the measurement window the loadgen reads itself), keeps its JSON line in OUT and shows
+# its human line on stderr.
+run_loadgen() {
+	local pid=$1 out=$2
+	shift 2
+	"$LOADGEN" --broker-pid "$pid" "$@" >"$out.txt" || { echo "bench: mqchat-loadgen failed: $*" >&2; return 1; }
+	grep '^{' "$out.txt" >"$out"
+	grep '^#' "$out.txt" >&2
+}
+
+# jget FILE KEY: a field of a JSON line.
+jget() {
+	jq -r ".$2" "$1"
+}

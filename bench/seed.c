@@ -1,0 +1,184 @@
+/*
+ * mqchat-seed: builds a benchmark database in bulk, and the rooms file mqchat-loadgen reads.
+ *
+ *   mqchat-seed --db PATH --users N --rooms R --members M --password PW
+ *               [--iterations I] [--rooms-file FILE] [--prefix u]
+ *
+ * Users are <prefix>0..<prefix>N-1, all with password PW. The database is created and
+ * migrated by the store library (the same mqc_db_open(MQC_OPEN_MIGRATE) that
+ * `mqchat-admin init` uses), and the password hash is made ONCE by mqc_password_hash (the
+ * same function `mqchat-admin user add` uses) and copied to every row: hashing 10,000
+ * passwords at 210,000 iterations would take twenty minutes, and the benchmark measures
+ * the broker, not the seeding. Everything is inserted in one transaction.
+ *
+ * Room r's members are users (r*M + j) mod N for j = 0..M-1, so with R*M = k*N every user
+ * is in exactly k rooms. Room ids come from mqc_room_id_new (random, like real ones).
+ * The rooms file has one line per room: "<room id> <member> <member> ...".
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mqchat_store.h"
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: mqchat-seed --db PATH --users N --rooms R --members M --password PW\n"
+			"                   [--iterations I (default %u)] [--rooms-file FILE] [--prefix P (default u)]\n",
+			MQC_PW_DEFAULT_ITERATIONS);
+}
+
+static int parse_num(const char *opt, const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if(errno || end == s || *end || v < lo || v > hi){
+		fprintf(stderr, "mqchat-seed: %s '%s': expected a whole number in %lu..%lu\n", opt, s, lo, hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int exec_sql(sqlite3 *db, const char *sql)
+{
+	char *err = NULL;
+	if(sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK){
+		fprintf(stderr, "mqchat-seed: %s: %s\n", sql, err ? err : "?");
+		sqlite3_free(err);
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *dbpath = NULL, *password = NULL, *rooms_file = NULL, *prefix = "u";
+	unsigned long users = 0, rooms = 0, members = 0, iterations = MQC_PW_DEFAULT_ITERATIONS;
+	char reason[512], hash[MQC_PW_HASH_MAX], name[MQC_NAME_MAX + 1], room[23];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *ins_user = NULL, *ins_room = NULL, *ins_part = NULL;
+	FILE *rf = NULL;
+	int rc = 1;
+
+	for(int i = 1; i < argc; i++){
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		int bad = 0;
+		if(!v){
+			usage();
+			return 2;
+		}
+		if(!strcmp(a, "--db")) dbpath = v;
+		else if(!strcmp(a, "--password")) password = v;
+		else if(!strcmp(a, "--rooms-file")) rooms_file = v;
+		else if(!strcmp(a, "--prefix")) prefix = v;
+		else if(!strcmp(a, "--users")) bad = parse_num(a, v, 1, 10000000, &users);
+		else if(!strcmp(a, "--rooms")) bad = parse_num(a, v, 0, 10000000, &rooms);
+		else if(!strcmp(a, "--members")) bad = parse_num(a, v, 1, 100000, &members);
+		else if(!strcmp(a, "--iterations")) bad = parse_num(a, v, 1, 10000000, &iterations);
+		else{
+			fprintf(stderr, "mqchat-seed: unknown option %s\n", a);
+			usage();
+			return 2;
+		}
+		if(bad) return 2;
+		i++;
+	}
+	if(!dbpath || !password || !users || (rooms && members > users)){
+		fprintf(stderr, "mqchat-seed: --db, --password and --users are required, and --members must not exceed --users\n");
+		usage();
+		return 2;
+	}
+	if(strlen(prefix) + 8 > MQC_NAME_MAX || !mqc_name_valid(prefix, strlen(prefix))){
+		fprintf(stderr, "mqchat-seed: --prefix '%s' is not a valid start of a user name\n", prefix);
+		return 2;
+	}
+
+	if(mqc_password_hash(password, strlen(password), (unsigned)iterations, hash, sizeof(hash))){
+		fprintf(stderr, "mqchat-seed: cannot hash the password (%lu iterations)\n", iterations);
+		goto fail;
+	}
+	if(mqc_db_open(dbpath, MQC_OPEN_MIGRATE, 5000, &db, reason, sizeof(reason))){
+		fprintf(stderr, "mqchat-seed: %s\n", reason);
+		goto fail;
+	}
+	if(mqc_db_migrate(db, NULL, reason, sizeof(reason))){
+		fprintf(stderr, "mqchat-seed: %s\n", reason);
+		goto fail;
+	}
+	if(rooms_file && !(rf = fopen(rooms_file, "w"))){
+		fprintf(stderr, "mqchat-seed: cannot create %s: %s\n", rooms_file, strerror(errno));
+		goto fail;
+	}
+	if(sqlite3_prepare_v2(db, "INSERT INTO users(id, password_hash, created_at) VALUES (?, ?, ?)", -1, &ins_user, NULL)
+			|| sqlite3_prepare_v2(db, "INSERT INTO rooms(id, kind, name, created_by, created_at) VALUES (?, 'group', ?, ?, ?)",
+				-1, &ins_room, NULL)
+			|| sqlite3_prepare_v2(db, "INSERT INTO room_participants(room_id, user_id, joined_at) VALUES (?, ?, ?)",
+				-1, &ins_part, NULL)){
+		fprintf(stderr, "mqchat-seed: prepare: %s\n", sqlite3_errmsg(db));
+		goto fail;
+	}
+	if(exec_sql(db, "BEGIN")) goto fail;
+	int64_t now = mqc_now_ms();
+	for(unsigned long u = 0; u < users; u++){
+		snprintf(name, sizeof(name), "%s%lu", prefix, u);
+		sqlite3_bind_text(ins_user, 1, name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins_user, 2, hash, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ins_user, 3, now);
+		if(sqlite3_step(ins_user) != SQLITE_DONE){
+			fprintf(stderr, "mqchat-seed: insert user %s: %s\n", name, sqlite3_errmsg(db));
+			goto fail;
+		}
+		sqlite3_reset(ins_user);
+	}
+	for(unsigned long r = 0; r < rooms; r++){
+		char rname[32];
+		if(mqc_room_id_new(room)){
+			fprintf(stderr, "mqchat-seed: no randomness for a room id\n");
+			goto fail;
+		}
+		snprintf(rname, sizeof(rname), "bench %lu", r);
+		snprintf(name, sizeof(name), "%s%lu", prefix, (r * members) % users);
+		sqlite3_bind_text(ins_room, 1, room, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins_room, 2, rname, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins_room, 3, name, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(ins_room, 4, now);
+		if(sqlite3_step(ins_room) != SQLITE_DONE){
+			fprintf(stderr, "mqchat-seed: insert room %s: %s\n", room, sqlite3_errmsg(db));
+			goto fail;
+		}
+		sqlite3_reset(ins_room);
+		if(rf) fputs(room, rf);
+		for(unsigned long j = 0; j < members; j++){
+			snprintf(name, sizeof(name), "%s%lu", prefix, (r * members + j) % users);
+			sqlite3_bind_text(ins_part, 1, room, -1, SQLITE_STATIC);
+			sqlite3_bind_text(ins_part, 2, name, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int64(ins_part, 3, now);
+			if(sqlite3_step(ins_part) != SQLITE_DONE){
+				fprintf(stderr, "mqchat-seed: insert member %s of %s: %s\n", name, room, sqlite3_errmsg(db));
+				goto fail;
+			}
+			sqlite3_reset(ins_part);
+			if(rf) fprintf(rf, " %s", name);
+		}
+		if(rf) fputc('\n', rf);
+	}
+	if(exec_sql(db, "COMMIT")) goto fail;
+	if(rf && fclose(rf)){
+		rf = NULL;
+		fprintf(stderr, "mqchat-seed: cannot write %s: %s\n", rooms_file, strerror(errno));
+		goto fail;
+	}
+	rf = NULL;
+	fprintf(stderr, "mqchat-seed: %s: %lu users, %lu rooms of %lu members\n", dbpath, users, rooms, members);
+	rc = 0;
+fail:
+	if(rf) fclose(rf);
+	sqlite3_finalize(ins_user);
+	sqlite3_finalize(ins_room);
+	sqlite3_finalize(ins_part);
+	if(db) sqlite3_close(db);
+	return rc;
+}
