@@ -74,6 +74,8 @@ struct opts {
 	const char *sent_file;
 	const char *label;
 	int broker_pid;          /* read its CPU time over the measurement window */
+	const char *ready_file;   /* created once every connection is up and subscribed */
+	unsigned connect_retries; /* rounds of retrying refused connects (not with --connect-only) */
 };
 
 static struct opts O = {
@@ -107,6 +109,10 @@ static void usage(void)
 		"  --db PATH [--db-poll-ms MS]  measure publish->stored lag from the messages table\n"
 		"  --sent-file F                write 'publisher sent' lines at the end\n"
 		"  --label L                    put into the JSON line\n"
+		"  --connect-retries N          retry refused connects N rounds, 0.5 s apart (the plugin's\n"
+		"                               password-hash budget refuses first logins past it)\n"
+		"  --ready-file F               create F when connected and subscribed (--publishers 0\n"
+		"                               holds idle connections for --warmup + --duration)\n"
 		"  --broker-pid PID             report that process's CPU time over the measurement window\n");
 }
 
@@ -742,6 +748,8 @@ static int parse_args(int argc, char **argv)
 		else if(!strcmp(a, "--sent-file")){ NEEDV(); O.sent_file = v; }
 		else if(!strcmp(a, "--label")){ NEEDV(); O.label = v; }
 		else if(!strcmp(a, "--broker-pid")){ NEEDV(); O.broker_pid = atoi(v); }
+		else if(!strcmp(a, "--ready-file")){ NEEDV(); O.ready_file = v; }
+		else if(!strcmp(a, "--connect-retries")){ NEEDV(); O.connect_retries = (unsigned)strtoul(v, NULL, 10); }
 		else if(!strcmp(a, "--help") || !strcmp(a, "-h")){ usage(); exit(0); }
 		else{
 			fprintf(stderr, "mqchat-loadgen: unknown option %s\n", a);
@@ -809,6 +817,38 @@ static double connect_all(double *elapsed_out)
 	double el = (double)(now_ns() - t0) / 1e9;
 	*elapsed_out = el;
 	return el > 0 ? (double)connects_ok / el : 0;
+}
+
+/* Retries every refused or failed connection, up to O.connect_retries rounds 0.5 s apart.
+ * Only the first pass counts for the connect figures. */
+static void retry_failed(void)
+{
+	for(unsigned round = 0; round < O.connect_retries && !stop_flag; round++){
+		unsigned n = 0;
+		int64_t until = now_ns() + 500000000LL;
+		while(now_ns() < until) poll_once(10);
+		outstanding_connects = 0;
+		for(unsigned i = 0; i < nusers; i++){
+			struct conn *c = &conns[i];
+			if(!c->failed) continue;
+			if(c->fd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+			mosquitto_destroy(c->mosq);
+			unsigned *r = c->rooms, nr = c->nrooms, rc_ = c->rooms_cap, np = c->npubs;
+			struct pub **pp = c->pubs;
+			memset(c, 0, sizeof(*c));
+			c->rooms = r; c->nrooms = nr; c->rooms_cap = rc_; c->pubs = pp; c->npubs = np;
+			while(outstanding_connects >= O.connect_window) poll_once(10);
+			if(conn_start(c, names[i], O.password, i)) exit(1);
+			n++;
+		}
+		if(!n) return;
+		int64_t t0 = now_ns();
+		while(outstanding_connects && now_ns() - t0 < 30 * 1000000000LL) poll_once(10);
+		unsigned still = 0;
+		for(unsigned i = 0; i < nusers; i++) if(conns[i].failed) still++;
+		fprintf(stderr, "mqchat-loadgen: retry round %u: %u reconnected, %u still refused\n", round + 1, n - still, still);
+		if(!still) return;
+	}
 }
 
 static int subscribe_all(void)
@@ -941,11 +981,21 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	if(connects_failed){
-		fprintf(stderr, "mqchat-loadgen: %" PRIu64 " of %u users could not connect (first refusal code %d)\n",
-				connects_failed, nusers, conns[0].connack_rc);
+	uint64_t first_failed = connects_failed;
+	if(connects_failed && O.connect_retries) retry_failed();
+	{
+		unsigned still = 0;
+		int code = 0;
+		for(unsigned i = 0; i < nusers; i++) if(conns[i].failed){ still++; code = conns[i].connack_rc; }
+		if(still) fprintf(stderr, "mqchat-loadgen: %u of %u users could not connect (a refusal code: %d); "
+				"running without them\n", still, nusers, code);
 	}
 	subscribe_all();
+	if(O.ready_file){
+		FILE *rf = fopen(O.ready_file, "w");
+		if(rf) fclose(rf);
+		else fprintf(stderr, "mqchat-loadgen: cannot create %s: %s\n", O.ready_file, strerror(errno));
+	}
 
 	int64_t t0 = now_ns();
 	t_window_start = t0 + (int64_t)(O.warmup * 1e9);
@@ -1048,7 +1098,7 @@ int main(int argc, char **argv)
 			h_pct(&lat, 50), h_pct(&lat, 99), h_pct(&lat, 99.9), lat.max,
 			sink_window, (double)sink_window / dur, h_pct(&sink_lat, 99),
 			(uint64_t)atomic_load(&db_rows), h_pct(&store_lat, 50), h_pct(&store_lat, 99), h_pct(&store_lat, 99.9), store_lat.count,
-			connect_elapsed, cps, connects_failed, dropped, cpu1 - cpu0, bcpu, bcpu_per);
+			connect_elapsed, cps, first_failed, dropped, cpu1 - cpu0, bcpu, bcpu_per);
 	printf("# %s %s qos%d: sent %" PRIu64 " (%.0f msg/s), delivered %" PRIu64 " of %" PRIu64 " (%.0f/s), lost %" PRIu64
 			", dup %" PRIu64 ", latency p50/p99/p99.9 %" PRIu64 "/%" PRIu64 "/%" PRIu64 " us, connect %.2f s (%.0f/s), loadgen cpu %.0f%%, broker cpu %.0f%% = %.2f us/delivery\n",
 			O.label, O.raw ? "raw" : "mqchat", O.qos, sent_window, (double)sent_window / dur, delivered, expected,
