@@ -52,6 +52,7 @@ struct opts {
 	unsigned users;
 	const char *users_file;
 	const char *user_prefix;
+	unsigned first_user;     /* users are <prefix><first_user>..<prefix><first_user+N-1> */
 	const char *password;
 	const char *rooms_file;
 	unsigned rooms_max;      /* use only the first N rooms of the file (0: all) */
@@ -91,6 +92,8 @@ static void usage(void)
 		"  --host H --port P            broker (127.0.0.1:1883)\n"
 		"  --users N | --users-file F   users <prefix>0..N-1, or one name per line\n"
 		"  --user-prefix P              (u)\n"
+		"  --first-user F               users are <prefix>F..<prefix>F+N-1 (0); members of the\n"
+		"                               rooms file outside that range are not connected\n"
 		"  --password P                 the same for all users (--password-file F reads it)\n"
 		"  --rooms-file F [--rooms R]   lines 'room member member ...' (use the first R rooms)\n"
 		"  --publishers K               publisher k sends to room k%%R as its member (k/R)%%M\n"
@@ -258,7 +261,7 @@ static int user_index(const char *name)
 	if(!O.users_file && !strncmp(name, O.user_prefix, pl) && name[pl]){
 		char *end;
 		unsigned long v = strtoul(name + pl, &end, 10);
-		if(!*end && v < nusers) return (int)v;
+		if(!*end && v >= O.first_user && v - O.first_user < nusers) return (int)(v - O.first_user);
 		return -1;
 	}
 	for(unsigned i = 0; i < nusers; i++) if(!strcmp(names[i], name)) return (int)i;
@@ -291,7 +294,7 @@ static int load_users(void)
 		names = xcalloc(nusers, sizeof(*names));
 		for(unsigned i = 0; i < nusers; i++){
 			char b[80];
-			snprintf(b, sizeof(b), "%s%u", O.user_prefix, i);
+			snprintf(b, sizeof(b), "%s%u", O.user_prefix, O.first_user + i);
 			names[i] = xstrdup(b);
 		}
 	}
@@ -329,6 +332,7 @@ static int load_rooms(void)
 		unsigned mcap = 0;
 		while((tok = strtok_r(NULL, " \t\r\n", &save))){
 			int u = user_index(tok);
+			if(u < 0 && !O.users_file && !strncmp(tok, O.user_prefix, strlen(O.user_prefix))) continue; /* another process's user */
 			if(u < 0){
 				fprintf(stderr, "mqchat-loadgen: %s:%u: member %s is not one of the %u users\n",
 						O.rooms_file, lineno, tok, nusers);
@@ -551,6 +555,17 @@ static void conn_io(struct conn *c, uint32_t events)
 			return;
 		}
 	}
+	if(O.connect_only && (c->connected || c->failed)){
+		/* Measured: leave at once, so file descriptors stay bounded by the connect window
+		 * (libmosquitto 2.0 holds three per client: the socket and an interrupt pair). */
+		if(c->fd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+		if(c->connected) mosquitto_disconnect(c->mosq);
+		mosquitto_destroy(c->mosq);
+		c->mosq = NULL;
+		c->fd = -1;
+		c->dead = true;
+		return;
+	}
 	conn_arm(c);
 }
 
@@ -703,6 +718,7 @@ static int parse_args(int argc, char **argv)
 		else if(!strcmp(a, "--users")){ NEEDV(); O.users = (unsigned)strtoul(v, NULL, 10); }
 		else if(!strcmp(a, "--users-file")){ NEEDV(); O.users_file = v; }
 		else if(!strcmp(a, "--user-prefix")){ NEEDV(); O.user_prefix = v; }
+		else if(!strcmp(a, "--first-user")){ NEEDV(); O.first_user = (unsigned)strtoul(v, NULL, 10); }
 		else if(!strcmp(a, "--password")){ NEEDV(); O.password = v; }
 		else if(!strcmp(a, "--password-file")){
 			NEEDV();

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# bench/scenario2.sh: everything stored (docs/benchmarks.md, scenario 2).
+#
+# 1,000 rooms of 2 members (2,000 users), 1,000 publishers (one per room) at QoS 1,
+# saturation = each publisher keeps WINDOW unacknowledged publishes.
+#   offline : members do not subscribe; the bridge is the only receiver
+#   online  : both members of every room subscribe (QoS 1) as well
+#   ceiling : the same broker + plugin without the bridge; one QoS 1 subscriber (the service
+#             user, filter chat/rooms/+/messages) that only counts
+#   half    : offline at half the stored rate of "offline", for the publish->stored lag
+# Stored rate and lag: mqchat-loadgen --db polls `SELECT id, body FROM messages WHERE id > ?`
+# every 2 ms in a second thread (read-only) and takes, for each new row, now minus the
+# CLOCK_MONOTONIC send stamp in its body: the lag includes up to one poll interval.
+# Zero loss: after each run, every (publisher, seq) sent must be in the table exactly once
+# (count and ids; checked with python3's sqlite3 against the loadgen's --sent-file).
+#
+#   bench/scenario2.sh            (BUILD=path/to/build, DURATION=60, WINDOW=8)
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+DURATION=${DURATION:-60}
+WINDOW=${WINDOW:-8}
+bench_init
+seed_db "$BENCH_DIR/chat.db" "$BENCH_DIR/rooms.txt" 2000 1000 2
+base=(--users 2000 --rooms-file "$BENCH_DIR/rooms.txt" --publishers 1000 --qos 1 --password "$BENCH_PW"
+	--duration "$DURATION" --warmup 3 --drain 20 --connect-retries 60)
+
+# check_stored RUN AFTER_ID: every message of RUN's sent file is stored exactly once.
+check_stored() {
+	python3 - "$BENCH_DIR/chat.db" "$BENCH_DIR/$1.sent" "$2" <<'EOF'
+import sqlite3, sys
+db, sent_file, after = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sent = {int(p): int(n) for p, n in (l.split() for l in open(sent_file))}
+seen, dup, bad = {}, 0, 0
+for (body,) in sqlite3.connect(db).execute("SELECT body FROM messages WHERE id > ?", (after,)):
+    try:
+        _, p, s = body.split(":", 3)[:3]
+        p, s = int(p), int(s)
+    except ValueError:
+        bad += 1
+        continue
+    k = (p, s)
+    if k in seen: dup += 1
+    seen[k] = 1
+missing = sum(1 for p, n in sent.items() for s in range(1, n + 1) if (p, s) not in seen)
+total = sum(sent.values())
+print(f"sent {total} stored {len(seen)} missing {missing} duplicates {dup} unparsable {bad}")
+sys.exit(0 if missing == 0 and dup == 0 else 1)
+EOF
+}
+max_id() { sqlite3 "$BENCH_DIR/chat.db" 'SELECT coalesce(max(id),0) FROM messages'; }
+
+# wait_stored N AFTER: until N rows above AFTER are stored (60 s).
+wait_stored() {
+	local i
+	for i in $(seq 1 600); do
+		[ "$(sqlite3 "$BENCH_DIR/chat.db" "SELECT count(*) FROM messages WHERE id > $2")" -ge "$1" ] && return 0
+		sleep 0.1
+	done
+	return 0
+}
+
+run_stored() { # NAME ARGS...
+	local name=$1 before
+	shift
+	before=$(max_id)
+	run_loadgen "$BROKER_PID" "$BENCH_DIR/$name.json" --port "$PORT" --mode mqchat --label "$name" \
+		--db "$BENCH_DIR/chat.db" --sent-file "$BENCH_DIR/$name.sent" "${base[@]}" "$@"
+	wait_stored "$(jq .sent_total "$BENCH_DIR/$name.json")" "$before"
+	echo "$name: $(check_stored "$name" "$before" || echo 'LOSS OR DUPLICATES')" | tee "$BENCH_DIR/$name.check"
+}
+
+# ceiling first (no bridge, a counting QoS 1 subscriber)
+start_mqchat "$BENCH_DIR/chat.db" </dev/null
+run_loadgen "$BROKER_PID" "$BENCH_DIR/ceiling.json" --port "$PORT" --mode mqchat --label ceiling \
+	--subscribers-per-room 0 --saturate --window "$WINDOW" \
+	--sink-user "$SERVICE_USER" --sink-password "$SERVICE_PW" --sink-filter 'chat/rooms/+/messages' "${base[@]}"
+stop_pid "$BROKER_PID"
+
+start_mqchat "$BENCH_DIR/chat.db" </dev/null
+start_bridge "$BENCH_DIR/chat.db" "$PORT"
+sleep 1
+run_stored offline --subscribers-per-room 0 --saturate --window "$WINDOW"
+run_stored online --saturate --window "$WINDOW"
+half=$(jq '(.stored_lag_n / .duration_s / 2) | floor' "$BENCH_DIR/offline.json")
+run_stored half --subscribers-per-room 0 --rate "$half"
+stop_pid "$BRIDGE_PID"
+stop_pid "$BROKER_PID"
+
+j() { jq -r ".$2" "$BENCH_DIR/$1.json"; }
+ceil=$(j ceiling sink_per_s)
+echo "# scenario 2: 1000 rooms x 2 members, 1000 publishers, QoS 1, window $WINDOW, ${DURATION}s"
+printf '%-46s %14s %10s\n' figure value target
+for r in offline online; do
+	st=$(jq '.stored_lag_n / .duration_s | floor' "$BENCH_DIR/$r.json")
+	printf '%-46s %14s %10s\n' "$r: stored msgs/s" "$st" ">= 50000"
+	printf '%-46s %14s %10s\n' "$r: stored / ceiling ($ceil/s)" "$(awk -v a="$st" -v b="$ceil" 'BEGIN{printf "%.2f", a/b}')" ">= 0.8"
+	printf '%-46s %14s %10s\n' "$r: loss check" "$(cut -d: -f2- "$BENCH_DIR/$r.check")" "0 missing"
+done
+printf '%-46s %14s %10s\n' "half rate ($half/s): publish->stored lag p50/p99 ms" \
+	"$(jq -r '"\(.stored_lag_p50_us/1000)/\(.stored_lag_p99_us/1000)"' "$BENCH_DIR/half.json")" "p99 <= 50"
+printf '%-46s %14s %10s\n' "half rate: loss check" "$(cut -d: -f2- "$BENCH_DIR/half.check")" "0 missing"
