@@ -42,7 +42,7 @@ static const struct key keys[] = {
 		"file whose first line is the service password; without it the password is taken\n"
 		"                        from $MQCHAT_BRIDGE_PASSWORD (never give a password in argv)" },
 	{ "client-id", K_STR, OFF(client_id), 0, 0, "ID",
-		"MQTT client id; names the persistent session, keep it stable (default mqchat-bridge)" },
+		"MQTT client id; names the persistent session, keep it stable (default: the user)" },
 	{ "prefix", K_STR, OFF(prefix), 0, 0, "PREFIX",
 		"topic prefix, as the plugin's plugin_opt_topic_prefix (default chat)" },
 	{ "batch-max", K_INT, OFF(batch_max), 1, 100000, "N",
@@ -197,14 +197,14 @@ static int set_defaults(struct bridge_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->host = strdup("127.0.0.1");
 	cfg->user = strdup("mqchat-bridge");
-	cfg->client_id = strdup("mqchat-bridge");
+	cfg->client_id = NULL; /* the user, unless given: see validate() */
 	cfg->prefix = strdup("chat");
 	cfg->port = 1883;
 	cfg->batch_max = 1000;
 	cfg->batch_ms = 5;
 	cfg->log_level = BLOG_INFO;
 	cfg->keepalive = 60;
-	return cfg->host && cfg->user && cfg->client_id && cfg->prefix ? 0 : -1;
+	return cfg->host && cfg->user && cfg->prefix ? 0 : -1;
 }
 
 static int validate(struct bridge_config *cfg)
@@ -221,6 +221,8 @@ static int validate(struct bridge_config *cfg)
 		bridge__log(BLOG_ERROR, "config", "user '%s': expected 1-64 characters of [A-Za-z0-9._-]", cfg->user);
 		return -1;
 	}
+	/* The plugin accepts a client id that is the username or starts with "<username>:". */
+	if(!cfg->client_id && !(cfg->client_id = strdup(cfg->user))) return -1;
 	if(!*cfg->client_id || strlen(cfg->client_id) > 65535 || strpbrk(cfg->client_id, "+#/")){
 		bridge__log(BLOG_ERROR, "config", "client-id '%s': expected a non-empty id without '+', '#' or '/'",
 				cfg->client_id);
