@@ -1175,3 +1175,71 @@ void h_msg_free(h_msg *m)
 	free(m->payload);
 	free(m);
 }
+
+/* ------------------------------------------------------------ MQTT 5 correlation data (appended) */
+
+#include <mqtt_protocol.h>
+
+/* A received message with its correlation data in the same allocation: h_msg_free's
+ * free(m) releases all of it, so these messages need no other free function. */
+struct h_msg_corr {
+	h_msg m;            /* first: an h_msg * to this struct is the struct */
+	int corr_len;       /* -1: none */
+	unsigned char corr[];
+};
+
+static void on_message_corr(struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg,
+		const mosquitto_property *props)
+{
+	h_client *c = obj;
+	void *corr = NULL;
+	uint16_t corr_len = 0;
+	struct h_msg_corr *mc;
+
+	(void)mosq;
+	if(!mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &corr, &corr_len, false)) corr = NULL;
+	mc = calloc(1, sizeof(*mc) + (corr ? corr_len : 0));
+	if(!mc) {
+		free(corr);
+		return;
+	}
+	mc->corr_len = corr ? corr_len : -1;
+	if(corr && corr_len) memcpy(mc->corr, corr, corr_len);
+	free(corr);
+	mc->m.topic = strdup(msg->topic);
+	mc->m.payload = malloc((size_t)msg->payloadlen + 1);
+	if(!mc->m.topic || !mc->m.payload) {
+		h_msg_free(&mc->m);
+		return;
+	}
+	if(msg->payloadlen) memcpy(mc->m.payload, msg->payload, (size_t)msg->payloadlen);
+	mc->m.payload[msg->payloadlen] = '\0';
+	mc->m.len = msg->payloadlen;
+	mc->m.qos = msg->qos;
+	mc->m.retain = msg->retain;
+	pthread_mutex_lock(&c->mu);
+	if(c->tail) c->tail->next = &mc->m;
+	else c->head = &mc->m;
+	c->tail = &mc->m;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+void h_client_keep_correlation(h_client *c)
+{
+	mosquitto_message_v5_callback_set(c->mosq, on_message_corr);
+}
+
+int h_msg_correlation(const h_msg *m, char *out, size_t outlen)
+{
+	const struct h_msg_corr *mc = (const struct h_msg_corr *)m;
+	size_t n;
+
+	if(mc->corr_len < 0) return -1;
+	if(outlen) {
+		n = (size_t)mc->corr_len < outlen - 1 ? (size_t)mc->corr_len : outlen - 1;
+		memcpy(out, mc->corr, n);
+		out[n] = '\0';
+	}
+	return mc->corr_len;
+}

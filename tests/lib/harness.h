@@ -217,4 +217,14 @@ void h_sleep_ms(int ms);
 void h_topic_send(char *out, const char *room);
 void h_topic_messages(char *out, const char *room);
 
+/* ------------------------------------------------------------ MQTT 5 correlation data (appended) */
+
+/* From now on, messages c receives keep the MQTT 5 correlation data they carried, for
+ * h_msg_correlation. Call it right after connecting, before subscribing. */
+void h_client_keep_correlation(h_client *c);
+/* The correlation data of m, copied into out (NUL-terminated, truncated to outlen).
+ * Returns its length, or -1 if m carried none. Only for messages received by a client
+ * after h_client_keep_correlation(c). */
+int h_msg_correlation(const h_msg *m, char *out, size_t outlen);
+
 #endif
