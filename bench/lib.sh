@@ -47,7 +47,7 @@ bench_cleanup() {
 	for pid in "${BENCH_PIDS[@]}"; do
 		wait "$pid" 2>/dev/null
 	done
-	if [ -n "$BENCH_KEEP" ]; then
+	if [ -n "${BENCH_KEEP:-}" ]; then
 		echo "# kept $BENCH_DIR" >&2
 	else
 		rm -rf "$BENCH_DIR"

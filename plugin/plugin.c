@@ -300,7 +300,7 @@ void plugin__swap_if_ready(struct mqchat *st)
 	if(next->acl_version > known) atomic_store(&st->known_acl_version, next->acl_version);
 	/* The thread frees it; if it has not taken the previous one yet, free it here. */
 	cache__free(atomic_exchange(&st->retired_cache, old));
-	mosquitto_log_printf(MOSQ_LOG_INFO, "mqchat: membership reloaded: %u users, %zu rooms, acl_version %lld",
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: membership reloaded: %u users, %zu rooms, acl_version %lld",
 			next->nusers, next->rooms.len, (long long)next->acl_version);
 }
 
