@@ -22,8 +22,8 @@
 
 struct auth_entry {
 	char *name;
-	unsigned char mac[32]; /* HMAC-SHA256(st->auth_key, password) of the last verified password */
-	uint64_t pwhash_fp;    /* strmap__hash of the stored hash it verified against; 0: no mac */
+	unsigned char mac[32]; /* credential_mac() of the last verified password */
+	bool has_mac;
 	unsigned fails;        /* wrong passwords in a row */
 	int64_t next_try_ms;   /* no slow hash for this user before this time */
 };
@@ -60,8 +60,25 @@ void auth__forget(struct mqchat *st, const char *name)
 	struct auth_entry *e = strmap__get(&st->auth, name, strlen(name));
 	if(e){
 		OPENSSL_cleanse(e->mac, sizeof(e->mac));
-		e->pwhash_fp = 0;
+		e->has_mac = false;
 	}
+}
+
+/* HMAC-SHA256(k, stored hash || NUL || password): binding the stored hash in means a
+ * password change (a new hash) invalidates every cached credential by itself. */
+static int credential_mac(const struct mqchat *st, const char *pwhash, const char *pw, size_t pwlen,
+		unsigned char mac[32])
+{
+	size_t hlen = strlen(pwhash), n = hlen + 1 + pwlen;
+	unsigned char stackbuf[512], *buf = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
+	unsigned int maclen = 32;
+	if(!buf) return -1;
+	memcpy(buf, pwhash, hlen + 1);
+	memcpy(buf + hlen + 1, pw, pwlen);
+	int ok = HMAC(EVP_sha256(), st->auth_key, sizeof(st->auth_key), buf, n, mac, &maclen) != NULL;
+	OPENSSL_cleanse(buf, n);
+	if(buf != stackbuf) free(buf);
+	return ok ? 0 : -1;
 }
 
 void auth__free(struct mqchat *st)
@@ -141,13 +158,9 @@ int auth__basic(int event, void *event_data, void *userdata)
 	}
 
 	unsigned char mac[32];
-	unsigned int maclen = sizeof(mac);
-	if(!HMAC(EVP_sha256(), st->auth_key, sizeof(st->auth_key), (const unsigned char *)pw, pwlen, mac, &maclen)){
-		return MOSQ_ERR_AUTH;
-	}
-	uint64_t fp = strmap__hash(u->pwhash, strlen(u->pwhash));
+	if(credential_mac(st, u->pwhash, pw, pwlen, mac)) return MOSQ_ERR_AUTH;
 	struct auth_entry *e = entry_get(st, user, false);
-	if(e && e->pwhash_fp == fp && CRYPTO_memcmp(e->mac, mac, sizeof(mac)) == 0){
+	if(e && e->has_mac && CRYPTO_memcmp(e->mac, mac, sizeof(mac)) == 0){
 		OPENSSL_cleanse(mac, sizeof(mac));
 		return MOSQ_ERR_SUCCESS; /* a known password: no slow hash */
 	}
@@ -173,7 +186,7 @@ int auth__basic(int event, void *event_data, void *userdata)
 	}
 	if(ok == 1){
 		memcpy(e->mac, mac, sizeof(mac));
-		e->pwhash_fp = fp;
+		e->has_mac = true;
 		e->fails = 0;
 		e->next_try_ms = 0;
 		OPENSSL_cleanse(mac, sizeof(mac));

@@ -7,32 +7,78 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "plugin.h"
 
+#define ARENA_CHUNK (4u << 20)
+
+struct arena_chunk {
+	struct arena_chunk *next;
+	size_t used, cap;
+	_Alignas(16) char data[];
+};
+
+static void *arena_alloc(struct arena *a, size_t n)
+{
+	n = (n + 7) & ~(size_t)7;
+	struct arena_chunk *ch = a->head;
+	if(!ch || ch->cap - ch->used < n){
+		size_t size = sizeof(*ch) + n > ARENA_CHUNK ? sizeof(*ch) + n : ARENA_CHUNK;
+		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if(p == MAP_FAILED) return NULL;
+		ch = p;
+		ch->cap = size - sizeof(*ch);
+		ch->used = 0;
+		ch->next = a->head;
+		a->head = ch;
+		a->bytes += size;
+	}
+	void *r = ch->data + ch->used;
+	ch->used += n;
+	return r;
+}
+
+static char *arena_strndup(struct arena *a, const char *s, size_t len)
+{
+	char *d = arena_alloc(a, len + 1);
+	if(d){
+		memcpy(d, s, len);
+		d[len] = '\0';
+	}
+	return d;
+}
+
+static void arena_free(struct arena *a)
+{
+	struct arena_chunk *ch = a->head;
+	while(ch){
+		struct arena_chunk *next = ch->next;
+		munmap(ch, ch->cap + sizeof(*ch));
+		ch = next;
+	}
+	a->head = NULL;
+	a->bytes = 0;
+}
+
+/* Users and rooms live in the arena (mmap memory is zeroed). */
 static struct cache_user *user_add(struct cache *c, const char *name, size_t len)
 {
-	struct cache_user *u = calloc(1, sizeof(*u));
-	if(!u) return NULL;
-	u->name = strndup(name, len);
-	if(!u->name) goto fail;
+	struct cache_user *u = arena_alloc(&c->arena, sizeof(*u));
+	if(!u || !(u->name = arena_strndup(&c->arena, name, len))) return NULL;
 	if(c->nusers == c->users_cap){
 		uint32_t cap = c->users_cap ? c->users_cap * 2 : 64;
 		struct cache_user **arr = realloc(c->users_by_idx, cap * sizeof(*arr));
-		if(!arr) goto fail;
+		if(!arr) return NULL;
 		c->users_by_idx = arr;
 		c->users_cap = cap;
 	}
 	int err;
 	strmap__put(&c->users, u->name, len, u, &err);
-	if(err) goto fail;
+	if(err) return NULL;
 	u->idx = c->nusers;
 	c->users_by_idx[c->nusers++] = u;
 	return u;
-fail:
-	free(u->name);
-	free(u);
-	return NULL;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -43,17 +89,11 @@ static int cmp_u32(const void *a, const void *b)
 
 static struct cache_room *room_add(struct cache *c, const char *id, size_t len)
 {
-	struct cache_room *r = calloc(1, sizeof(*r));
-	if(!r) return NULL;
-	r->id = strndup(id, len);
+	struct cache_room *r = arena_alloc(&c->arena, sizeof(*r));
+	if(!r || !(r->id = arena_strndup(&c->arena, id, len))) return NULL;
 	int err;
-	if(r->id) strmap__put(&c->rooms, r->id, len, r, &err);
-	if(!r->id || err){
-		free(r->id);
-		free(r);
-		return NULL;
-	}
-	return r;
+	strmap__put(&c->rooms, r->id, len, r, &err);
+	return err ? NULL : r;
 }
 
 struct cache_user *cache__user(const struct cache *c, const char *name, size_t len)
@@ -85,17 +125,33 @@ static int step_fail(sqlite3 *db, const char *what, char *reason, size_t reasonl
 	return -1;
 }
 
-/* Appends user idx to room r, growing its array. */
-static int room_push(struct cache_room *r, uint32_t *cap, uint32_t idx)
+/* The members of the room being read, gathered here, then copied to the arena sorted. */
+struct member_buf {
+	uint32_t *v;
+	uint32_t n, cap;
+};
+
+static int member_push(struct member_buf *b, uint32_t idx)
 {
-	if(r->nmembers == *cap){
-		uint32_t ncap = *cap ? *cap * 2 : 4;
-		uint32_t *m = realloc(r->members, ncap * sizeof(*m));
-		if(!m) return -1;
-		r->members = m;
-		*cap = ncap;
+	if(b->n == b->cap){
+		uint32_t cap = b->cap ? b->cap * 2 : 64;
+		uint32_t *v = realloc(b->v, cap * sizeof(*v));
+		if(!v) return -1;
+		b->v = v;
+		b->cap = cap;
 	}
-	r->members[r->nmembers++] = idx;
+	b->v[b->n++] = idx;
+	return 0;
+}
+
+static int room_set_members(struct cache *c, struct cache_room *r, struct member_buf *b)
+{
+	qsort(b->v, b->n, sizeof(uint32_t), cmp_u32);
+	r->members = arena_alloc(&c->arena, (b->n ? b->n : 1) * sizeof(uint32_t));
+	if(!r->members) return -1;
+	memcpy(r->members, b->v, b->n * sizeof(uint32_t));
+	r->nmembers = b->n;
+	b->n = 0;
 	return 0;
 }
 
@@ -147,7 +203,7 @@ struct cache *cache__load(sqlite3 *db, char *reason, size_t reasonlen)
 		const char *hash = (const char *)sqlite3_column_text(st, 1);
 		if(!name || !mqc_name_valid(name, strlen(name))) continue; /* cannot be an MQTT username */
 		struct cache_user *u = user_add(c, name, strlen(name));
-		if(!u || !(u->pwhash = strdup(hash ? hash : ""))){
+		if(!u || !(u->pwhash = arena_strndup(&c->arena, hash ? hash : "", hash ? strlen(hash) : 0))){
 			snprintf(reason, reasonlen, "out of memory loading users");
 			goto fail;
 		}
@@ -189,25 +245,25 @@ struct cache *cache__load(sqlite3 *db, char *reason, size_t reasonlen)
 		goto fail;
 	}
 	struct cache_room *cur = NULL;
-	uint32_t cur_cap = 0;
+	struct member_buf buf = {0};
 	while((rc = sqlite3_step(st)) == SQLITE_ROW){
 		const char *rid = (const char *)sqlite3_column_text(st, 0);
 		const char *uid = (const char *)sqlite3_column_text(st, 1);
 		if(!rid || !uid) continue;
 		if(!cur || strcmp(cur->id, rid) != 0){
-			if(cur) qsort(cur->members, cur->nmembers, sizeof(uint32_t), cmp_u32);
+			if(cur && room_set_members(c, cur, &buf)) break;
+			/* A participant row without its room cannot be (foreign keys): skipped. */
 			cur = cache__room(c, rid, strlen(rid));
-			cur_cap = cur ? cur->nmembers : 0;
-			if(!cur) continue; /* a participant row without its room: foreign keys prevent it */
 		}
-		struct cache_user *u = cache__user(c, uid, strlen(uid));
-		if(!u) continue;
-		if(room_push(cur, &cur_cap, u->idx)){
-			snprintf(reason, reasonlen, "out of memory loading participants");
-			goto fail;
-		}
+		struct cache_user *u = cur ? cache__user(c, uid, strlen(uid)) : NULL;
+		if(u && member_push(&buf, u->idx)) break;
 	}
-	if(cur) qsort(cur->members, cur->nmembers, sizeof(uint32_t), cmp_u32);
+	if(rc == SQLITE_ROW || (cur && room_set_members(c, cur, &buf))){
+		free(buf.v);
+		snprintf(reason, reasonlen, "out of memory loading participants");
+		goto fail;
+	}
+	free(buf.v);
 	if(rc != SQLITE_DONE){
 		step_fail(db, "room_participants", reason, reasonlen);
 		goto fail;
@@ -228,18 +284,12 @@ void cache__free(struct cache *c)
 	if(!c) return;
 	STRMAP_FOREACH(&c->rooms, s){
 		struct cache_room *r = s->val;
-		free(r->members);
-		free(r->id);
-		free(r);
-	}
-	for(uint32_t i = 0; i < c->nusers; i++){
-		free(c->users_by_idx[i]->name);
-		free(c->users_by_idx[i]->pwhash);
-		free(c->users_by_idx[i]);
+		if(r->members_heap) free(r->members);
 	}
 	free(c->users_by_idx);
 	strmap__free(&c->rooms);
 	strmap__free(&c->users);
+	arena_free(&c->arena);
 	free(c);
 }
 
@@ -269,8 +319,9 @@ int cache__apply(struct cache *c, const struct room_update *u)
 		free(members);
 		return -1;
 	}
-	free(r->members);
+	if(r->members_heap) free(r->members);
 	r->members = members;
+	r->members_heap = true;
 	r->nmembers = n;
 	r->version = u->version;
 	r->enabled = u->enabled;

@@ -26,24 +26,34 @@
 
 /* ------------------------------------------------------------------ cache.c */
 
+/* Snapshot memory: chunks from mmap, bump-allocated, returned to the OS whole when the
+ * snapshot is freed (malloc would keep a freed snapshot's pages in its arenas). */
+struct arena_chunk;
+struct arena {
+	struct arena_chunk *head;
+	size_t bytes; /* mapped */
+};
+
 struct cache_user {
-	char *name;
+	char *name;     /* first member: the strmap key */
 	char *pwhash;   /* NULL for a user known only from a control message: cannot log in yet */
 	uint32_t idx;   /* position in cache.users_by_idx; what room member arrays hold */
 	bool disabled;
 };
 
 struct cache_room {
-	char *id;
-	uint32_t *members; /* user idx, sorted ascending */
+	char *id;          /* first member: the strmap key */
+	uint32_t *members; /* user idx, sorted ascending; in the arena unless members_heap */
 	uint32_t nmembers;
 	int64_t version;   /* rooms.version: updates with a version <= this are stale */
 	bool enabled;
+	bool members_heap; /* members came from a control message (malloc), free it on replace */
 };
 
 /* One consistent picture of users, rooms and participants. Built by the reload thread,
  * then owned and read (and patched by control messages) by the broker thread alone. */
 struct cache {
+	struct arena arena;   /* users, rooms, names, hashes, member arrays of the load */
 	struct strmap users;  /* name -> struct cache_user */
 	struct strmap rooms;  /* id -> struct cache_room */
 	struct cache_user **users_by_idx;

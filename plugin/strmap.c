@@ -7,8 +7,9 @@
 
 #include "strmap.h"
 
-/* FNV-1a, 64 bit, with a final avalanche: keys are short ids (<= 64 bytes). */
-uint64_t strmap__hash(const char *key, size_t len)
+/* FNV-1a, 64 bit, with a final avalanche, folded to 32 bits: keys are short ids (<= 64
+ * bytes); tables stay below 2^31 slots. */
+uint32_t strmap__hash(const char *key, size_t len)
 {
 	uint64_t h = 0xcbf29ce484222325ULL;
 	for(size_t i = 0; i < len; i++){
@@ -18,17 +19,23 @@ uint64_t strmap__hash(const char *key, size_t len)
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 33;
-	return h ? h : 1;
+	uint32_t r = (uint32_t)(h ^ (h >> 32));
+	return r ? r : 1;
 }
 
-static struct strmap_slot *find_slot(struct strmap_slot *slots, size_t cap, uint64_t h,
+static const char *slot_key(const struct strmap_slot *s)
+{
+	return *(const char *const *)s->val;
+}
+
+static struct strmap_slot *find_slot(struct strmap_slot *slots, size_t cap, uint32_t h,
 		const char *key, size_t len)
 {
 	size_t mask = cap - 1;
 	for(size_t i = (size_t)h & mask;; i = (i + 1) & mask){
 		struct strmap_slot *s = &slots[i];
 		if(s->hash == 0) return s;
-		if(s->hash == h && s->keylen == len && memcmp(s->key, key, len) == 0) return s;
+		if(s->hash == h && s->keylen == len && memcmp(slot_key(s), key, len) == 0) return s;
 	}
 }
 
@@ -43,7 +50,7 @@ static int grow(struct strmap *m, size_t want)
 	for(size_t i = 0; i < m->cap; i++){
 		struct strmap_slot *o = &m->slots[i];
 		if(!o->hash) continue;
-		*find_slot(slots, cap, o->hash, o->key, o->keylen) = *o;
+		*find_slot(slots, cap, o->hash, slot_key(o), o->keylen) = *o;
 	}
 	free(m->slots);
 	m->slots = slots;
@@ -65,12 +72,11 @@ void *strmap__put(struct strmap *m, const char *key, size_t len, void *val, int 
 		*err = -1;
 		return NULL;
 	}
-	uint64_t h = strmap__hash(key, len);
+	uint32_t h = strmap__hash(key, len);
 	struct strmap_slot *s = find_slot(m->slots, m->cap, h, key, len);
 	void *old = s->hash ? s->val : NULL;
 	if(!s->hash) m->len++;
 	s->hash = h;
-	s->key = key;
 	s->keylen = (uint32_t)len;
 	s->val = val;
 	return old;

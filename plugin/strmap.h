@@ -3,8 +3,9 @@
  * snapshot and the auth cache. Lookups take (pointer, length), so a room id can be looked
  * up straight out of a topic without copying it.
  *
- * Ownership: the table stores the key pointer it was given and never frees keys or values;
- * the key must live as long as its entry (callers point it into the value they insert).
+ * Ownership: the table never frees keys or values. It does not store the key either: every
+ * value is a struct whose FIRST member is its key (`char *name;`), NUL-terminated, living as
+ * long as the entry. That keeps a slot at 16 bytes (the snapshot holds millions of them).
  * Deletion shifts the following run back (no tombstones), so tables that churn (the
  * dedupe window) stay as fast as fresh ones. Not thread-safe: each table has one owner.
  */
@@ -15,10 +16,9 @@
 #include <stdint.h>
 
 struct strmap_slot {
-	uint64_t hash; /* 0 marks an empty slot; real hashes are forced non-zero */
-	const char *key;
+	uint32_t hash;   /* 0 marks an empty slot; real hashes are forced non-zero */
 	uint32_t keylen;
-	void *val;
+	void *val;       /* *(const char **)val is the key */
 };
 
 struct strmap {
@@ -27,12 +27,13 @@ struct strmap {
 	size_t len;
 };
 
-uint64_t strmap__hash(const char *key, size_t len);
+uint32_t strmap__hash(const char *key, size_t len);
 
 /* Returns the value for key, or NULL. */
 void *strmap__get(const struct strmap *m, const char *key, size_t len);
 
-/* Inserts or replaces; returns the previous value (NULL if none), or sets *err on ENOMEM. */
+/* Inserts or replaces; returns the previous value (NULL if none), or sets *err on ENOMEM.
+ * key/len must be the value's own key (its first member). */
 void *strmap__put(struct strmap *m, const char *key, size_t len, void *val, int *err);
 
 /* Removes key; returns its value, or NULL if it was not there. */

@@ -30,30 +30,37 @@ static bool member(struct cache *c, const char *room, const char *user)
 	return r && u && cache__is_member(r, u);
 }
 
+/* strmap values are structs whose first member is their key. */
+struct kv {
+	char *name;
+	char buf[16];
+};
+
 static void test_strmap_many(void)
 {
 	struct strmap m = {0};
-	char keys[5000][16];
+	static struct kv kv[5000];
 	int err;
 	for(int i = 0; i < 5000; i++){
-		snprintf(keys[i], sizeof(keys[i]), "k%d", i);
-		CHECK(strmap__put(&m, keys[i], strlen(keys[i]), keys[i], &err) == NULL && err == 0);
+		snprintf(kv[i].buf, sizeof(kv[i].buf), "k%d", i);
+		kv[i].name = kv[i].buf;
+		CHECK(strmap__put(&m, kv[i].name, strlen(kv[i].name), &kv[i], &err) == NULL && err == 0);
 	}
 	CHECK(m.len == 5000);
-	for(int i = 0; i < 5000; i++) CHECK(strmap__get(&m, keys[i], strlen(keys[i])) == keys[i]);
+	for(int i = 0; i < 5000; i++) CHECK(strmap__get(&m, kv[i].name, strlen(kv[i].name)) == &kv[i]);
 	CHECK(strmap__get(&m, "k5000", 5) == NULL);
 	/* Lookup by a prefix of a longer string (how rooms are found inside topics). */
-	CHECK(strmap__get(&m, "k12/messages", 3) == keys[12]);
+	CHECK(strmap__get(&m, "k12/messages", 3) == &kv[12]);
 	/* Delete every other key; the rest stay reachable (backward-shift deletion). */
-	for(int i = 0; i < 5000; i += 2) CHECK(strmap__del(&m, keys[i], strlen(keys[i])) == keys[i]);
+	for(int i = 0; i < 5000; i += 2) CHECK(strmap__del(&m, kv[i].name, strlen(kv[i].name)) == &kv[i]);
 	CHECK(strmap__del(&m, "k0", 2) == NULL);
 	CHECK(m.len == 2500);
 	for(int i = 0; i < 5000; i++){
-		void *want = (i % 2) ? keys[i] : NULL;
-		CHECK(strmap__get(&m, keys[i], strlen(keys[i])) == want);
+		void *want = (i % 2) ? &kv[i] : NULL;
+		CHECK(strmap__get(&m, kv[i].name, strlen(kv[i].name)) == want);
 	}
-	for(int i = 0; i < 5000; i += 2) strmap__put(&m, keys[i], strlen(keys[i]), keys[i], &err);
-	for(int i = 0; i < 5000; i++) CHECK(strmap__get(&m, keys[i], strlen(keys[i])) == keys[i]);
+	for(int i = 0; i < 5000; i += 2) strmap__put(&m, kv[i].name, strlen(kv[i].name), &kv[i], &err);
+	for(int i = 0; i < 5000; i++) CHECK(strmap__get(&m, kv[i].name, strlen(kv[i].name)) == &kv[i]);
 	strmap__free(&m);
 }
 
