@@ -36,6 +36,7 @@ struct ingest {
 	sqlite3_stmt *begin, *commit, *rollback;
 	sqlite3_stmt *room_get, *seq_before, *msg_insert, *seq_shift;
 	sqlite3_stmt *room_update, *sender_count, *read_mark, *max_id;
+	sqlite3_stmt *acked_get, *acked_set;
 
 	mqc_stamped *batch; /* each owns its root */
 	size_t len, cap;
@@ -105,6 +106,11 @@ struct ingest *ingest__new(sqlite3 *db, int batch_max, int batch_ms)
 			"INSERT INTO read_markers(user_id, room_id, last_read_id) VALUES (?1, ?2, ?3)"
 			" ON CONFLICT(user_id, room_id) DO UPDATE SET last_read_id = max(last_read_id, excluded.last_read_id)");
 	rc |= prepare(db, &ing->max_id, "SELECT coalesce(max(id), 0) FROM messages");
+	/* The replay watermark: the last "stored" ack sent to the plugin (see ingest__acked). */
+	rc |= prepare(db, &ing->acked_get, "SELECT value FROM meta WHERE key = 'bridge_acked_upto'");
+	rc |= prepare(db, &ing->acked_set,
+			"INSERT INTO meta(key, value) VALUES ('bridge_acked_upto', ?1)"
+			" ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)");
 	if(rc) goto fail;
 
 	ing->stored_upto = ingest__max_id(ing);
@@ -141,6 +147,8 @@ void ingest__free(struct ingest *ing)
 	sqlite3_finalize(ing->sender_count);
 	sqlite3_finalize(ing->read_mark);
 	sqlite3_finalize(ing->max_id);
+	sqlite3_finalize(ing->acked_get);
+	sqlite3_finalize(ing->acked_set);
 	free(ing);
 }
 
@@ -156,6 +164,31 @@ uint64_t ingest__max_id(struct ingest *ing)
 	}
 	sqlite3_reset(ing->max_id);
 	return id;
+}
+
+uint64_t ingest__acked(struct ingest *ing)
+{
+	uint64_t id = 0;
+	int rc = sqlite3_step(ing->acked_get);
+	if(rc == SQLITE_ROW){
+		id = (uint64_t)sqlite3_column_int64(ing->acked_get, 0);
+	}else if(rc != SQLITE_DONE){
+		bridge__log(BLOG_ERROR, "ingest", "reading the replay watermark failed: %s; asking for everything",
+				sqlite3_errmsg(ing->db));
+	}
+	sqlite3_reset(ing->acked_get);
+	return id;
+}
+
+int ingest__set_acked(struct ingest *ing, uint64_t upto)
+{
+	sqlite3_bind_int64(ing->acked_set, 1, (sqlite3_int64)upto);
+	if(exec_stmt(ing->acked_set) != SQLITE_DONE){
+		bridge__log(BLOG_ERROR, "ingest", "saving the replay watermark %" PRIu64 " failed: %s; not acknowledging",
+				upto, sqlite3_errmsg(ing->db));
+		return -1;
+	}
+	return 0;
 }
 
 /* Errors that retrying the same message can never fix: that message is skipped. */

@@ -57,6 +57,15 @@ uint64_t ingest__stored_upto(const struct ingest *ing);
  * the plugin to replay after. */
 uint64_t ingest__max_id(struct ingest *ing);
 
+/* The replay watermark: every message with an id <= it is committed, and the plugin may
+ * have dropped its copies. It is NOT max(id): while a replay runs, newer messages from the
+ * broker's session queue are committed before older replayed ones, so max(id) can pass
+ * ids that are not stored yet. It moves only when the bridge acknowledges ("stored"), and
+ * is saved before the acknowledgement is sent. A bridge asks for replay after it. */
+uint64_t ingest__acked(struct ingest *ing);
+/* Saves upto as the watermark (never lowering it). 0, or -1: do not acknowledge. */
+int ingest__set_acked(struct ingest *ing, uint64_t upto);
+
 /* Messages waiting in the batch. */
 size_t ingest__pending(const struct ingest *ing);
 

@@ -12,7 +12,8 @@
  * The session is persistent (clean start off, session expiry 0xFFFFFFFF): while the bridge
  * is away the broker queues its QoS 1 messages. libmosquitto acknowledges a message before
  * it is committed, so the plugin also keeps a copy of each until "stored" says it is on
- * disk, and replays what is newer than the database when the bridge (re)connects.
+ * disk, and replays what is newer than the last "stored" when the bridge (re)connects
+ * (that watermark is saved in the database before it is sent: ingest__acked).
  * "stored" is withheld while a replay runs: a newer id from the session queue may be
  * committed before older replayed ones arrive, and acking it would drop their copies.
  */
@@ -60,7 +61,7 @@ struct bridge {
 	int sub_mid[NSUBS];
 	bool sub_ok[NSUBS];
 	bool replaying;
-	uint64_t replay_after;  /* the highest stored id when this connection's CONNACK came */
+	uint64_t replay_after;  /* the saved acknowledgement watermark at this connection's CONNACK */
 	int64_t replay_deadline;
 	uint64_t acked;       /* the last "stored" upto sent on this connection */
 	int64_t backoff_ms;
@@ -151,6 +152,9 @@ static void send_ack(struct bridge *b)
 	if(!b->ready || b->replaying) return;
 	uint64_t upto = ingest__stored_upto(b->ing);
 	if(upto <= b->acked) return;
+	/* Saved first: a bridge that dies after the plugin dropped its copies must not ask
+	 * for less than it promised to have. */
+	if(ingest__set_acked(b->ing, upto)) return;
 	json_t *j = json_pack("{s:s, s:I}", "op", "stored", "upto", (json_int_t)upto);
 	if(j && publish_json(b, BRIDGE_CONTROL_TOPIC, j, NULL) == 0) b->acked = upto;
 	json_decref(j);
@@ -335,13 +339,11 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags, con
 	}
 	b->connected = true;
 	b->backoff_ms = 0;
-	/* "after" is fixed now, before the session queue delivers anything: a message queued
-	 * in the broker is newer than one a killed bridge had received but not committed, so
-	 * committing queued ones first must not raise "after" past the lost ones. */
+	/* "after" is the saved acknowledgement watermark, not max(id): see ingest__acked. */
 	if(ingest__flush(b->ing)){
-		bridge__log(BLOG_WARN, "ingest", "committing before the replay request failed; asking for more than needed");
+		bridge__log(BLOG_WARN, "ingest", "committing before the replay request failed; it stays queued");
 	}
-	b->replay_after = ingest__max_id(b->ing);
+	b->replay_after = ingest__acked(b->ing);
 	bridge__log(BLOG_INFO, "mqtt", "connected to %s:%d as %s, client id %s (%s session)", b->cfg.host,
 			b->cfg.port, b->cfg.user, b->cfg.client_id, (flags & 1) ? "resumed" : "new");
 	/* The third subscription receives nothing (the plugin refuses every delivery of raw
