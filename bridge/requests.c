@@ -1036,7 +1036,7 @@ static int op_room_leave(struct call *c)
 	if(!c->result || set(c->result, "room", json_string(room)) || set(c->result, "left", json_true())){
 		return OP_NOMEM;
 	}
-	if(disabled_now && set(c->result, "room_disabled", json_true())) return OP_NOMEM;
+	if(set(c->result, "room_disabled", json_boolean(disabled_now))) return OP_NOMEM;
 	return txn_commit(c);
 }
 
