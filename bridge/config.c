@@ -70,6 +70,9 @@ static void usage(FILE *f)
 		fprintf(f, "  %-21s %s\n", left, keys[i].help);
 	}
 	fprintf(f, "\nEnvironment: MQCHAT_BRIDGE_PASSWORD  the service password when no password-file is set.\n");
+	fprintf(f, "\nSignals: SIGTERM/SIGINT  commit what is waiting, disconnect, exit.\n"
+			"         SIGUSR1         log (info) the time each request op spent in the bridge since the\n"
+			"                         last report: count, p50, p99, max in us; then reset. Also at exit.\n");
 }
 
 static const struct key *key_find(const char *name, size_t len)

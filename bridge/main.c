@@ -45,6 +45,31 @@
 #define LOOP_MAX_WAIT_MS 1000
 #define NSUBS 3 /* messages, requests, and send (see on_connect) */
 
+/* Request timing histogram: values in ns; below 32 ns one bucket per ns, above that 32
+ * buckets per power of two, so a reported percentile is within 1/32 (3 %) of the truth. */
+#define STAT_SUB_BITS 5
+#define STAT_SUB (1u << STAT_SUB_BITS)
+#define STAT_BUCKETS ((64 - STAT_SUB_BITS + 1) * STAT_SUB)
+
+/* What is timed: every op of docs/protocol.md (this list mirrors requests.c's op table; an
+ * op missing here is counted as "other", never lost), requests with no known op, and the
+ * ingest flush that runs before each answer (read-your-writes). */
+static const char *const stat_names[] = {
+	"room.create", "room.direct", "rooms.list", "room.get", "room.members.add",
+	"room.members.remove", "room.leave", "room.disable", "room.enable", "contacts.list",
+	"contacts.add", "contacts.remove", "history", "count", "read", "other",
+};
+#define STAT_OPS (sizeof(stat_names) / sizeof(stat_names[0]))
+#define STAT_OTHER (STAT_OPS - 1)
+#define STAT_FLUSH STAT_OPS /* the slot after the ops */
+#define STAT_SLOTS (STAT_OPS + 1)
+
+struct op_stat {
+	uint64_t n;
+	uint64_t max_ns;
+	uint32_t hist[STAT_BUCKETS];
+};
+
 struct bridge {
 	struct bridge_config cfg;
 	sqlite3 *db;
@@ -71,9 +96,13 @@ struct bridge {
 	char *sub_messages;   /* <prefix>/rooms/+/messages */
 	char *sub_req;        /* <prefix>/users/+/req */
 	char *sub_send;       /* <prefix>/rooms/+/send: see on_connect */
+
+	struct op_stat stats[STAT_SLOTS]; /* since start or the last report */
+	int64_t stats_since_ms;
 };
 
 static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stats_signal;
 static int log_level = BLOG_INFO;
 
 /* ------------------------------------------------------------------ logging, clocks */
@@ -124,6 +153,98 @@ static void sleep_ms(int64_t ms)
 static void on_signal(int sig)
 {
 	stop_signal = sig;
+}
+
+static void on_stats_signal(int sig)
+{
+	(void)sig;
+	stats_signal = 1;
+}
+
+/* ------------------------------------------------------------------ request timing */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static unsigned stat_bucket(uint64_t v)
+{
+	if(v < STAT_SUB) return (unsigned)v;
+	unsigned e = 63u - (unsigned)__builtin_clzll(v); /* >= STAT_SUB_BITS */
+	unsigned sub = (unsigned)(v >> (e - STAT_SUB_BITS)) & (STAT_SUB - 1);
+	return (e - STAT_SUB_BITS + 1) * STAT_SUB + sub;
+}
+
+/* The middle of bucket i, in ns. */
+static double stat_bucket_mid(unsigned i)
+{
+	if(i < STAT_SUB) return i;
+	unsigned e = i / STAT_SUB + STAT_SUB_BITS - 1, sub = i % STAT_SUB;
+	double width = (double)(1ULL << (e - STAT_SUB_BITS));
+	return (double)(STAT_SUB + sub) * width + width / 2;
+}
+
+static void stat_add(struct op_stat *st, uint64_t ns)
+{
+	st->n++;
+	if(ns > st->max_ns) st->max_ns = ns;
+	st->hist[stat_bucket(ns)]++;
+}
+
+/* The p-quantile (0 < p <= 1) in ns: the bucket holding the ceil(p*n)-th value, never
+ * more than the maximum seen. */
+static double stat_quantile(const struct op_stat *st, double p)
+{
+	uint64_t rank = (uint64_t)(p * (double)st->n + 0.999999), seen = 0;
+	if(rank < 1) rank = 1;
+	for(unsigned i = 0; i < STAT_BUCKETS; i++){
+		seen += st->hist[i];
+		if(seen >= rank){
+			double v = stat_bucket_mid(i);
+			return v > (double)st->max_ns ? (double)st->max_ns : v;
+		}
+	}
+	return (double)st->max_ns;
+}
+
+/* Which slot a request payload counts in. Parses the payload a second time (requests.c
+ * does not say which op it ran); that costs microseconds and is outside the timed span. */
+static unsigned stat_slot(const void *payload, size_t len)
+{
+	json_t *j = json_loadb(payload, len, 0, NULL);
+	const char *op = json_string_value(json_object_get(j, "op"));
+	unsigned slot = STAT_OTHER;
+	for(unsigned i = 0; op && i < STAT_OTHER; i++){
+		if(!strcmp(op, stat_names[i])){
+			slot = i;
+			break;
+		}
+	}
+	json_decref(j);
+	return slot;
+}
+
+/* Logs one line per slot that saw requests since the last report, then starts anew. */
+static void stats_report(struct bridge *b, const char *why)
+{
+	int64_t now = bridge__mono_ms();
+	unsigned lines = 0;
+	bridge__log(BLOG_INFO, "stats", "request timing (%s) over the last %.1f s, in-bridge time of requests__handle "
+			"per op; counters reset", why, (double)(now - b->stats_since_ms) / 1000.0);
+	for(unsigned i = 0; i < STAT_SLOTS; i++){
+		struct op_stat *st = &b->stats[i];
+		if(!st->n) continue;
+		bridge__log(BLOG_INFO, "stats", "%s %s n=%" PRIu64 " p50=%.1fus p99=%.1fus max=%.1fus",
+				i == STAT_FLUSH ? "flush" : "op", i == STAT_FLUSH ? "before-request" : stat_names[i], st->n,
+				stat_quantile(st, 0.50) / 1000.0, stat_quantile(st, 0.99) / 1000.0, (double)st->max_ns / 1000.0);
+		lines++;
+	}
+	if(!lines) bridge__log(BLOG_INFO, "stats", "no requests in this interval");
+	memset(b->stats, 0, sizeof(b->stats));
+	b->stats_since_ms = now;
 }
 
 /* ------------------------------------------------------------------ publishing */
@@ -235,6 +356,7 @@ static void handle_request(struct bridge *b, const char *name, size_t namelen,
 	void *corr = NULL;
 	uint16_t corrlen = 0;
 	char *topic = NULL;
+	int rc;
 
 	if(!mqc_name_valid(name, namelen)){
 		bridge__log(BLOG_WARN, "mqtt", "request on %s ignored: the user level is not a valid user id", msg->topic);
@@ -244,13 +366,19 @@ static void handle_request(struct bridge *b, const char *name, size_t namelen,
 	user[namelen] = '\0';
 
 	/* Read your writes: every message received so far is committed before answering. */
+	uint64_t t0 = mono_ns();
 	if(ingest__flush(b->ing)){
 		bridge__log(BLOG_WARN, "ingest", "answering a request from %s with %zu messages not yet stored",
 				user, ingest__pending(b->ing));
 	}
+	stat_add(&b->stats[STAT_FLUSH], mono_ns() - t0);
 	send_ack(b);
 
-	if(requests__handle(b->req, user, msg->payload, (size_t)msg->payloadlen, &out)){
+	t0 = mono_ns();
+	rc = requests__handle(b->req, user, msg->payload, (size_t)msg->payloadlen, &out);
+	uint64_t took = mono_ns() - t0;
+	stat_add(&b->stats[stat_slot(msg->payload, (size_t)msg->payloadlen)], took);
+	if(rc){
 		bridge__log(BLOG_ERROR, "requests", "out of memory handling a request from %s; no answer sent "
 				"(a change it asked for may have been committed)", user);
 		return;
@@ -479,6 +607,10 @@ static int64_t min_wait(int64_t a, int64_t b)
 static void run(struct bridge *b)
 {
 	while(!stop_signal){
+		if(stats_signal){
+			stats_signal = 0;
+			stats_report(b, "SIGUSR1");
+		}
 		int64_t now = bridge__mono_ms();
 
 		if(!b->tcp_up && now >= b->next_connect_at){
@@ -558,7 +690,11 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_stats_signal;
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	b.stats_since_ms = bridge__mono_ms();
 
 	if(!b.cfg.password){
 		bridge__log(BLOG_WARN, "config", "no password (password-file or $MQCHAT_BRIDGE_PASSWORD): "
@@ -592,6 +728,7 @@ int main(int argc, char **argv)
 			b.cfg.port, b.cfg.prefix, b.cfg.batch_max, b.cfg.batch_ms);
 	run(&b);
 	status = shutdown_cleanly(&b);
+	stats_report(&b, "exit");
 	goto done;
 
 nomem:
