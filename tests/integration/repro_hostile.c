@@ -1,0 +1,147 @@
+/*
+ * KNOWN BUG reproductions from the hostile review. Each case FAILS on the code as it is
+ * today and passes once the fix named in its comment is applied. Not part of ctest (the
+ * glob picks up test_*.c only); when a fix lands, rename this file or move its case into
+ * a test_hostile_*.c so it guards the fix.
+ *
+ * Build and run (after building build-<you>):
+ *   B=build-<you>; cc -std=c11 -Wall -Wextra -Itests/lib -Istore -o $B/repro_hostile \
+ *     tests/integration/repro_hostile.c $B/tests/libmqchat_harness.a $B/store/libmqchat_store.a \
+ *     -lmosquitto -ljansson -lsqlite3 -lcrypto -lpthread
+ *   MQCHAT_PLUGIN=$B/plugin/mqchat_plugin.so MQCHAT_BRIDGE=$B/bridge/mqchat-bridge \
+ *     MQCHAT_ADMIN=$B/admin/mqchat-admin $B/repro_hostile
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static char room[65];
+
+static size_t file_size(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if(!f) return 0;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fclose(f);
+	return n > 0 ? (size_t)n : 0;
+}
+
+static char *read_from(const char *path, size_t from)
+{
+	FILE *f = fopen(path, "rb");
+	if(!f) return NULL;
+	fseek(f, 0, SEEK_END);
+	long end = ftell(f);
+	if(end < (long)from) from = 0;
+	size_t n = (size_t)end - from;
+	char *s = malloc(n + 1);
+	if(s){
+		fseek(f, (long)from, SEEK_SET);
+		n = fread(s, 1, n, f);
+		s[n] = '\0';
+	}
+	fclose(f);
+	return s;
+}
+
+/* KNOWN BUG 1: log injection. store/message.c:169 and :132 put the client's JSON member
+ * name (an escaped "\n" or "\u001b" decodes to a raw control byte) into the refusal reason
+ * with "%.64s"; plugin/acl.c:108 logs that reason through plugin__log_client
+ * (plugin/plugin.c:300). A client forges whole broker log lines (or terminal escapes).
+ * Mosquitto refuses control characters in topics, client ids and usernames, so this JSON
+ * key is the way in. Fix: in plugin__log_client (one place) replace bytes < 0x20 and 0x7f
+ * in the formatted line with '?' (or \xNN) before mosquitto_log_printf. */
+static void forged_log_line_through_a_json_key(h_env *env)
+{
+	h_client *alice = h_login(env, "alice", H_PROTO_V5);
+	char send[256];
+	H_REQUIRE(alice);
+	h_topic_send(send, room);
+	size_t mark = file_size(env->broker_log);
+	H_CHECK_INT(h_publish_str(alice, send,
+			"{\"type\":\"msg\",\"body\":\"x\",\"\\n00:00:00: mqchat: FORGED admin logged in\":1}", 1), >=, 0x80);
+	H_CHECK_INT(h_publish_str(alice, send,
+			"{\"type\":\"file\",\"attachment\":{\"url\":\"https://a/b\",\"\\u001b[2J\\rFORGED2\":1}}", 1), >=, 0x80);
+	h_sleep_ms(300);
+	char *log = read_from(env->broker_log, mark);
+	H_REQUIRE(log);
+	if(strstr(log, "\n00:00:00: mqchat: FORGED")){
+		h_fail(__FILE__, __LINE__, "KNOWN BUG: a client forged a broker log line through a JSON member name");
+	}
+	if(strchr(log, '\x1b')){
+		h_fail(__FILE__, __LINE__, "KNOWN BUG: a client wrote a raw ESC into the broker log");
+	}
+	free(log);
+	h_client_close(alice);
+}
+
+/* KNOWN BUG 2: unbounded requests. plugin/acl.c:141 (check_write) lets a user publish a
+ * payload of any size (up to the broker's 256 MB packet limit) to its own .../req. The
+ * broker queues it for the bridge; the bridge answers too_large without parsing
+ * (bridge/requests.c:1357), but bridge/main.c:217 (stat_slot) then parses the whole payload
+ * anyway, on the bridge's only thread. A 24 MB array of zeros costs the bridge seconds and
+ * hundreds of MB, during which it stores no message and answers no request.
+ * Fix: acl.c refuses payloadlen > 65536 on .../req (same limit as REQ_MAX_PAYLOAD, make
+ * it a plugin option); stat_slot skips payloads over REQ_MAX_PAYLOAD (better: have
+ * requests__handle report the op it ran, and parse once); and mosquitto.conf.example sets
+ * max_packet_size (e.g. 131072) so no client can make the broker hold 256 MB packets. */
+static void oversize_request_stalls_the_bridge(h_env *env)
+{
+	h_client *alice = h_login(env, "alice", H_PROTO_V5);
+	h_client *bob = h_login(env, "bob", H_PROTO_V5);
+	H_REQUIRE(alice && bob);
+	H_REQUIRE_INT(h_subscribe(alice, "chat/users/alice/res/#", 1), ==, 1);
+	size_t n = 24u << 20;
+	char *big = malloc(n + 1);
+	H_REQUIRE(big);
+	memcpy(big, "{\"op\":\"rooms.list\",\"pad\":[", 26);
+	for(size_t i = 26; i < n - 2; i += 2) memcpy(big + i, "0,", 2);
+	big[n - 3] = '0';
+	big[n - 2] = ']';
+	big[n - 1] = '}';
+	int rc = h_publish(alice, "chat/users/alice/req", big, (int)n, 1, false, NULL);
+	free(big);
+	if(rc == 0){
+		/* Accepted by the broker: the bridge must still answer the next request at once. */
+		int64_t t0 = h_now_ms();
+		H_CHECK_INT(h_publish_str(alice, "chat/users/alice/req", "{\"op\":\"rooms.list\",\"req_id\":\"after\"}", 1), ==, 0);
+		char send[256];
+		h_topic_send(send, room);
+		H_CHECK_INT(h_publish_str(bob, send, "{\"type\":\"msg\",\"body\":\"during big\"}", 1), ==, 0);
+		int64_t answered = -1;
+		for(int i = 0; i < 3; i++){
+			json_t *a = h_wait_json(alice, 30000, NULL);
+			if(!a) break;
+			const char *rid = json_string_value(json_object_get(a, "req_id"));
+			if(rid && !strcmp(rid, "after")) answered = h_now_ms() - t0;
+			json_decref(a);
+			if(answered >= 0) break;
+		}
+		fprintf(stderr, "repro: the request after a 24 MB one was answered in %lld ms\n", (long long)answered);
+		if(answered < 0 || answered > 500){
+			h_fail(__FILE__, __LINE__, "KNOWN BUG: a 24 MB request stalled the bridge for %lld ms (want < 500)",
+					(long long)answered);
+		}
+	}else{
+		H_CHECK_INT(rc, >=, 0x80); /* refused by the plugin: the fix */
+	}
+	h_client_close(alice);
+	h_client_close(bob);
+}
+
+int main(void)
+{
+	h_env *env = h_env_new("repro_hostile");
+	h_user(env, "alice");
+	h_user(env, "bob");
+	if(h_room_create(env, room, "alice", "bob", (char *)NULL)){
+		h_failures++;
+		return h_env_finish(env);
+	}
+	h_env_start(env);
+	H_RUN(env, forged_log_line_through_a_json_key);
+	H_RUN(env, oversize_request_stalls_the_bridge);
+	return h_env_finish(env);
+}
