@@ -46,10 +46,10 @@ static char *read_from(const char *path, size_t from)
 	return s;
 }
 
-/* KNOWN BUG 1: log injection. store/message.c:169 and :132 put the client's JSON member
+/* KNOWN BUG 1: log injection. store/message.c:187 and :129 put the client's JSON member
  * name (an escaped "\n" or "\u001b" decodes to a raw control byte) into the refusal reason
- * with "%.64s"; plugin/acl.c:108 logs that reason through plugin__log_client
- * (plugin/plugin.c:300). A client forges whole broker log lines (or terminal escapes).
+ * with "%.64s"; plugin/acl.c:112 logs that reason through plugin__log_client
+ * (plugin/plugin.c:307). A client forges whole broker log lines (or terminal escapes).
  * Mosquitto refuses control characters in topics, client ids and usernames, so this JSON
  * key is the way in. Fix: in plugin__log_client (one place) replace bytes < 0x20 and 0x7f
  * in the formatted line with '?' (or \xNN) before mosquitto_log_printf. */
@@ -77,10 +77,10 @@ static void forged_log_line_through_a_json_key(h_env *env)
 	h_client_close(alice);
 }
 
-/* KNOWN BUG 2: unbounded requests. plugin/acl.c:141 (check_write) lets a user publish a
+/* KNOWN BUG 2: unbounded requests. plugin/acl.c:135 (check_write) lets a user publish a
  * payload of any size (up to the broker's 256 MB packet limit) to its own .../req. The
  * broker queues it for the bridge; the bridge answers too_large without parsing
- * (bridge/requests.c:1357), but bridge/main.c:217 (stat_slot) then parses the whole payload
+ * (bridge/requests.c:1357), but bridge/main.c:215/380 (stat_slot) then parses the whole payload
  * anyway, on the bridge's only thread. A 24 MB array of zeros costs the bridge seconds and
  * hundreds of MB, during which it stores no message and answers no request.
  * Fix: acl.c refuses payloadlen > 65536 on .../req (same limit as REQ_MAX_PAYLOAD, make
