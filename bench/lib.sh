@@ -171,7 +171,7 @@ start_bridge() {
 	printf '%s\n' "$SERVICE_PW" >"$BENCH_DIR/service.pw"
 	chmod 600 "$BENCH_DIR/service.pw"
 	"$BRIDGE_BIN" --db "$1" --host 127.0.0.1 --port "$2" --user "$SERVICE_USER" \
-		--password-file "$BENCH_DIR/service.pw" >"$BENCH_DIR/bridge.log" 2>&1 &
+		--password-file "$BENCH_DIR/service.pw" ${BRIDGE_ARGS:-} >"$BENCH_DIR/bridge.log" 2>&1 &
 	BRIDGE_PID=$!
 	BENCH_PIDS+=("$BRIDGE_PID")
 }

@@ -134,6 +134,13 @@ static int check_write(struct mqchat *st, struct mosquitto_evt_acl_check *ed, co
 	}else if(topic__user(st, topic, &u, &ulen, &rest)){
 		if(ulen == strlen(user) && memcmp(u, user, ulen) == 0 && strcmp(rest, "req") == 0 && !ed->retain
 				&& user_active(st, user)){
+			/* The bridge refuses requests over 64 KiB; refusing them here keeps a client
+			 * from making the bridge read megabytes on its single thread. */
+			if(ed->payloadlen > MQCHAT_MAX_REQUEST){
+				plugin__log_client(st, "refused a %u-byte request from %s (%s): over %d bytes",
+						ed->payloadlen, user, mosquitto_client_id(ed->client), MQCHAT_MAX_REQUEST);
+				return MOSQ_ERR_ACL_DENIED;
+			}
 			return MOSQ_ERR_SUCCESS;
 		}
 	}

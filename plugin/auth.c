@@ -94,14 +94,17 @@ void auth__free(struct mqchat *st)
 }
 
 /* The client id must not let one user take over another's session (and the messages
- * queued in it): the username itself, "<username>:<anything>", or a broker-made "auto-" id. */
-static bool clientid_ok(const struct mqchat *st, const char *user, const char *cid)
+ * queued in it): the username itself, "<username>:<anything>", or a broker-made "auto-" id
+ * with a clean session (nothing queued in it to take over; a client may type "auto-..."
+ * itself, so a persistent one is refused). */
+static bool clientid_ok(const struct mqchat *st, const struct mosquitto *client, const char *user,
+		const char *cid)
 {
 	if(!st->opt.clientid_prefix) return true;
 	if(!cid) return false;
 	size_t ulen = strlen(user);
 	if(!strncmp(cid, user, ulen) && (cid[ulen] == '\0' || cid[ulen] == ':')) return true;
-	return !strncmp(cid, "auto-", 5);
+	return !strncmp(cid, "auto-", 5) && mosquitto_client_clean_session(client);
 }
 
 static bool budget_allows(struct mqchat *st, int64_t now_ms)
@@ -137,7 +140,7 @@ int auth__basic(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_AUTH;
 	}
 	size_t pwlen = strlen(pw);
-	if(!clientid_ok(st, user, cid)){
+	if(!clientid_ok(st, ed->client, user, cid)){
 		plugin__log_client(st, "refused %s from %s: client id '%s' must be '%s' or start with '%s:'",
 				user, addr, cid, user, user);
 		return MOSQ_ERR_AUTH;

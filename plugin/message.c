@@ -57,7 +57,7 @@ int message__handle(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_SUCCESS;
 	}
 	const char *user = mosquitto_client_username(ed->client);
-	if(!user) return MOSQ_ERR_SUCCESS;
+	if(!user || !mqc_name_valid(room, roomlen)) return MOSQ_ERR_SUCCESS;
 
 	json_t *msg = NULL;
 	if(st->pending.msg && st->pending.client == ed->client && st->pending.payload == ed->payload

@@ -321,12 +321,20 @@ void plugin__log_client(struct mqchat *st, const char *fmt, ...)
 		return;
 	}
 	st->log_lines++;
-	char line[1024];
+	char line[1024], safe[1024];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: %s", line);
+	/* These lines quote client input (JSON member names, topics): control bytes are
+	 * escaped, so a client cannot forge log lines or send terminal escapes. */
+	size_t o = 0;
+	for(const unsigned char *c = (const unsigned char *)line; *c && o + 5 < sizeof(safe); c++){
+		if(*c < 0x20 || *c == 0x7f) o += (size_t)snprintf(safe + o, sizeof(safe) - o, "\\x%02x", *c);
+		else safe[o++] = (char)*c;
+	}
+	safe[o] = '\0';
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: %s", safe);
 }
 
 bool topic__room(const struct mqchat *st, const char *topic, const char **room, size_t *roomlen,

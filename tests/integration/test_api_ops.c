@@ -80,17 +80,10 @@ static void common_errors(h_env *env)
 	int len = snprintf(huge, n + 64, "{\"op\":\"contacts.list\",\"pad\":\"");
 	memset(huge + len, 'p', n);
 	strcpy(huge + len + n, "\"}");
-	H_CHECK_INT(api_post_raw(&A, huge, (int)strlen(huge), true, NULL), ==, 0);
+	/* Over 64 KiB: refused at the publish (PUBACK 0x87) by the plugin, never answered. */
+	H_CHECK_INT(api_post_raw(&A, huge, (int)strlen(huge), true, NULL), ==, 0x87);
 	free(huge);
-	ans = api_next_answer(&A, API_TIMEOUT_MS, NULL, NULL, NULL);
-	const char *code = json_string_value(json_object_get(json_object_get(ans, "error"), "code"));
-	if(!code || strcmp(code, "too_large")) {
-		char *s = api_dump(ans);
-		h_fail(__FILE__, __LINE__, "a 70000-byte request: expected too_large, got %s", s);
-		free(s);
-	}
-	json_decref(ans);
-	API_NO_MORE(&A, 500); /* exactly one answer each */
+	API_NO_MORE(&A, 500); /* exactly one answer each, none for the refused one */
 }
 
 static void mqtt5_response_topic_and_correlation(h_env *env)

@@ -67,9 +67,10 @@ static void malformed_requests_get_one_answer_each(h_env *env)
 		{ "{\"op\":\"rooms.list\",\"req_id\":true}", -1, "invalid" },
 		{ "{\"op\":\"rooms.list\",\"n\":123456789012345678901234567890}", -1, "invalid" },
 		{ "{\"op\":\"rooms.list\",\"n\":1e999}", -1, "invalid" },
-		{ big, 65537, "too_large" },
 	};
 	size_t n = sizeof(cases) / sizeof(cases[0]);
+	/* One byte over 64 KiB never reaches the bridge: the plugin refuses it (0x87). */
+	H_CHECK_INT(api_post_raw(&a, big, 65537, true, NULL), ==, 0x87);
 	for(size_t i = 0; i < n; i++){
 		int len = cases[i].len >= 0 ? cases[i].len : (int)strlen(cases[i].p);
 		H_CHECK_INT(api_post_raw(&a, cases[i].p, len, true, NULL), ==, 0);
