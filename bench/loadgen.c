@@ -786,7 +786,8 @@ static int parse_args(int argc, char **argv)
 		fprintf(stderr, "mqchat-loadgen: give --rate MSGS/S or --saturate\n");
 		return -1;
 	}
-	if(O.qos == 1 && O.saturate && !O.window) O.window = 64;
+	/* QoS 1 needs a window in both modes (a rate run without one would never send). */
+	if(O.qos == 1 && !O.window) O.window = O.saturate ? 64 : 1000;
 	if(O.size > 1 << 20){
 		fprintf(stderr, "mqchat-loadgen: --size %u is over 1 MiB\n", O.size);
 		return -1;

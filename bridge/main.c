@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <mosquitto.h>
@@ -43,6 +44,7 @@
 #define REPLAY_WAIT_MS 5000
 #define DB_BUSY_MS 5000
 #define LOOP_MAX_WAIT_MS 1000
+#define READ_BURST 4096
 #define NSUBS 3 /* messages, requests, and send (see on_connect) */
 
 /* Request timing histogram: values in ns; below 32 ns one bucket per ns, above that 32
@@ -604,6 +606,20 @@ static int64_t min_wait(int64_t a, int64_t b)
 	return a < b ? a : b;
 }
 
+/* libmosquitto 2.0.11's mosquitto_loop() reads one packet per call while its own queues
+ * are short: under load that is a select() and a wake-up per message (perf: most of the
+ * bridge's time was in the kernel). Read on while the socket has bytes waiting, at most
+ * READ_BURST packets, so timers and commits still get their turn. */
+static int read_more(struct bridge *b)
+{
+	int sock = mosquitto_socket(b->mosq), avail = 0, rc = MOSQ_ERR_SUCCESS;
+	for(int n = 0; n < READ_BURST && sock >= 0 && !ingest__blocked(b->ing); n++){
+		if(ioctl(sock, FIONREAD, &avail) != 0 || avail <= 0) break;
+		if((rc = mosquitto_loop_read(b->mosq, 1)) != MOSQ_ERR_SUCCESS) break;
+	}
+	return rc;
+}
+
 static void run(struct bridge *b)
 {
 	while(!stop_signal){
@@ -636,6 +652,7 @@ static void run(struct bridge *b)
 			continue;
 		}
 		int rc = mosquitto_loop(b->mosq, (int)wait, 1);
+		if(rc == MOSQ_ERR_SUCCESS) rc = read_more(b);
 		if(rc != MOSQ_ERR_SUCCESS && !stop_signal) connection_down(b, rc);
 	}
 }
