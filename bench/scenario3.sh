@@ -15,9 +15,11 @@
 # In-bridge time: the bridge's request timing (SIGUSR1 reports and resets), read after each
 # set. Phases: idle, then loaded: mqchat-loadgen sends LOAD_RATE msg/s at QoS 1 into 1,000
 # other rooms (2 members each, offline: the bridge is the only receiver; scenario 2's shape)
-# while the same sets run again. Prints one line per figure with loaded/idle.
+# while the same sets run again. LOAD_RATE=auto (default) is half of the rate at which the
+# bridge drains a backlog into this database, at most 25,000 (half of scenario 2's target).
+# Prints one line per figure with loaded/idle.
 #
-#   bench/scenario3.sh     (BUILD=path/to/build, REQUESTS=2000, WARMUP=200, LOAD_RATE=25000,
+#   bench/scenario3.sh     (BUILD=path/to/build, REQUESTS=2000, WARMUP=200, LOAD_RATE=auto|N,
 #                           CACHE_DIR=/tmp/mqchat-bench-cache, PERF=1 to perf-record the bridge
 #                           during the loaded phase)
 set -euo pipefail
@@ -25,7 +27,7 @@ set -euo pipefail
 
 REQUESTS=${REQUESTS:-2000}
 WARMUP=${WARMUP:-200}
-LOAD_RATE=${LOAD_RATE:-25000}
+LOAD_RATE=${LOAD_RATE:-auto}
 LOAD_ROOMS=1000
 CACHE_DIR=${CACHE_DIR:-/tmp/mqchat-bench-cache}
 # Bump when mqchat-histseed or the schema changes what it makes.
@@ -115,10 +117,12 @@ run_sets() {
 	local phase=$1 s
 	for s in "${sets[@]}"; do
 		"$REQBENCH" --port "$PORT" --user "$READER" --password "$BENCH_PW" --requests "$WARMUP" --warmup 0 \
+			--timeout-ms 60000 \
 			--label "$phase.$s.warmup" --request "${request[$s]}" >/dev/null 2>"$BENCH_DIR/$phase.$s.warmup.err" \
 			|| { cat "$BENCH_DIR/$phase.$s.warmup.err" >&2; exit 1; }
 		bridge_stats "$BENCH_DIR/$phase.$s.warm.stats"
 		"$REQBENCH" --port "$PORT" --user "$READER" --password "$BENCH_PW" --requests "$REQUESTS" --warmup 0 \
+			--timeout-ms 60000 \
 			--label "$phase.$s" --request "${request[$s]}" >"$BENCH_DIR/$phase.$s.json"
 		bridge_stats "$BENCH_DIR/$phase.$s.stats"
 	done
@@ -128,21 +132,67 @@ echo "# idle: ${#sets[@]} query sets x $REQUESTS requests (after $WARMUP unmeasu
 run_sets idle
 
 # ---------------------------------------------------------------- loaded
-load_seconds=$(( 30 + REQUESTS / 100 ))
+# stored_since ID: rows stored above ID (a rowid range: cheap on the 10M table).
+stored_since() { sqlite3 "$BENCH_DIR/chat.db" "SELECT count(*) FROM messages WHERE id > $1"; }
+# start_load RATE|saturate SECONDS NAME: mqchat-loadgen in the background, 1 publisher per room
+# of the first LOAD_ROOMS regular rooms, QoS 1, window 8; sets LOAD_PID once it is connected.
+start_load() {
+	local how=(--rate "$1")
+	[ "$1" = saturate ] && how=(--saturate)
+	rm -f "$BENCH_DIR/$3.ready"
+	"$LOADGEN" --broker-pid "$BROKER_PID" --port "$PORT" --mode mqchat --label "$3" --users $((2 * LOAD_ROOMS)) \
+		--rooms-file "$BENCH_DIR/rooms.txt" --rooms "$LOAD_ROOMS" --publishers "$LOAD_ROOMS" --qos 1 \
+		--password "$BENCH_PW" "${how[@]}" --window 8 --subscribers-per-room 0 --duration "$2" --warmup 3 \
+		--drain 0 --connect-retries 60 --ready-file "$BENCH_DIR/$3.ready" >"$BENCH_DIR/$3.txt" 2>&1 &
+	LOAD_PID=$!
+	BENCH_PIDS+=("$LOAD_PID")
+	for i in $(seq 1 600); do
+		[ -e "$BENCH_DIR/$3.ready" ] && return 0
+		kill -0 "$LOAD_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "bench: the load generator ($3) did not get ready" >&2
+	cat "$BENCH_DIR/$3.txt" >&2
+	exit 1
+}
+# wait_stored N AFTER SECONDS: until N rows above AFTER are stored.
+wait_stored() {
+	local i
+	for i in $(seq 1 $((10 * $3))); do
+		[ "$(stored_since "$2")" -ge "$1" ] && return 0
+		sleep 0.1
+	done
+	echo "bench: WARNING: $(stored_since "$2") of $1 messages stored after $3 s" >&2
+}
+
 before_id=$(sqlite3 "$BENCH_DIR/chat.db" 'SELECT max(id) FROM messages')
+load_how="LOAD_RATE as given"
+if [ "$LOAD_RATE" = auto ]; then
+	# What the bridge sustains on this database: its drain rate. A burst (PROBE_RATE msg/s
+	# for 5 s) builds a backlog in the broker; once the senders stop, the stored rows are
+	# counted until the backlog is gone (the bridge and the broker have the machine to
+	# themselves, as scenario 2's drain). The load is then half of that, at most 25,000.
+	probe_rate=${PROBE_RATE:-30000}
+	start_load "$probe_rate" 2 probe
+	wait "$LOAD_PID" || { cat "$BENCH_DIR/probe.txt" >&2; exit 1; }
+	psent=$(grep '^{' "$BENCH_DIR/probe.txt" | jq .sent_total)
+	c0=$(stored_since "$before_id") p0=$(date +%s.%N)
+	wait_stored "$psent" "$before_id" 180
+	c1=$(stored_since "$before_id") p1=$(date +%s.%N)
+	if [ $((psent - c0)) -lt 20000 ]; then
+		sustained=">= $probe_rate"
+		LOAD_RATE=25000
+	else
+		sustained=$(awk -v a="$c0" -v b="$c1" -v s="$p0" -v e="$p1" 'BEGIN{printf "%.0f", (b-a)/(e-s)}')
+		LOAD_RATE=$((sustained / 2 < 25000 ? sustained / 2 : 25000))
+	fi
+	echo "# probe: $psent messages at $probe_rate msg/s; $((psent - c0)) were still queued when the senders stopped; the bridge drained them at $sustained msg/s"
+	load_how="half of the bridge's drain rate on this database, $sustained msg/s, at most 25000"
+	before_id=$(sqlite3 "$BENCH_DIR/chat.db" 'SELECT max(id) FROM messages')
+fi
+load_seconds=$(( 30 + REQUESTS / 100 ))
 echo "# loaded: $LOAD_RATE msg/s at QoS 1 into $LOAD_ROOMS rooms for ${load_seconds}s, then the same sets"
-"$LOADGEN" --broker-pid "$BROKER_PID" --port "$PORT" --mode mqchat --label load --users $((2 * LOAD_ROOMS)) \
-	--rooms-file "$BENCH_DIR/rooms.txt" --rooms "$LOAD_ROOMS" --publishers "$LOAD_ROOMS" --qos 1 \
-	--password "$BENCH_PW" --rate "$LOAD_RATE" --window 8 --subscribers-per-room 0 --duration "$load_seconds" --warmup 3 \
-	--drain 10 --connect-retries 60 --ready-file "$BENCH_DIR/load.ready" >"$BENCH_DIR/load.txt" 2>&1 &
-LOAD_PID=$!
-BENCH_PIDS+=("$LOAD_PID")
-for i in $(seq 1 600); do
-	[ -e "$BENCH_DIR/load.ready" ] && break
-	kill -0 "$LOAD_PID" 2>/dev/null || break
-	sleep 0.1
-done
-[ -e "$BENCH_DIR/load.ready" ] || { echo "bench: the load generator did not get ready" >&2; cat "$BENCH_DIR/load.txt" >&2; exit 1; }
+start_load "$LOAD_RATE" "$load_seconds" load
 sleep 5 # past the load's warm-up: the bridge is storing at the full rate
 ticks0=$(cpu_ticks "$BRIDGE_PID") bticks0=$(cpu_ticks "$BROKER_PID") t0=$(date +%s.%N)
 if [ -n "${PERF:-}" ]; then
@@ -154,14 +204,14 @@ ticks1=$(cpu_ticks "$BRIDGE_PID") bticks1=$(cpu_ticks "$BROKER_PID") t1=$(date +
 kill -0 "$LOAD_PID" 2>/dev/null || echo "bench: WARNING: the load ended before the loaded query sets did; raise load_seconds" >&2
 if [ -n "${PERF:-}" ]; then
 	wait "$PERF_PID" || true
-	perf report -i "$BENCH_DIR/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -25 >"$BENCH_DIR/perf.txt" || true
+	perf report -i "$BENCH_DIR/perf.data" --no-children -g none --percent-limit 0.7 --sort dso,symbol --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -25 >"$BENCH_DIR/perf.txt" || true
 fi
 wait "$LOAD_PID" || { echo "bench: mqchat-loadgen failed" >&2; cat "$BENCH_DIR/load.txt" >&2; exit 1; }
 grep '^#' "$BENCH_DIR/load.txt" | grep -v retry || true
 grep '^{' "$BENCH_DIR/load.txt" >"$BENCH_DIR/load.json"
 sent=$(jq .sent_total "$BENCH_DIR/load.json")
 for i in $(seq 1 300); do
-	stored=$(sqlite3 "$BENCH_DIR/chat.db" "SELECT count(*) FROM messages WHERE id > $before_id")
+	stored=$(stored_since "$before_id")
 	[ "$stored" -ge "$sent" ] && break
 	sleep 0.1
 done
@@ -172,7 +222,7 @@ broker_cpu=$(awk -v a="$bticks0" -v b="$bticks1" -v s="$span" -v hz="$CLK_TCK" '
 # ---------------------------------------------------------------- report
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 echo "# scenario 3: $MESSAGES messages in $ROOMS rooms (hot $HOT_MESSAGES, small $SMALL_MESSAGES, normal $NORMAL_MESSAGES);"
-echo "# $REQUESTS requests per set; load $LOAD_RATE msg/s QoS 1 into $LOAD_ROOMS rooms: sent $sent, stored $stored;"
+echo "# $REQUESTS requests per set; load $LOAD_RATE msg/s QoS 1 into $LOAD_ROOMS rooms ($load_how): sent $sent, stored $stored;"
 echo "# during the loaded sets the bridge used ${bridge_cpu}% CPU and the broker ${broker_cpu}% (of one core)"
 printf '%-34s %10s %10s %8s %10s\n' figure idle loaded ld/idle target
 for s in "${sets[@]}"; do
