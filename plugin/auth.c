@@ -107,13 +107,31 @@ static bool clientid_ok(const struct mqchat *st, const struct mosquitto *client,
 	return !strncmp(cid, "auto-", 5) && mosquitto_client_clean_session(client);
 }
 
-static bool budget_allows(struct mqchat *st, int64_t now_ms)
+/* The budget is a token bucket of hashing time: it fills at auth_hash_budget_ms per
+ * second up to BUDGET_BURST_US, and a slow hash may start while it is above zero (its
+ * cost is taken after, and may leave it in debt). So cheap hashes can come in bursts (a
+ * room of users logging in at once), but at most one expensive hash runs before the
+ * bucket is empty again: the broker is never stalled by several ~120 ms hashes back to
+ * back (a per-second allowance let three run in a row), and over time hashing takes at
+ * most budget ms of each second. */
+#define BUDGET_BURST_US 100000
+
+static bool budget_allows(struct mqchat *st)
 {
-	if(now_ms - st->budget_window_ms >= 1000){
-		st->budget_window_ms = now_ms;
-		st->budget_used_us = 0;
+	int64_t now = mono_us();
+	if(st->budget_last_us){
+		st->budget_tokens_us += (now - st->budget_last_us) * (int64_t)st->opt.auth_hash_budget_ms / 1000;
+		if(st->budget_tokens_us > BUDGET_BURST_US) st->budget_tokens_us = BUDGET_BURST_US;
+	}else{
+		st->budget_tokens_us = BUDGET_BURST_US;
 	}
-	return st->budget_used_us < (int64_t)st->opt.auth_hash_budget_ms * 1000;
+	st->budget_last_us = now;
+	return st->budget_tokens_us > 0;
+}
+
+static void budget_spend(struct mqchat *st, int64_t t0_us, int64_t t1_us)
+{
+	st->budget_tokens_us -= t1_us - t0_us;
 }
 
 int auth__basic(int event, void *event_data, void *userdata)
@@ -174,7 +192,7 @@ int auth__basic(int event, void *event_data, void *userdata)
 				user, cid, addr, e->fails, (long long)(e->next_try_ms - now));
 		return MOSQ_ERR_AUTH;
 	}
-	if(!budget_allows(st, now)){
+	if(!budget_allows(st)){
 		plugin__log_client(st, "refused %s (%s) from %s: password checks are over budget (%u ms/s); retry later",
 				user, cid, addr, st->opt.auth_hash_budget_ms);
 		return MOSQ_ERR_AUTH;
@@ -182,7 +200,7 @@ int auth__basic(int event, void *event_data, void *userdata)
 
 	int64_t t0 = mono_us();
 	int ok = mqc_password_verify(pw, pwlen, u->pwhash);
-	st->budget_used_us += mono_us() - t0;
+	budget_spend(st, t0, mono_us());
 
 	if(!(e = entry_get(st, user, true))){
 		return ok == 1 ? MOSQ_ERR_SUCCESS : MOSQ_ERR_AUTH; /* no memory to remember: still correct */

@@ -191,8 +191,8 @@ struct mqchat {
 	struct strmap rates;          /* name -> struct rate_bucket */
 	struct strmap auth;           /* name -> struct auth_entry */
 	unsigned char auth_key[32];   /* HMAC key of the verified-credential cache */
-	int64_t budget_window_ms;
-	int64_t budget_used_us;
+	int64_t budget_tokens_us;     /* slow-hash time available now (auth.c); may be negative */
+	int64_t budget_last_us;       /* when it was last refilled (CLOCK_MONOTONIC), 0: never */
 
 	int64_t log_window_ms;        /* rate limit for lines about client mistakes */
 	unsigned log_lines;

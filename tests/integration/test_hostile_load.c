@@ -19,6 +19,7 @@
 #include <mqtt_protocol.h>
 
 #include "harness.h"
+#include "mqchat_store.h"
 
 static char room[65];
 static h_env *genv;
@@ -107,7 +108,16 @@ static void wrong_password_storm_does_not_stall_others(h_env *env)
 	int64_t p99 = round_trips(alice, bob, 150, "during the storm");
 	atomic_store(&stop_attack, true);
 	for(int i = 0; i < 2; i++) pthread_join(th[i], NULL);
-	H_CHECK_INT(p99, <, 200);
+	/* The plugin promises at most one slow hash at a time on the broker's thread (auth.c,
+	 * its budget): what one hash costs on this machine, now, bounds the stall. */
+	char hash[MQC_PW_HASH_MAX];
+	H_REQUIRE(mqc_password_hash("x", 1, MQC_PW_DEFAULT_ITERATIONS, hash, sizeof(hash)) == 0);
+	int64_t t0 = h_now_ms();
+	mqc_password_verify("x", 1, hash);
+	int64_t one_hash = h_now_ms() - t0;
+	fprintf(stderr, "one slow hash here takes %lld ms; allowed p99: %lld ms\n",
+			(long long)one_hash, (long long)(2 * one_hash + 50));
+	H_CHECK_INT(p99, <, 2 * one_hash + 50);
 	/* The owner of a hammered name still gets in with the right password. */
 	int reason;
 	h_client *slow = h_connect(env, "slow0", h_pw("slow0"), "slow0:ok", H_PROTO_V5, &reason);

@@ -118,7 +118,8 @@ const char *h_pw(const char *name);
 /* h_user_add with h_pw(name); exits the process if it fails (no test can go on). */
 void h_user(h_env *env, const char *name);
 /* h_connect as name with h_pw(name) and a fresh client id "<name>:<n>"; NULL on failure
- * (printed with the CONNACK code). */
+ * (printed with the CONNACK code). A refusal is retried for up to 5 s: the plugin's
+ * password-hash budget refuses logins past it and expects clients to come back. */
 h_client *h_login(h_env *env, const char *name, int protocol);
 
 /* room create: members are NULL-terminated user names (2: a direct room, more: a group).
