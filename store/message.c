@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "mqchat_store.h"
+#include "reason.h"
 
 #define URL_MAX 2048
 #define ATT_NAME_MAX 255
@@ -23,18 +24,6 @@ enum msg_type { T_MSG, T_ATTACHMENT, T_IMAGE, T_FILE };
 
 static const char *const type_names[] = { "msg", "attachment", "image", "file" };
 
-static void say(char *reason, size_t reasonlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void say(char *reason, size_t reasonlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if(reason == NULL || reasonlen == 0) return;
-	va_start(ap, fmt);
-	vsnprintf(reason, reasonlen, fmt, ap);
-	va_end(ap);
-}
 
 static int type_from_string(const char *s)
 {
@@ -75,7 +64,7 @@ static mqc_msg_err check_attachment(json_t *att, int type, char *reason, size_t 
 	json_t *url = NULL;
 
 	if(!json_is_object(att)){
-		say(reason, reasonlen, "attachment: expected an object");
+		store__say(reason, reasonlen, "attachment: expected an object");
 		return MQC_MSG_BAD_FIELD;
 	}
 	json_object_foreach(att, key, v){
@@ -85,53 +74,53 @@ static mqc_msg_err check_attachment(json_t *att, int type, char *reason, size_t 
 
 			url = v;
 			if(!json_is_string(v) || json_string_length(v) == 0){
-				say(reason, reasonlen, "attachment.url: expected a non-empty string");
+				store__say(reason, reasonlen, "attachment.url: expected a non-empty string");
 				return MQC_MSG_BAD_FIELD;
 			}
 			s = json_string_value(v);
 			len = json_string_length(v);
 			if(len > URL_MAX){
-				say(reason, reasonlen, "attachment.url: exceeds %d bytes", URL_MAX);
+				store__say(reason, reasonlen, "attachment.url: exceeds %d bytes", URL_MAX);
 				return MQC_MSG_BAD_FIELD;
 			}
 			if(strncmp(s, "https://", 8) && strncmp(s, "http://", 7)){
-				say(reason, reasonlen, "attachment.url: must start with https:// or http://");
+				store__say(reason, reasonlen, "attachment.url: must start with https:// or http://");
 				return MQC_MSG_BAD_FIELD;
 			}
 			for(i = 0; i < len; i++){
 				unsigned char c = (unsigned char)s[i];
 				if(c <= 0x20 || c == 0x7f){
-					say(reason, reasonlen, "attachment.url: contains a space or control character");
+					store__say(reason, reasonlen, "attachment.url: contains a space or control character");
 					return MQC_MSG_BAD_FIELD;
 				}
 			}
 		}else if(!strcmp(key, "name")){
 			if(!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > ATT_NAME_MAX){
-				say(reason, reasonlen, "attachment.name: expected a string of 1..%d bytes", ATT_NAME_MAX);
+				store__say(reason, reasonlen, "attachment.name: expected a string of 1..%d bytes", ATT_NAME_MAX);
 				return MQC_MSG_BAD_FIELD;
 			}
 		}else if(!strcmp(key, "mime")){
 			if(!json_is_string(v) || json_string_length(v) > MIME_MAX
 					|| !mime_valid(json_string_value(v), json_string_length(v))){
-				say(reason, reasonlen, "attachment.mime: expected \"type/subtype\" of at most %d bytes", MIME_MAX);
+				store__say(reason, reasonlen, "attachment.mime: expected \"type/subtype\" of at most %d bytes", MIME_MAX);
 				return MQC_MSG_BAD_FIELD;
 			}
 			if(type == T_IMAGE && strncmp(json_string_value(v), "image/", 6)){
-				say(reason, reasonlen, "attachment.mime: must start with image/ for type image");
+				store__say(reason, reasonlen, "attachment.mime: must start with image/ for type image");
 				return MQC_MSG_BAD_FIELD;
 			}
 		}else if(!strcmp(key, "size")){
 			if(!json_is_integer(v) || json_integer_value(v) < 0){
-				say(reason, reasonlen, "attachment.size: expected an integer >= 0");
+				store__say(reason, reasonlen, "attachment.size: expected an integer >= 0");
 				return MQC_MSG_BAD_FIELD;
 			}
 		}else{
-			say(reason, reasonlen, "attachment.%.64s: unknown field (allowed: url, name, mime, size)", key);
+			store__say(reason, reasonlen, "attachment.%.64s: unknown field (allowed: url, name, mime, size)", key);
 			return MQC_MSG_BAD_FIELD;
 		}
 	}
 	if(url == NULL){
-		say(reason, reasonlen, "attachment.url: missing (required)");
+		store__say(reason, reasonlen, "attachment.url: missing (required)");
 		return MQC_MSG_MISSING;
 	}
 	return MQC_MSG_OK;
@@ -155,23 +144,23 @@ mqc_msg_err mqc_msg_parse(const void *payload, size_t len, const mqc_msg_limits 
 
 	/* Before parsing: an oversize payload must not cost a parse. */
 	if(len > max_payload){
-		say(reason, reasonlen, "payload: %zu bytes exceeds %zu bytes", len, max_payload);
+		store__say(reason, reasonlen, "payload: %zu bytes exceeds %zu bytes", len, max_payload);
 		return MQC_MSG_TOO_LARGE;
 	}
 	if(payload == NULL || len == 0){
-		say(reason, reasonlen, "payload: empty (expected a JSON object)");
+		store__say(reason, reasonlen, "payload: empty (expected a JSON object)");
 		return MQC_MSG_BAD_JSON;
 	}
 	/* No JSON_ALLOW_NUL: a "\u0000" in any string is refused, as is a raw NUL byte.
 	 * jansson checks UTF-8 itself. */
 	root = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &jerr);
 	if(root == NULL){
-		say(reason, reasonlen, "payload: invalid JSON at line %d column %d: %s",
+		store__say(reason, reasonlen, "payload: invalid JSON at line %d column %d: %s",
 				jerr.line, jerr.column, jerr.text);
 		return MQC_MSG_BAD_JSON;
 	}
 	if(!json_is_object(root)){
-		say(reason, reasonlen, "payload: expected a JSON object");
+		store__say(reason, reasonlen, "payload: expected a JSON object");
 		rc = MQC_MSG_BAD_JSON;
 		goto fail;
 	}
@@ -184,54 +173,54 @@ mqc_msg_err mqc_msg_parse(const void *payload, size_t len, const mqc_msg_limits 
 		else if(!strcmp(key, "id") || !strcmp(key, "room") || !strcmp(key, "from") || !strcmp(key, "ts")){
 			/* set by the server: ignored */
 		}else{
-			say(reason, reasonlen, "%.64s: unknown field (allowed: type, body, attachment, client_msg_id)", key);
+			store__say(reason, reasonlen, "%.64s: unknown field (allowed: type, body, attachment, client_msg_id)", key);
 			rc = MQC_MSG_BAD_FIELD;
 			goto fail;
 		}
 	}
 
 	if(type == NULL){
-		say(reason, reasonlen, "type: missing (expected msg, attachment, image or file)");
+		store__say(reason, reasonlen, "type: missing (expected msg, attachment, image or file)");
 		rc = MQC_MSG_BAD_TYPE;
 		goto fail;
 	}
 	if(!json_is_string(type) || (t = type_from_string(json_string_value(type))) < 0){
-		say(reason, reasonlen, "type: expected msg, attachment, image or file");
+		store__say(reason, reasonlen, "type: expected msg, attachment, image or file");
 		rc = MQC_MSG_BAD_TYPE;
 		goto fail;
 	}
 
 	if(body){
 		if(!json_is_string(body)){
-			say(reason, reasonlen, "body: expected a string");
+			store__say(reason, reasonlen, "body: expected a string");
 			rc = MQC_MSG_BAD_FIELD;
 			goto fail;
 		}
 		if(json_string_length(body) > max_body){
-			say(reason, reasonlen, "body: exceeds %zu bytes", max_body);
+			store__say(reason, reasonlen, "body: exceeds %zu bytes", max_body);
 			rc = MQC_MSG_TOO_LARGE;
 			goto fail;
 		}
 	}
 	if(t == T_MSG){
 		if(body == NULL){
-			say(reason, reasonlen, "body: missing (required for type msg)");
+			store__say(reason, reasonlen, "body: missing (required for type msg)");
 			rc = MQC_MSG_MISSING;
 			goto fail;
 		}
 		if(json_string_length(body) == 0){
-			say(reason, reasonlen, "body: must not be empty for type msg");
+			store__say(reason, reasonlen, "body: must not be empty for type msg");
 			rc = MQC_MSG_BAD_FIELD;
 			goto fail;
 		}
 		if(att){
-			say(reason, reasonlen, "attachment: not allowed for type msg");
+			store__say(reason, reasonlen, "attachment: not allowed for type msg");
 			rc = MQC_MSG_BAD_FIELD;
 			goto fail;
 		}
 	}else{
 		if(att == NULL){
-			say(reason, reasonlen, "attachment: missing (required for type %s)", type_names[t]);
+			store__say(reason, reasonlen, "attachment: missing (required for type %s)", type_names[t]);
 			rc = MQC_MSG_MISSING;
 			goto fail;
 		}
@@ -244,14 +233,14 @@ mqc_msg_err mqc_msg_parse(const void *payload, size_t len, const mqc_msg_limits 
 		size_t n, i;
 
 		if(!json_is_string(cmid) || (n = json_string_length(cmid)) == 0 || n > CLIENT_MSG_ID_MAX){
-			say(reason, reasonlen, "client_msg_id: expected a string of 1..%d bytes", CLIENT_MSG_ID_MAX);
+			store__say(reason, reasonlen, "client_msg_id: expected a string of 1..%d bytes", CLIENT_MSG_ID_MAX);
 			rc = MQC_MSG_BAD_FIELD;
 			goto fail;
 		}
 		s = json_string_value(cmid);
 		for(i = 0; i < n; i++){
 			if((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e){
-				say(reason, reasonlen, "client_msg_id: expected printable ASCII only");
+				store__say(reason, reasonlen, "client_msg_id: expected printable ASCII only");
 				rc = MQC_MSG_BAD_FIELD;
 				goto fail;
 			}
@@ -270,7 +259,7 @@ mqc_msg_err mqc_msg_parse(const void *payload, size_t len, const mqc_msg_limits 
 	return MQC_MSG_OK;
 
 oom:
-	say(reason, reasonlen, "payload: out of memory");
+	store__say(reason, reasonlen, "payload: out of memory");
 	rc = MQC_MSG_INTERNAL;
 fail:
 	json_decref(msg);
@@ -390,46 +379,46 @@ int mqc_stamped_parse(const void *payload, size_t len, mqc_stamped *out, char *r
 	memset(out, 0, sizeof(*out));
 	root = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &jerr);
 	if(root == NULL){
-		say(reason, reasonlen, "stamped message: invalid JSON at line %d column %d: %s",
+		store__say(reason, reasonlen, "stamped message: invalid JSON at line %d column %d: %s",
 				jerr.line, jerr.column, jerr.text);
 		return -1;
 	}
 	if(!json_is_object(root)){
-		say(reason, reasonlen, "stamped message: expected a JSON object");
+		store__say(reason, reasonlen, "stamped message: expected a JSON object");
 		goto fail;
 	}
 
 	v = json_object_get(root, "id");
 	if(!json_is_integer(v) || json_integer_value(v) <= 0 || (uint64_t)json_integer_value(v) > MQC_ID_MAX){
-		say(reason, reasonlen, "id: expected an integer in 1..2^53-1");
+		store__say(reason, reasonlen, "id: expected an integer in 1..2^53-1");
 		goto fail;
 	}
 	out->id = (uint64_t)json_integer_value(v);
 
 	v = json_object_get(root, "room");
 	if(!json_is_string(v) || !mqc_name_valid(json_string_value(v), json_string_length(v))){
-		say(reason, reasonlen, "room: expected a room id");
+		store__say(reason, reasonlen, "room: expected a room id");
 		goto fail;
 	}
 	out->room = json_string_value(v);
 
 	v = json_object_get(root, "from");
 	if(!json_is_string(v) || !mqc_name_valid(json_string_value(v), json_string_length(v))){
-		say(reason, reasonlen, "from: expected a user id");
+		store__say(reason, reasonlen, "from: expected a user id");
 		goto fail;
 	}
 	out->from = json_string_value(v);
 
 	v = json_object_get(root, "ts");
 	if(!json_is_integer(v)){
-		say(reason, reasonlen, "ts: expected an integer (ms since the Unix epoch)");
+		store__say(reason, reasonlen, "ts: expected an integer (ms since the Unix epoch)");
 		goto fail;
 	}
 	out->ts = (int64_t)json_integer_value(v);
 
 	v = json_object_get(root, "type");
 	if(!json_is_string(v) || type_from_string(json_string_value(v)) < 0){
-		say(reason, reasonlen, "type: expected msg, attachment, image or file");
+		store__say(reason, reasonlen, "type: expected msg, attachment, image or file");
 		goto fail;
 	}
 	out->type = json_string_value(v);
@@ -437,7 +426,7 @@ int mqc_stamped_parse(const void *payload, size_t len, mqc_stamped *out, char *r
 	v = json_object_get(root, "body");
 	if(v){
 		if(!json_is_string(v)){
-			say(reason, reasonlen, "body: expected a string");
+			store__say(reason, reasonlen, "body: expected a string");
 			goto fail;
 		}
 		out->body = json_string_value(v);
@@ -445,7 +434,7 @@ int mqc_stamped_parse(const void *payload, size_t len, mqc_stamped *out, char *r
 	v = json_object_get(root, "attachment");
 	if(v){
 		if(!json_is_object(v)){
-			say(reason, reasonlen, "attachment: expected an object");
+			store__say(reason, reasonlen, "attachment: expected an object");
 			goto fail;
 		}
 		out->attachment = v;
@@ -453,7 +442,7 @@ int mqc_stamped_parse(const void *payload, size_t len, mqc_stamped *out, char *r
 	v = json_object_get(root, "client_msg_id");
 	if(v){
 		if(!json_is_string(v)){
-			say(reason, reasonlen, "client_msg_id: expected a string");
+			store__say(reason, reasonlen, "client_msg_id: expected a string");
 			goto fail;
 		}
 		out->client_msg_id = json_string_value(v);

@@ -15,20 +15,9 @@
 #include <string.h>
 
 #include "mqchat_store.h"
+#include "reason.h"
 #include "schema_embedded.h"
 
-static void say(char *reason, size_t reasonlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void say(char *reason, size_t reasonlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if(reason == NULL || reasonlen == 0) return;
-	va_start(ap, fmt);
-	vsnprintf(reason, reasonlen, fmt, ap);
-	va_end(ap);
-}
 
 int mqc_schema_version(void)
 {
@@ -80,7 +69,7 @@ int mqc_db_open(const char *path, mqc_open_mode mode, int busy_ms, sqlite3 **dbp
 
 	*dbp = NULL;
 	if(path == NULL){
-		say(reason, reasonlen, "no database path given");
+		store__say(reason, reasonlen, "no database path given");
 		return -1;
 	}
 	switch(mode){
@@ -91,12 +80,12 @@ int mqc_db_open(const char *path, mqc_open_mode mode, int busy_ms, sqlite3 **dbp
 		case MQC_OPEN_READWRITE: flags = SQLITE_OPEN_READWRITE; break;
 		case MQC_OPEN_MIGRATE: flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE; break;
 		default:
-			say(reason, reasonlen, "database %s: unknown open mode %d", path, (int)mode);
+			store__say(reason, reasonlen, "database %s: unknown open mode %d", path, (int)mode);
 			return -1;
 	}
 	rc = sqlite3_open_v2(path, &db, flags, NULL);
 	if(rc != SQLITE_OK){
-		say(reason, reasonlen, "cannot open database %s: %s%s", path,
+		store__say(reason, reasonlen, "cannot open database %s: %s%s", path,
 				db ? sqlite3_errmsg(db) : sqlite3_errstr(rc),
 				mode == MQC_OPEN_MIGRATE ? "" : " (create it with mqchat-admin init)");
 		goto fail;
@@ -104,33 +93,33 @@ int mqc_db_open(const char *path, mqc_open_mode mode, int busy_ms, sqlite3 **dbp
 	sqlite3_extended_result_codes(db, 1);
 	sqlite3_busy_timeout(db, busy_ms > 0 ? busy_ms : 0);
 	if(mode == MQC_OPEN_READONLY && sqlite3_exec(db, "PRAGMA query_only=ON", NULL, NULL, NULL) != SQLITE_OK){
-		say(reason, reasonlen, "database %s: cannot make the connection read-only: %s", path, sqlite3_errmsg(db));
+		store__say(reason, reasonlen, "database %s: cannot make the connection read-only: %s", path, sqlite3_errmsg(db));
 		goto fail;
 	}
 
 	rc = user_version(db, &version);
 	if(rc != SQLITE_OK){
-		say(reason, reasonlen, "cannot read schema version of database %s: %s", path, sqlite3_errmsg(db));
+		store__say(reason, reasonlen, "cannot read schema version of database %s: %s", path, sqlite3_errmsg(db));
 		goto fail;
 	}
 	if(version > known){
-		say(reason, reasonlen, "database %s is at schema version %d, this build knows up to %d: upgrade mqchat",
+		store__say(reason, reasonlen, "database %s is at schema version %d, this build knows up to %d: upgrade mqchat",
 				path, version, known);
 		goto fail;
 	}
 	if(version < 0){
-		say(reason, reasonlen, "database %s has a negative schema version %d: not an mqchat database", path, version);
+		store__say(reason, reasonlen, "database %s has a negative schema version %d: not an mqchat database", path, version);
 		goto fail;
 	}
 	if(mode == MQC_OPEN_READONLY && version == 0){
-		say(reason, reasonlen, "database %s is not initialised: run mqchat-admin init", path);
+		store__say(reason, reasonlen, "database %s is not initialised: run mqchat-admin init", path);
 		goto fail;
 	}
 	if(mode == MQC_OPEN_READWRITE && version != known){
 		if(version == 0){
-			say(reason, reasonlen, "database %s is not initialised: run mqchat-admin init", path);
+			store__say(reason, reasonlen, "database %s is not initialised: run mqchat-admin init", path);
 		}else{
-			say(reason, reasonlen, "database %s is at schema version %d, this build needs %d: run mqchat-admin init to migrate it",
+			store__say(reason, reasonlen, "database %s is at schema version %d, this build needs %d: run mqchat-admin init to migrate it",
 					path, version, known);
 		}
 		goto fail;
@@ -139,23 +128,23 @@ int mqc_db_open(const char *path, mqc_open_mode mode, int busy_ms, sqlite3 **dbp
 	if(mode != MQC_OPEN_READONLY){
 		rc = pragma_text(db, "PRAGMA journal_mode=WAL", jmode, sizeof(jmode));
 		if(rc != SQLITE_OK){
-			say(reason, reasonlen, "database %s: cannot switch to WAL: %s", path, sqlite3_errmsg(db));
+			store__say(reason, reasonlen, "database %s: cannot switch to WAL: %s", path, sqlite3_errmsg(db));
 			goto fail;
 		}
 		/* An in-memory database answers "memory"; a file must really be in WAL. */
 		if(strcmp(jmode, "wal") && strcmp(path, ":memory:") && path[0] != '\0'){
-			say(reason, reasonlen, "database %s: journal mode is %s, WAL could not be enabled", path, jmode);
+			store__say(reason, reasonlen, "database %s: journal mode is %s, WAL could not be enabled", path, jmode);
 			goto fail;
 		}
 		rc = sqlite3_exec(db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
 		if(rc != SQLITE_OK){
-			say(reason, reasonlen, "database %s: cannot set synchronous=NORMAL: %s", path, sqlite3_errmsg(db));
+			store__say(reason, reasonlen, "database %s: cannot set synchronous=NORMAL: %s", path, sqlite3_errmsg(db));
 			goto fail;
 		}
 	}
 	rc = sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
 	if(rc != SQLITE_OK){
-		say(reason, reasonlen, "database %s: cannot enable foreign keys: %s", path, sqlite3_errmsg(db));
+		store__say(reason, reasonlen, "database %s: cannot enable foreign keys: %s", path, sqlite3_errmsg(db));
 		goto fail;
 	}
 	*dbp = db;
@@ -178,17 +167,17 @@ int mqc_db_migrate(sqlite3 *db, int *applied, char *reason, size_t reasonlen)
 
 		rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 		if(rc != SQLITE_OK){
-			say(reason, reasonlen, "cannot start a migration transaction: %s", sqlite3_errmsg(db));
+			store__say(reason, reasonlen, "cannot start a migration transaction: %s", sqlite3_errmsg(db));
 			return -1;
 		}
 		/* Read the version inside the write lock: another migrator may have just run. */
 		rc = user_version(db, &version);
 		if(rc != SQLITE_OK){
-			say(reason, reasonlen, "cannot read schema version: %s", sqlite3_errmsg(db));
+			store__say(reason, reasonlen, "cannot read schema version: %s", sqlite3_errmsg(db));
 			goto rollback;
 		}
 		if(version > known){
-			say(reason, reasonlen, "database is at schema version %d, this build knows up to %d: upgrade mqchat",
+			store__say(reason, reasonlen, "database is at schema version %d, this build knows up to %d: upgrade mqchat",
 					version, known);
 			goto rollback;
 		}
@@ -197,13 +186,13 @@ int mqc_db_migrate(sqlite3 *db, int *applied, char *reason, size_t reasonlen)
 			continue;
 		}
 		if(m->version != version + 1){
-			say(reason, reasonlen, "migration %s: database is at version %d, expected %d first",
+			store__say(reason, reasonlen, "migration %s: database is at version %d, expected %d first",
 					m->name, version, m->version - 1);
 			goto rollback;
 		}
 		rc = sqlite3_exec(db, m->sql, NULL, NULL, NULL);
 		if(rc != SQLITE_OK){
-			say(reason, reasonlen, "migration %s failed: %s (rolled back, database stays at version %d)",
+			store__say(reason, reasonlen, "migration %s failed: %s (rolled back, database stays at version %d)",
 					m->name, sqlite3_errmsg(db), version);
 			goto rollback;
 		}
@@ -211,7 +200,7 @@ int mqc_db_migrate(sqlite3 *db, int *applied, char *reason, size_t reasonlen)
 		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
 		if(rc == SQLITE_OK) rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 		if(rc != SQLITE_OK){
-			say(reason, reasonlen, "migration %s: cannot commit: %s (rolled back, database stays at version %d)",
+			store__say(reason, reasonlen, "migration %s: cannot commit: %s (rolled back, database stays at version %d)",
 					m->name, sqlite3_errmsg(db), version);
 			goto rollback;
 		}
@@ -221,11 +210,11 @@ int mqc_db_migrate(sqlite3 *db, int *applied, char *reason, size_t reasonlen)
 	/* Also refuse a newer database when there was nothing to apply. */
 	rc = user_version(db, &version);
 	if(rc != SQLITE_OK){
-		say(reason, reasonlen, "cannot read schema version: %s", sqlite3_errmsg(db));
+		store__say(reason, reasonlen, "cannot read schema version: %s", sqlite3_errmsg(db));
 		return -1;
 	}
 	if(version > known){
-		say(reason, reasonlen, "database is at schema version %d, this build knows up to %d: upgrade mqchat",
+		store__say(reason, reasonlen, "database is at schema version %d, this build knows up to %d: upgrade mqchat",
 				version, known);
 		return -1;
 	}
