@@ -134,7 +134,7 @@ run_sets idle
 # ---------------------------------------------------------------- loaded
 # stored_since ID: rows stored above ID (a rowid range: cheap on the 10M table).
 stored_since() { sqlite3 "$BENCH_DIR/chat.db" "SELECT count(*) FROM messages WHERE id > $1"; }
-# start_load RATE|saturate SECONDS NAME: mqchat-loadgen in the background, 1 publisher per room
+# start_load RATE|saturate SECONDS NAME [DRAIN]: mqchat-loadgen in the background, 1 publisher per room
 # of the first LOAD_ROOMS regular rooms, QoS 1, window 8; sets LOAD_PID once it is connected.
 start_load() {
 	local how=(--rate "$1")
@@ -143,7 +143,7 @@ start_load() {
 	"$LOADGEN" --broker-pid "$BROKER_PID" --port "$PORT" --mode mqchat --label "$3" --users $((2 * LOAD_ROOMS)) \
 		--rooms-file "$BENCH_DIR/rooms.txt" --rooms "$LOAD_ROOMS" --publishers "$LOAD_ROOMS" --qos 1 \
 		--password "$BENCH_PW" "${how[@]}" --window 8 --subscribers-per-room 0 --duration "$2" --warmup 3 \
-		--drain 0 --connect-retries 60 --ready-file "$BENCH_DIR/$3.ready" >"$BENCH_DIR/$3.txt" 2>&1 &
+		--drain "${4:-0}" --connect-retries 60 --ready-file "$BENCH_DIR/$3.ready" >"$BENCH_DIR/$3.txt" 2>&1 &
 	LOAD_PID=$!
 	BENCH_PIDS+=("$LOAD_PID")
 	for i in $(seq 1 600); do
@@ -154,6 +154,15 @@ start_load() {
 	echo "bench: the load generator ($3) did not get ready" >&2
 	cat "$BENCH_DIR/$3.txt" >&2
 	exit 1
+}
+# forget_pid PID: a process already waited for leaves BENCH_PIDS (bench_cleanup runs under
+# set -e, and a kill of a reaped PID would end it before it removes $BENCH_DIR).
+forget_pid() {
+	local p keep=()
+	for p in "${BENCH_PIDS[@]}"; do
+		[ "$p" = "$1" ] || keep+=("$p")
+	done
+	BENCH_PIDS=("${keep[@]}")
 }
 # wait_stored N AFTER SECONDS: until N rows above AFTER are stored.
 wait_stored() {
@@ -173,9 +182,11 @@ if [ "$LOAD_RATE" = auto ]; then
 	# counted until the backlog is gone (the bridge and the broker have the machine to
 	# themselves, as scenario 2's drain). The load is then half of that, at most 25,000.
 	probe_rate=${PROBE_RATE:-30000}
-	start_load "$probe_rate" 2 probe
+	start_load "$probe_rate" 2 probe 2
 	wait "$LOAD_PID" || { cat "$BENCH_DIR/probe.txt" >&2; exit 1; }
-	psent=$(grep '^{' "$BENCH_DIR/probe.txt" | jq .sent_total)
+	forget_pid "$LOAD_PID"
+	# acked: what the broker took (a publish still unacknowledged when the senders stop may be lost)
+	psent=$(grep '^{' "$BENCH_DIR/probe.txt" | jq .acked_total)
 	c0=$(stored_since "$before_id") p0=$(date +%s.%N)
 	wait_stored "$psent" "$before_id" 180
 	c1=$(stored_since "$before_id") p1=$(date +%s.%N)
@@ -207,9 +218,10 @@ if [ -n "${PERF:-}" ]; then
 	perf report -i "$BENCH_DIR/perf.data" --no-children -g none --percent-limit 0.7 --sort dso,symbol --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -25 >"$BENCH_DIR/perf.txt" || true
 fi
 wait "$LOAD_PID" || { echo "bench: mqchat-loadgen failed" >&2; cat "$BENCH_DIR/load.txt" >&2; exit 1; }
+forget_pid "$LOAD_PID"
 grep '^#' "$BENCH_DIR/load.txt" | grep -v retry || true
 grep '^{' "$BENCH_DIR/load.txt" >"$BENCH_DIR/load.json"
-sent=$(jq .sent_total "$BENCH_DIR/load.json")
+sent=$(jq .acked_total "$BENCH_DIR/load.json")
 for i in $(seq 1 300); do
 	stored=$(stored_since "$before_id")
 	[ "$stored" -ge "$sent" ] && break
@@ -222,7 +234,7 @@ broker_cpu=$(awk -v a="$bticks0" -v b="$bticks1" -v s="$span" -v hz="$CLK_TCK" '
 # ---------------------------------------------------------------- report
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 echo "# scenario 3: $MESSAGES messages in $ROOMS rooms (hot $HOT_MESSAGES, small $SMALL_MESSAGES, normal $NORMAL_MESSAGES);"
-echo "# $REQUESTS requests per set; load $LOAD_RATE msg/s QoS 1 into $LOAD_ROOMS rooms ($load_how): sent $sent, stored $stored;"
+echo "# $REQUESTS requests per set; load $LOAD_RATE msg/s QoS 1 into $LOAD_ROOMS rooms ($load_how): acknowledged by the broker $sent, stored $stored;"
 echo "# during the loaded sets the bridge used ${bridge_cpu}% CPU and the broker ${broker_cpu}% (of one core)"
 printf '%-34s %10s %10s %8s %10s\n' figure idle loaded ld/idle target
 for s in "${sets[@]}"; do
