@@ -41,11 +41,12 @@ bench_init() {
 
 bench_cleanup() {
 	local pid
+	# Under set -e: a process already stopped must not end the cleanup before the rm.
 	for pid in "${BENCH_PIDS[@]}"; do
-		kill "$pid" 2>/dev/null
+		kill "$pid" 2>/dev/null || true
 	done
 	for pid in "${BENCH_PIDS[@]}"; do
-		wait "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null || true
 	done
 	if [ -n "${BENCH_KEEP:-}" ]; then
 		echo "# kept $BENCH_DIR" >&2
