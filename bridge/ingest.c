@@ -19,9 +19,13 @@
  * may drop a message it could still store: a failed commit rolls back, keeps the batch and
  * retries; stored_upto (what main.c may acknowledge to the plugin) moves only after COMMIT.
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mqchat_store.h"
 
@@ -46,7 +50,55 @@ struct ingest {
 	int64_t retry_ms;   /* the last retry delay */
 	uint64_t stored_upto;
 	uint64_t ack_ceiling; /* 0, or the lowest id dropped for lack of memory: never ack it */
+
+	/* The checkpointer: its own connection and thread, so copying the WAL back into the
+	 * database (and its fdatasync, tens of ms) never runs on the bridge's loop. */
+	pthread_t ckpt_thread;
+	sqlite3 *ckpt_db;
+	atomic_bool ckpt_stop;
+	bool ckpt_running;
 };
+
+#define CHECKPOINT_EVERY_MS 500
+
+static void *checkpointer(void *arg)
+{
+	struct ingest *ing = arg;
+	while(!atomic_load(&ing->ckpt_stop)){
+		for(int slept = 0; slept < CHECKPOINT_EVERY_MS && !atomic_load(&ing->ckpt_stop); slept += 50){
+			struct timespec ts = { 0, 50 * 1000000L };
+			while(nanosleep(&ts, &ts) == -1 && errno == EINTR){}
+		}
+		/* PASSIVE: copies what no reader still needs, never waits for the writer. */
+		int log = 0, done = 0;
+		int rc = sqlite3_wal_checkpoint_v2(ing->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+		if(rc != SQLITE_OK && rc != SQLITE_BUSY){
+			bridge__log(BLOG_WARN, "ingest", "checkpoint failed: %s; retrying in %d ms",
+					sqlite3_errmsg(ing->ckpt_db), CHECKPOINT_EVERY_MS);
+		}
+	}
+	return NULL;
+}
+
+/* Starts the checkpointer; on any failure the writer keeps SQLite's own checkpoints. */
+static void checkpointer_start(struct ingest *ing)
+{
+	char reason[512];
+	const char *path = sqlite3_db_filename(ing->db, "main");
+	if(!path || !*path) return;
+	if(mqc_db_open(path, MQC_OPEN_READWRITE, 1000, &ing->ckpt_db, reason, sizeof(reason))){
+		bridge__log(BLOG_WARN, "ingest", "no checkpoint connection (%s); checkpoints stay on the main thread", reason);
+		return;
+	}
+	if(pthread_create(&ing->ckpt_thread, NULL, checkpointer, ing) != 0){
+		bridge__log(BLOG_WARN, "ingest", "no checkpoint thread; checkpoints stay on the main thread");
+		sqlite3_close(ing->ckpt_db);
+		ing->ckpt_db = NULL;
+		return;
+	}
+	ing->ckpt_running = true;
+	sqlite3_exec(ing->db, "PRAGMA wal_autocheckpoint = 0", NULL, NULL, NULL);
+}
 
 /* What happened to one message inside the transaction. */
 enum store_res { S_INSERTED, S_DUPLICATE, S_SKIPPED, S_ERROR };
@@ -91,7 +143,8 @@ struct ingest *ingest__new(sqlite3 *db, int batch_max, int batch_ms)
 	 *  - a 64 MB page cache keeps the indexes' hot pages (rooms, recent leaves) in memory;
 	 *  - reads through mmap copy nothing;
 	 *  - checkpoints every 16,384 WAL pages (64 MB) instead of 1,000: a page written by
-	 *    many commits is copied back to the database file once per checkpoint. */
+	 *    many commits is copied back to the database file once per checkpoint; and, when
+	 *    the checkpointer thread starts (below), not on this thread at all. */
 	static const char *const tuning[] = {
 		"PRAGMA cache_size = -65536",
 		"PRAGMA mmap_size = 1073741824",
@@ -131,6 +184,7 @@ struct ingest *ingest__new(sqlite3 *db, int batch_max, int batch_ms)
 	if(rc) goto fail;
 
 	ing->stored_upto = ingest__max_id(ing);
+	checkpointer_start(ing);
 	return ing;
 fail:
 	ingest__free(ing);
@@ -147,6 +201,11 @@ static void batch_clear(struct ingest *ing)
 void ingest__free(struct ingest *ing)
 {
 	if(!ing) return;
+	if(ing->ckpt_running){
+		atomic_store(&ing->ckpt_stop, true);
+		pthread_join(ing->ckpt_thread, NULL);
+	}
+	if(ing->ckpt_db) sqlite3_close(ing->ckpt_db);
 	if(ing->len){
 		bridge__log(BLOG_WARN, "ingest", "discarding %zu uncommitted messages at exit "
 				"(not acknowledged: the plugin replays them to the next bridge)", ing->len);
