@@ -1422,6 +1422,7 @@ int requests__handle(struct requests *r, const char *user, const void *payload, 
 		if(set(resp, "ok", json_false()) || set(resp, "error", err)) goto nomem;
 	}
 	out->response = resp;
+	out->op = c.opname;
 	json_decref(c.req);
 	json_decref(c.result);
 	json_decref(c.controls);

@@ -38,6 +38,7 @@ struct req_out {
 	json_t *response; /* the answer to publish (always set on return 0) */
 	json_t *controls; /* array of objects to publish to $CONTROL/mqchat/v1 before the answer (may be NULL) */
 	json_t *events;   /* array of {"user":u,"event":{...}} to publish to <prefix>/users/{u}/events (may be NULL) */
+	const char *op;   /* the op it ran (a static string), NULL if the request named none we know */
 };
 
 /* Handles one request from `user` (taken from the topic, already validated). Returns 0 and
