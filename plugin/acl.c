@@ -16,16 +16,14 @@ static bool is_service(const struct mqchat *st, const char *user)
 	return strcmp(user, st->opt.service_user) == 0;
 }
 
-/* The room and user of a check, or NULL if either is unknown. */
+/* The room if user is an active participant of it, else NULL. */
 static struct cache_room *member_room(const struct mqchat *st, const char *user,
-		const char *room, size_t roomlen, struct cache_user **uout)
+		const char *room, size_t roomlen)
 {
 	struct cache_room *r = cache__room(st->cache, room, roomlen);
 	if(!r) return NULL;
 	struct cache_user *u = cache__user(st->cache, user, strlen(user));
-	if(!u || u->disabled || !cache__is_member(r, u)) return NULL;
-	if(uout) *uout = u;
-	return r;
+	return u && !u->disabled && cache__is_member(r, u) ? r : NULL;
 }
 
 /* A known user who is not disabled (still connected while the tick has not kicked it). */
@@ -51,7 +49,7 @@ static int check_read(struct mqchat *st, const char *user, const char *topic)
 	size_t roomlen;
 	if(topic__room(st, topic, &room, &roomlen, &leaf)){
 		if(strcmp(leaf, "messages") != 0) return MOSQ_ERR_ACL_DENIED;
-		return member_room(st, user, room, roomlen, NULL) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+		return member_room(st, user, room, roomlen) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 	}
 	return own_inbox(st, user, topic) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 }
@@ -65,14 +63,14 @@ static int check_subscribe(struct mqchat *st, const char *user, const char *filt
 		/* The wildcard is allowed; each delivery through it is checked by check_read. */
 		if(roomlen == 1 && room[0] == '+') return MOSQ_ERR_SUCCESS;
 		if(!mqc_name_valid(room, roomlen)) return MOSQ_ERR_ACL_DENIED;
-		return member_room(st, user, room, roomlen, NULL) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+		return member_room(st, user, room, roomlen) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 	}
 	/* Own inbox; wildcards below res/ only ever match own topics. "$share/..." and
 	 * anything with a wildcard above the user level falls through to deny. */
 	return own_inbox(st, user, filter) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 }
 
-static void pending_clear(struct mqchat *st)
+void plugin__pending_clear(struct mqchat *st)
 {
 	json_decref(st->pending.msg);
 	memset(&st->pending, 0, sizeof(st->pending));
@@ -89,7 +87,7 @@ static int check_send(struct mqchat *st, struct mosquitto_evt_acl_check *ed, con
 				ed->topic, user, cid);
 		return MOSQ_ERR_ACL_DENIED;
 	}
-	struct cache_room *r = member_room(st, user, room, roomlen, NULL);
+	struct cache_room *r = member_room(st, user, room, roomlen);
 	if(!r){
 		plugin__log_client(st, "refused publish to %s from %s (%s): not a participant of the room",
 				ed->topic, user, cid);
@@ -114,7 +112,7 @@ static int check_send(struct mqchat *st, struct mosquitto_evt_acl_check *ed, con
 		return MOSQ_ERR_ACL_DENIED;
 	}
 	/* Handed to message.c, which runs next for this same PUBLISH. */
-	pending_clear(st);
+	plugin__pending_clear(st);
 	st->pending.client = ed->client;
 	st->pending.payload = ed->payload;
 	st->pending.payloadlen = ed->payloadlen;

@@ -88,8 +88,7 @@ static void handle_room(struct mqchat *st, json_t *j)
 	/* Kept only while a snapshot read is under way or waiting to be swapped in: that
 	 * snapshot may predate this update, and the swap replays the log onto it. */
 	if(!atomic_load(&st->reading) && !atomic_load(&st->next_cache)){
-		for(size_t i = 0; i < st->ctl_log.len; i++) room_update__free(&st->ctl_log.items[i]);
-		st->ctl_log.len = 0;
+		plugin__ctl_log_clear(st);
 		room_update__free(&u);
 	}else if(log_push(&st->ctl_log, &u)){
 		room_update__free(&u);

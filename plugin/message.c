@@ -71,8 +71,7 @@ int message__handle(int event, void *event_data, void *userdata)
 			return MOSQ_ERR_SUCCESS;
 		}
 	}
-	json_decref(st->pending.msg);
-	memset(&st->pending, 0, sizeof(st->pending));
+	plugin__pending_clear(st);
 
 	int64_t now = mqc_now_ms();
 	const char *cmid = json_string_value(json_object_get(msg, "client_msg_id"));

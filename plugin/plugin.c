@@ -169,9 +169,9 @@ static void state_free(struct mqchat *st)
 	if(!st) return;
 	reload__stop(st);
 	cache__free(st->cache);
-	for(size_t i = 0; i < st->ctl_log.len; i++) room_update__free(&st->ctl_log.items[i]);
+	plugin__ctl_log_clear(st);
 	free(st->ctl_log.items);
-	json_decref(st->pending.msg);
+	plugin__pending_clear(st);
 	replay__free(&st->replay);
 	limits__dedupe_free(&st->dedupe);
 	limits__rate_free(st);
@@ -263,6 +263,12 @@ MQCHAT_EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt 
 
 /* ------------------------------------------------------------------ shared helpers */
 
+void plugin__ctl_log_clear(struct mqchat *st)
+{
+	for(size_t i = 0; i < st->ctl_log.len; i++) room_update__free(&st->ctl_log.items[i]);
+	st->ctl_log.len = 0;
+}
+
 void plugin__swap_if_ready(struct mqchat *st)
 {
 	if(!atomic_load_explicit(&st->next_cache, memory_order_relaxed)) return;
@@ -277,9 +283,8 @@ void plugin__swap_if_ready(struct mqchat *st)
 			mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: out of memory replaying room %s onto a new snapshot",
 					st->ctl_log.items[i].room);
 		}
-		room_update__free(&st->ctl_log.items[i]);
 	}
-	st->ctl_log.len = 0;
+	plugin__ctl_log_clear(st);
 
 	/* Users disabled or deleted since the old snapshot lose their connections and their
 	 * cached credentials; users whose hash changed lose their cached credentials. */

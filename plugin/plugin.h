@@ -207,6 +207,11 @@ struct mqchat {
 	sqlite3 *reload_db;            /* [reload thread] after init */
 };
 
+/* Drops the message acl.c validated for MOSQ_EVT_MESSAGE (acl.c). */
+void plugin__pending_clear(struct mqchat *st);
+/* Frees every room update in the control log (plugin.c). */
+void plugin__ctl_log_clear(struct mqchat *st);
+
 /* Takes a waiting snapshot, if any, and replays the control log onto it. Called at the
  * top of every callback: one atomic load when there is nothing to do. */
 void plugin__swap_if_ready(struct mqchat *st);
