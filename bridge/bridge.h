@@ -2,7 +2,8 @@
  * What every file of mqchat-bridge shares: logging, clocks and the topics of the plugin
  * protocol (docs/architecture.md "Durability").
  *
- * The bridge is one thread: nothing here is thread-safe, and nothing needs to be.
+ * Threads: the loop thread (main.c, requests.c) and ingest.c's writer and checkpointer.
+ * bridge__log and bridge__mono_ms are safe from any of them (one fprintf per line).
  */
 #ifndef MQCHAT_BRIDGE_H
 #define MQCHAT_BRIDGE_H

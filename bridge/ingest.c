@@ -1,23 +1,35 @@
 /*
- * Storing chat messages in batches (docs/architecture.md "Durability", "Messages and ids").
+ * Storing chat messages in batches (docs/architecture.md "Durability", "The bridge's
+ * threads", "Messages and ids").
  *
- * Each stamped message from <prefix>/rooms/{room}/messages joins an in-memory batch; the
- * batch is committed in ONE transaction (BEGIN IMMEDIATE ... COMMIT). Per message:
+ * The loop thread parses each stamped message from <prefix>/rooms/{room}/messages into the
+ * filling batch. A writer thread, on a connection of its own, commits the batch it was
+ * handed in ONE transaction (BEGIN IMMEDIATE ... COMMIT):
  *
- *   INSERT OR IGNORE INTO messages(...)         -- idempotent by id: redeliveries are no-ops
- *   only if a row was inserted:
- *     UPDATE rooms  msg_count+1, last_msg_id     -- the room's counters
- *     room_sender_counts n+1                     -- "count from one user" is one row
- *     read_markers  sender's last_read_id = id   -- sending implies having read
+ *   per message:   INSERT OR IGNORE INTO messages(...)   -- idempotent by id
+ *   per room:      UPDATE rooms msg_count + k, last_msg_id  -- k = rows inserted for it
+ *   per (room, sender):
+ *                  room_sender_counts n + k               -- "count from one user" is one row
+ *                  read_markers last_read_id = newest     -- sending implies having read
+ *   if acknowledging: meta.bridge_acked_upto              -- the replay watermark
+ *
+ * The counters are summed per batch in a small hash table (agg below): under load a batch
+ * holds several messages per room, and each counter row is then written once, not once per
+ * message (perf: the counter statements were half of the statements per message).
  *
  * seq numbers a room's messages 1, 2, 3, ... in id order. Normally a message is the newest
- * of its room (seq = msg_count+1). A message replayed by the plugin after newer ones were
- * stored (bridge killed between libmosquitto's PUBACK and our COMMIT) is older than the
- * room's last message: it takes the seq after its predecessor and the later ones shift up.
+ * of its room (seq = count + 1, count kept in the batch's room entry). A message replayed by
+ * the plugin after newer ones were stored (bridge killed between libmosquitto's PUBACK and
+ * our COMMIT) is older than the room's last message: it takes the seq after its predecessor
+ * and the later ones shift up.
  *
- * Hazard: libmosquitto has already acknowledged every message in the batch. Nothing here
- * may drop a message it could still store: a failed commit rolls back, keeps the batch and
- * retries; stored_upto (what main.c may acknowledge to the plugin) moves only after COMMIT.
+ * Hazard: libmosquitto has already acknowledged every message in a batch. Nothing here may
+ * drop a message it could still store: a failed commit rolls back, keeps the batch and
+ * retries; stored_upto and saved_ack move only after COMMIT.
+ *
+ * Threads: `mu` guards the hand-over (busy, work, attempts, last_ok, retry_now, stop).
+ * While busy the writer owns `work` and the loop thread owns `fill`; neither touches the
+ * other's batch. stored_upto and saved_ack are written by the writer only (atomics).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -25,7 +37,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mqchat_store.h"
 
@@ -34,40 +48,98 @@
 
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 10000
+#define CHECKPOINT_EVERY_MS 500
+#define PEND_SLOTS 65536u /* senders' pending-message counters, by hash */
+
+struct batch {
+	mqc_stamped *m; /* each owns its root */
+	size_t len, cap;
+	bool ack;       /* save the watermark in the same transaction */
+	uint64_t ack_cap; /* never save a watermark above it */
+};
+
+/* One entry of the per-batch counter table: a room (sender NULL) or a (room, sender). */
+struct agg {
+	const char *room, *sender; /* point into the batch's messages; room NULL = empty slot */
+	uint32_t hash;
+	bool known;         /* room: it exists */
+	int64_t count, last; /* room: msg_count and last_msg_id, as of this message */
+	int64_t n;          /* rows inserted in this batch */
+	int64_t newest;     /* (room, sender): the newest id inserted */
+};
 
 struct ingest {
-	sqlite3 *db;
-	sqlite3_stmt *begin, *commit, *rollback;
+	sqlite3 *db;  /* the loop thread's connection (the caller's) */
+	sqlite3 *wdb; /* the writer's */
+	sqlite3_stmt *max_id, *acked_get; /* on db */
+	sqlite3_stmt *begin, *commit, *rollback; /* on wdb, and the rest below */
 	sqlite3_stmt *room_get, *seq_before, *msg_insert, *seq_shift;
-	sqlite3_stmt *room_update, *sender_count, *read_mark, *max_id;
-	sqlite3_stmt *acked_get, *acked_set;
+	sqlite3_stmt *room_update, *sender_count, *read_mark, *acked_set;
 
-	mqc_stamped *batch; /* each owns its root */
-	size_t len, cap;
+	/* the loop thread's */
+	struct batch fill;
 	int batch_max, batch_ms;
-	int64_t first_at;   /* when the batch's first message arrived (monotonic ms) */
-	int64_t retry_at;   /* 0, or when to retry a failed commit */
-	int64_t retry_ms;   /* the last retry delay */
-	uint64_t stored_upto;
+	int64_t first_at;     /* when the filling batch's first message arrived (monotonic ms) */
 	uint64_t ack_ceiling; /* 0, or the lowest id dropped for lack of memory: never ack it */
 
+	/* the writer's */
+	struct batch work;
+	struct agg *agg;
+	size_t agg_cap;      /* slots, a power of two */
+	size_t *agg_used;    /* indexes of used slots, to clear them */
+	size_t agg_nused;
+	int64_t retry_ms;
+
+	/* shared */
+	pthread_mutex_t mu;
+	pthread_cond_t cv_work, cv_done;
+	bool busy, stop, retry_now, last_ok;
+	uint64_t attempts;
+	_Atomic uint64_t stored_upto, saved_ack;
+	_Atomic uint32_t pend[PEND_SLOTS];
+	int efd;
+	pthread_t writer;
+	bool writer_running;
+
 	/* The checkpointer: its own connection and thread, so copying the WAL back into the
-	 * database (and its fdatasync, tens of ms) never runs on the bridge's loop. */
+	 * database (and its fdatasync, tens of ms) runs on neither the loop nor the writer. */
 	pthread_t ckpt_thread;
 	sqlite3 *ckpt_db;
 	atomic_bool ckpt_stop;
 	bool ckpt_running;
 };
 
-#define CHECKPOINT_EVERY_MS 500
+/* What happened to one message inside the transaction. */
+enum store_res { S_INSERTED, S_DUPLICATE, S_SKIPPED, S_ERROR };
+
+static uint32_t fnv1a(uint32_t h, const char *s)
+{
+	for(; *s; s++){
+		h ^= (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static uint32_t sender_slot(const char *user)
+{
+	return fnv1a(2166136261u, user) & (PEND_SLOTS - 1);
+}
+
+static void sleep_50ms(void)
+{
+	struct timespec ts = { 0, 50 * 1000000L };
+	while(nanosleep(&ts, &ts) == -1 && errno == EINTR){}
+}
+
+/* ------------------------------------------------------------------ checkpointer */
 
 static void *checkpointer(void *arg)
 {
 	struct ingest *ing = arg;
 	while(!atomic_load(&ing->ckpt_stop)){
 		for(int slept = 0; slept < CHECKPOINT_EVERY_MS && !atomic_load(&ing->ckpt_stop); slept += 50){
-			struct timespec ts = { 0, 50 * 1000000L };
-			while(nanosleep(&ts, &ts) == -1 && errno == EINTR){}
+			sleep_50ms();
 		}
 		/* PASSIVE: copies what no reader still needs, never waits for the writer. */
 		int log = 0, done = 0;
@@ -81,27 +153,24 @@ static void *checkpointer(void *arg)
 }
 
 /* Starts the checkpointer; on any failure the writer keeps SQLite's own checkpoints. */
-static void checkpointer_start(struct ingest *ing)
+static void checkpointer_start(struct ingest *ing, const char *path)
 {
 	char reason[512];
-	const char *path = sqlite3_db_filename(ing->db, "main");
-	if(!path || !*path) return;
 	if(mqc_db_open(path, MQC_OPEN_READWRITE, 1000, &ing->ckpt_db, reason, sizeof(reason))){
-		bridge__log(BLOG_WARN, "ingest", "no checkpoint connection (%s); checkpoints stay on the main thread", reason);
+		bridge__log(BLOG_WARN, "ingest", "no checkpoint connection (%s); the writer checkpoints", reason);
 		return;
 	}
 	if(pthread_create(&ing->ckpt_thread, NULL, checkpointer, ing) != 0){
-		bridge__log(BLOG_WARN, "ingest", "no checkpoint thread; checkpoints stay on the main thread");
+		bridge__log(BLOG_WARN, "ingest", "no checkpoint thread; the writer checkpoints");
 		sqlite3_close(ing->ckpt_db);
 		ing->ckpt_db = NULL;
 		return;
 	}
 	ing->ckpt_running = true;
-	sqlite3_exec(ing->db, "PRAGMA wal_autocheckpoint = 0", NULL, NULL, NULL);
+	sqlite3_exec(ing->wdb, "PRAGMA wal_autocheckpoint = 0", NULL, NULL, NULL);
 }
 
-/* What happened to one message inside the transaction. */
-enum store_res { S_INSERTED, S_DUPLICATE, S_SKIPPED, S_ERROR };
+/* ------------------------------------------------------------------ statements */
 
 static int prepare(sqlite3 *db, sqlite3_stmt **st, const char *sql)
 {
@@ -121,114 +190,7 @@ static int exec_stmt(sqlite3_stmt *st)
 	return rc == SQLITE_ROW ? SQLITE_DONE : rc;
 }
 
-struct ingest *ingest__new(sqlite3 *db, int batch_max, int batch_ms)
-{
-	struct ingest *ing = calloc(1, sizeof(*ing));
-	if(!ing){
-		bridge__log(BLOG_ERROR, "ingest", "out of memory");
-		return NULL;
-	}
-	ing->db = db;
-	ing->batch_max = batch_max;
-	ing->batch_ms = batch_ms;
-	ing->cap = (size_t)batch_max < 1024 ? (size_t)batch_max : 1024;
-	ing->batch = calloc(ing->cap, sizeof(*ing->batch));
-	if(!ing->batch){
-		bridge__log(BLOG_ERROR, "ingest", "out of memory for a batch of %zu", ing->cap);
-		goto fail;
-	}
-
-	/* The writer's page cache and I/O (measured with perf while draining a backlog: 64 %
-	 * of the bridge's time was pread/pwrite/fdatasync with SQLite's default 2 MB cache):
-	 *  - a 64 MB page cache keeps the indexes' hot pages (rooms, recent leaves) in memory;
-	 *  - reads through mmap copy nothing;
-	 *  - checkpoints every 16,384 WAL pages (64 MB) instead of 1,000: a page written by
-	 *    many commits is copied back to the database file once per checkpoint; and, when
-	 *    the checkpointer thread starts (below), not on this thread at all. */
-	static const char *const tuning[] = {
-		"PRAGMA cache_size = -65536",
-		"PRAGMA mmap_size = 1073741824",
-		"PRAGMA wal_autocheckpoint = 16384",
-	};
-	for(size_t i = 0; i < sizeof(tuning) / sizeof(tuning[0]); i++){
-		if(sqlite3_exec(db, tuning[i], NULL, NULL, NULL) != SQLITE_OK){
-			bridge__log(BLOG_WARN, "ingest", "`%s` failed: %s; going on without it", tuning[i], sqlite3_errmsg(db));
-		}
-	}
-
-	int rc = 0;
-	rc |= prepare(db, &ing->begin, "BEGIN IMMEDIATE");
-	rc |= prepare(db, &ing->commit, "COMMIT");
-	rc |= prepare(db, &ing->rollback, "ROLLBACK");
-	rc |= prepare(db, &ing->room_get, "SELECT msg_count, last_msg_id FROM rooms WHERE id = ?1");
-	rc |= prepare(db, &ing->seq_before,
-			"SELECT seq FROM messages WHERE room_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT 1");
-	rc |= prepare(db, &ing->msg_insert,
-			"INSERT OR IGNORE INTO messages(id, room_id, seq, sender, type, body, attachment, client_msg_id, ts)"
-			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
-	rc |= prepare(db, &ing->seq_shift, "UPDATE messages SET seq = seq + 1 WHERE room_id = ?1 AND id > ?2");
-	rc |= prepare(db, &ing->room_update,
-			"UPDATE rooms SET msg_count = msg_count + 1, last_msg_id = max(last_msg_id, ?2) WHERE id = ?1");
-	rc |= prepare(db, &ing->sender_count,
-			"INSERT INTO room_sender_counts(room_id, sender, n) VALUES (?1, ?2, 1)"
-			" ON CONFLICT(room_id, sender) DO UPDATE SET n = n + 1");
-	rc |= prepare(db, &ing->read_mark,
-			"INSERT INTO read_markers(user_id, room_id, last_read_id) VALUES (?1, ?2, ?3)"
-			" ON CONFLICT(user_id, room_id) DO UPDATE SET last_read_id = max(last_read_id, excluded.last_read_id)");
-	rc |= prepare(db, &ing->max_id, "SELECT coalesce(max(id), 0) FROM messages");
-	/* The replay watermark: the last "stored" ack sent to the plugin (see ingest__acked). */
-	rc |= prepare(db, &ing->acked_get, "SELECT value FROM meta WHERE key = 'bridge_acked_upto'");
-	rc |= prepare(db, &ing->acked_set,
-			"INSERT INTO meta(key, value) VALUES ('bridge_acked_upto', ?1)"
-			" ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)");
-	if(rc) goto fail;
-
-	ing->stored_upto = ingest__max_id(ing);
-	checkpointer_start(ing);
-	return ing;
-fail:
-	ingest__free(ing);
-	return NULL;
-}
-
-static void batch_clear(struct ingest *ing)
-{
-	for(size_t i = 0; i < ing->len; i++) json_decref(ing->batch[i].root);
-	ing->len = 0;
-	ing->first_at = 0;
-}
-
-void ingest__free(struct ingest *ing)
-{
-	if(!ing) return;
-	if(ing->ckpt_running){
-		atomic_store(&ing->ckpt_stop, true);
-		pthread_join(ing->ckpt_thread, NULL);
-	}
-	if(ing->ckpt_db) sqlite3_close(ing->ckpt_db);
-	if(ing->len){
-		bridge__log(BLOG_WARN, "ingest", "discarding %zu uncommitted messages at exit "
-				"(not acknowledged: the plugin replays them to the next bridge)", ing->len);
-	}
-	batch_clear(ing);
-	free(ing->batch);
-	sqlite3_finalize(ing->begin);
-	sqlite3_finalize(ing->commit);
-	sqlite3_finalize(ing->rollback);
-	sqlite3_finalize(ing->room_get);
-	sqlite3_finalize(ing->seq_before);
-	sqlite3_finalize(ing->msg_insert);
-	sqlite3_finalize(ing->seq_shift);
-	sqlite3_finalize(ing->room_update);
-	sqlite3_finalize(ing->sender_count);
-	sqlite3_finalize(ing->read_mark);
-	sqlite3_finalize(ing->max_id);
-	sqlite3_finalize(ing->acked_get);
-	sqlite3_finalize(ing->acked_set);
-	free(ing);
-}
-
-uint64_t ingest__max_id(struct ingest *ing)
+static uint64_t max_id(struct ingest *ing)
 {
 	uint64_t id = 0;
 	int rc = sqlite3_step(ing->max_id);
@@ -256,16 +218,57 @@ uint64_t ingest__acked(struct ingest *ing)
 	return id;
 }
 
-int ingest__set_acked(struct ingest *ing, uint64_t upto)
+/* ------------------------------------------------------------------ the counter table */
+
+/* Empties the table and makes room for the entries of a batch of n messages (at most 2n). */
+static int agg_reset(struct ingest *ing, size_t n)
 {
-	sqlite3_bind_int64(ing->acked_set, 1, (sqlite3_int64)upto);
-	if(exec_stmt(ing->acked_set) != SQLITE_DONE){
-		bridge__log(BLOG_ERROR, "ingest", "saving the replay watermark %" PRIu64 " failed: %s; not acknowledging",
-				upto, sqlite3_errmsg(ing->db));
+	for(size_t i = 0; i < ing->agg_nused; i++) ing->agg[ing->agg_used[i]].room = NULL;
+	ing->agg_nused = 0;
+	size_t want = 64;
+	while(want < n * 4) want *= 2;
+	if(want <= ing->agg_cap) return 0;
+	struct agg *a = calloc(want, sizeof(*a));
+	size_t *u = malloc(want / 2 * sizeof(*u));
+	if(!a || !u){
+		free(a);
+		free(u);
 		return -1;
 	}
+	free(ing->agg);
+	free(ing->agg_used);
+	ing->agg = a;
+	ing->agg_used = u;
+	ing->agg_cap = want;
 	return 0;
 }
+
+/* The entry of (room, sender), sender NULL for the room's own; *fresh says it is new. */
+static struct agg *agg_get(struct ingest *ing, const char *room, const char *sender, bool *fresh)
+{
+	uint32_t h = fnv1a(2166136261u, room);
+	if(sender) h = fnv1a(h * 16777619u, sender); /* the multiply stands for the separator */
+	size_t mask = ing->agg_cap - 1;
+	for(size_t i = h & mask;; i = (i + 1) & mask){
+		struct agg *a = &ing->agg[i];
+		if(!a->room){
+			memset(a, 0, sizeof(*a));
+			a->room = room;
+			a->sender = sender;
+			a->hash = h;
+			ing->agg_used[ing->agg_nused++] = i;
+			*fresh = true;
+			return a;
+		}
+		if(a->hash == h && !strcmp(a->room, room)
+				&& (sender ? a->sender && !strcmp(a->sender, sender) : !a->sender)){
+			*fresh = false;
+			return a;
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ the writer */
 
 /* Errors that retrying the same message can never fix: that message is skipped. */
 static bool permanent(int rc)
@@ -274,29 +277,41 @@ static bool permanent(int rc)
 	return rc == SQLITE_CONSTRAINT || rc == SQLITE_TOOBIG || rc == SQLITE_MISMATCH || rc == SQLITE_RANGE;
 }
 
-static enum store_res store_one(struct ingest *ing, const mqc_stamped *m)
+/* The room's entry, read from the database on its first message in the batch. */
+static enum store_res room_entry(struct ingest *ing, const char *room, struct agg **out)
 {
-	sqlite3_int64 id = (sqlite3_int64)m->id, count, last, seq;
-	int rc;
-
-	sqlite3_bind_text(ing->room_get, 1, m->room, -1, SQLITE_STATIC);
-	rc = sqlite3_step(ing->room_get);
+	bool fresh;
+	struct agg *r = agg_get(ing, room, NULL, &fresh);
+	*out = r;
+	if(!fresh) return S_INSERTED;
+	sqlite3_bind_text(ing->room_get, 1, room, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(ing->room_get);
 	if(rc == SQLITE_ROW){
-		count = sqlite3_column_int64(ing->room_get, 0);
-		last = sqlite3_column_int64(ing->room_get, 1);
+		r->known = true;
+		r->count = sqlite3_column_int64(ing->room_get, 0);
+		r->last = sqlite3_column_int64(ing->room_get, 1);
 	}
 	sqlite3_reset(ing->room_get);
 	sqlite3_clear_bindings(ing->room_get);
-	if(rc == SQLITE_DONE){
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? S_INSERTED : S_ERROR;
+}
+
+static enum store_res store_one(struct ingest *ing, const mqc_stamped *m)
+{
+	sqlite3_int64 id = (sqlite3_int64)m->id, seq;
+	struct agg *r;
+	bool fresh;
+	int rc;
+
+	if(room_entry(ing, m->room, &r) == S_ERROR) return S_ERROR;
+	if(!r->known){
 		bridge__log(BLOG_WARN, "ingest", "message %" PRIu64 " from %s for unknown room %s skipped",
 				m->id, m->from, m->room);
 		return S_SKIPPED;
 	}
-	if(rc != SQLITE_ROW) return S_ERROR;
-
-	bool older = id <= last;
+	bool older = id <= r->last;
 	if(!older){
-		seq = count + 1;
+		seq = r->count + 1;
 	}else{
 		sqlite3_bind_text(ing->seq_before, 1, m->room, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(ing->seq_before, 2, id);
@@ -326,86 +341,350 @@ static enum store_res store_one(struct ingest *ing, const mqc_stamped *m)
 	if(rc != SQLITE_DONE){
 		if(permanent(rc)){
 			bridge__log(BLOG_ERROR, "ingest", "message %" PRIu64 " in room %s refused by the database: %s; skipped",
-					m->id, m->room, sqlite3_errmsg(ing->db));
+					m->id, m->room, sqlite3_errmsg(ing->wdb));
 			return S_SKIPPED;
 		}
 		return S_ERROR;
 	}
-	if(sqlite3_changes(ing->db) != 1) return S_DUPLICATE;
+	if(sqlite3_changes(ing->wdb) != 1) return S_DUPLICATE;
 
 	if(older){
 		sqlite3_bind_text(ing->seq_shift, 1, m->room, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(ing->seq_shift, 2, id);
 		if(exec_stmt(ing->seq_shift) != SQLITE_DONE) return S_ERROR;
 	}
-	sqlite3_bind_text(ing->room_update, 1, m->room, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(ing->room_update, 2, id);
-	if(exec_stmt(ing->room_update) != SQLITE_DONE) return S_ERROR;
-
-	sqlite3_bind_text(ing->sender_count, 1, m->room, -1, SQLITE_STATIC);
-	sqlite3_bind_text(ing->sender_count, 2, m->from, -1, SQLITE_STATIC);
-	if(exec_stmt(ing->sender_count) != SQLITE_DONE) return S_ERROR;
-
-	sqlite3_bind_text(ing->read_mark, 1, m->from, -1, SQLITE_STATIC);
-	sqlite3_bind_text(ing->read_mark, 2, m->room, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(ing->read_mark, 3, id);
-	if(exec_stmt(ing->read_mark) != SQLITE_DONE) return S_ERROR;
+	r->count++;
+	r->n++;
+	if(id > r->last) r->last = id;
+	struct agg *s = agg_get(ing, m->room, m->from, &fresh);
+	s->n++;
+	if(id > s->newest) s->newest = id;
 	return S_INSERTED;
 }
 
-static void schedule_retry(struct ingest *ing, const char *what, const char *err)
+/* Writes the batch's summed counters: one statement per room and two per (room, sender). */
+static int store_counters(struct ingest *ing)
 {
-	int64_t now = bridge__mono_ms();
-	ing->retry_ms = ing->retry_ms ? ing->retry_ms * 2 : RETRY_MIN_MS;
-	if(ing->retry_ms > RETRY_MAX_MS) ing->retry_ms = RETRY_MAX_MS;
-	ing->retry_at = now + ing->retry_ms;
-	bridge__log(BLOG_ERROR, "ingest", "%s for a batch of %zu messages failed: %s; rolled back, "
-			"keeping the batch (not acknowledged) and retrying in %" PRId64 " ms",
-			what, ing->len, err, ing->retry_ms);
+	for(size_t i = 0; i < ing->agg_nused; i++){
+		const struct agg *a = &ing->agg[ing->agg_used[i]];
+		if(!a->n) continue;
+		if(!a->sender){
+			sqlite3_bind_text(ing->room_update, 1, a->room, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(ing->room_update, 2, a->n);
+			sqlite3_bind_int64(ing->room_update, 3, a->last);
+			if(exec_stmt(ing->room_update) != SQLITE_DONE) return -1;
+			continue;
+		}
+		sqlite3_bind_text(ing->sender_count, 1, a->room, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ing->sender_count, 2, a->sender, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ing->sender_count, 3, a->n);
+		if(exec_stmt(ing->sender_count) != SQLITE_DONE) return -1;
+		sqlite3_bind_text(ing->read_mark, 1, a->sender, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ing->read_mark, 2, a->room, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ing->read_mark, 3, a->newest);
+		if(exec_stmt(ing->read_mark) != SQLITE_DONE) return -1;
+	}
+	return 0;
 }
 
-static int commit(struct ingest *ing)
+/* Commits ing->work (and the watermark it asks for). 0, or -1 (rolled back, logged by
+ * the caller with *what and the error). *maxid: the highest id in the batch. */
+static int commit(struct ingest *ing, uint64_t *maxid, uint64_t *watermark, const char **what)
 {
 	size_t inserted = 0, dup = 0, skipped = 0;
-	uint64_t maxid = 0;
-	const char *what = "BEGIN";
+	struct batch *bt = &ing->work;
 	int64_t t0 = bridge__mono_ms();
 
-	if(!ing->len) return 0;
+	*maxid = 0;
+	*watermark = 0;
+	*what = "allocating the counter table";
+	if(agg_reset(ing, bt->len)) return -1;
+	*what = "BEGIN";
 	if(exec_stmt(ing->begin) != SQLITE_DONE) goto fail;
-	what = "storing a message";
-	for(size_t i = 0; i < ing->len; i++){
-		switch(store_one(ing, &ing->batch[i])){
+	*what = "storing a message";
+	for(size_t i = 0; i < bt->len; i++){
+		switch(store_one(ing, &bt->m[i])){
 			case S_INSERTED: inserted++; break;
 			case S_DUPLICATE: dup++; break;
 			case S_SKIPPED: skipped++; break;
 			case S_ERROR: goto fail;
 		}
-		if(ing->batch[i].id > maxid) maxid = ing->batch[i].id;
+		if(bt->m[i].id > *maxid) *maxid = bt->m[i].id;
 	}
-	what = "COMMIT";
+	*what = "updating the counters";
+	if(store_counters(ing)) goto fail;
+	if(bt->ack){
+		/* Outside a replay messages arrive in id order: everything up to the batch's
+		 * newest is committed once this transaction is. */
+		uint64_t w = atomic_load(&ing->stored_upto);
+		if(*maxid > w) w = *maxid;
+		if(w > bt->ack_cap) w = bt->ack_cap;
+		if(w > atomic_load(&ing->saved_ack)){
+			*what = "saving the replay watermark";
+			sqlite3_bind_int64(ing->acked_set, 1, (sqlite3_int64)w);
+			if(exec_stmt(ing->acked_set) != SQLITE_DONE) goto fail;
+			*watermark = w;
+		}
+	}
+	*what = "COMMIT";
 	if(exec_stmt(ing->commit) != SQLITE_DONE) goto fail;
-
-	if(maxid > ing->stored_upto) ing->stored_upto = maxid;
-	bridge__log(BLOG_DEBUG, "ingest", "committed %zu messages (%zu new, %zu already stored, %zu skipped) "
-			"in %" PRId64 " ms; stored up to %" PRIu64,
-			ing->len, inserted, dup, skipped, bridge__mono_ms() - t0, ing->stored_upto);
-	if(ing->retry_at){
-		bridge__log(BLOG_INFO, "ingest", "commit succeeded again after a failure");
-	}
-	ing->retry_at = 0;
-	ing->retry_ms = 0;
-	batch_clear(ing);
+	bridge__log(BLOG_DEBUG, "ingest", "committed %zu messages (%zu new, %zu already stored, %zu skipped, "
+			"%zu counter rows) in %" PRId64 " ms%s", bt->len, inserted, dup, skipped, ing->agg_nused,
+			bridge__mono_ms() - t0, *watermark ? "; watermark saved" : "");
 	return 0;
-fail:;
-	char err[256];
-	snprintf(err, sizeof(err), "%s", sqlite3_errmsg(ing->db));
-	if(!sqlite3_get_autocommit(ing->db)) exec_stmt(ing->rollback);
-	schedule_retry(ing, what, err);
+fail:
+	if(!sqlite3_get_autocommit(ing->wdb)) exec_stmt(ing->rollback);
 	return -1;
 }
 
-int ingest__add(struct ingest *ing, const char *topic, const char *room, size_t roomlen,
+static void batch_clear(struct batch *bt)
+{
+	for(size_t i = 0; i < bt->len; i++) json_decref(bt->m[i].root);
+	bt->len = 0;
+}
+
+static void notify(struct ingest *ing)
+{
+	uint64_t one = 1;
+	ssize_t n = write(ing->efd, &one, sizeof(one));
+	(void)n; /* EAGAIN: the counter is already non-zero, the loop will wake */
+}
+
+static void *writer(void *arg)
+{
+	struct ingest *ing = arg;
+	pthread_mutex_lock(&ing->mu);
+	for(;;){
+		while(!ing->busy && !ing->stop) pthread_cond_wait(&ing->cv_work, &ing->mu);
+		if(!ing->busy) break;
+		ing->retry_now = false;
+		pthread_mutex_unlock(&ing->mu);
+
+		uint64_t maxid, watermark;
+		const char *what;
+		int rc = commit(ing, &maxid, &watermark, &what);
+		if(rc == 0){
+			if(maxid > atomic_load(&ing->stored_upto)) atomic_store(&ing->stored_upto, maxid);
+			if(watermark) atomic_store(&ing->saved_ack, watermark);
+			for(size_t i = 0; i < ing->work.len; i++){
+				atomic_fetch_sub_explicit(&ing->pend[sender_slot(ing->work.m[i].from)], 1, memory_order_release);
+			}
+			batch_clear(&ing->work);
+			if(ing->retry_ms) bridge__log(BLOG_INFO, "ingest", "commit succeeded again after a failure");
+			ing->retry_ms = 0;
+		}else{
+			ing->retry_ms = ing->retry_ms ? ing->retry_ms * 2 : RETRY_MIN_MS;
+			if(ing->retry_ms > RETRY_MAX_MS) ing->retry_ms = RETRY_MAX_MS;
+			bridge__log(BLOG_ERROR, "ingest", "%s for a batch of %zu messages failed: %s; rolled back, "
+					"keeping the batch (not acknowledged) and retrying in %" PRId64 " ms",
+					what, ing->work.len, sqlite3_errmsg(ing->wdb), ing->retry_ms);
+		}
+
+		pthread_mutex_lock(&ing->mu);
+		ing->attempts++;
+		ing->last_ok = rc == 0;
+		if(rc == 0) ing->busy = false;
+		pthread_cond_broadcast(&ing->cv_done);
+		notify(ing);
+		if(rc){
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += ing->retry_ms / 1000;
+			until.tv_nsec += (ing->retry_ms % 1000) * 1000000L;
+			if(until.tv_nsec >= 1000000000L){
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			while(!ing->retry_now && !ing->stop){
+				if(pthread_cond_timedwait(&ing->cv_work, &ing->mu, &until) == ETIMEDOUT) break;
+			}
+			if(ing->stop) break;
+		}
+	}
+	pthread_mutex_unlock(&ing->mu);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ life cycle */
+
+static int batch_init(struct batch *bt, size_t cap)
+{
+	bt->m = calloc(cap, sizeof(*bt->m));
+	bt->cap = cap;
+	return bt->m ? 0 : -1;
+}
+
+struct ingest *ingest__new(sqlite3 *db, int batch_max, int batch_ms)
+{
+	char reason[512];
+	struct ingest *ing = calloc(1, sizeof(*ing));
+	if(!ing){
+		bridge__log(BLOG_ERROR, "ingest", "out of memory");
+		return NULL;
+	}
+	ing->db = db;
+	ing->efd = -1;
+	ing->batch_max = batch_max;
+	ing->batch_ms = batch_ms;
+	pthread_mutex_init(&ing->mu, NULL);
+	pthread_cond_init(&ing->cv_work, NULL);
+	pthread_cond_init(&ing->cv_done, NULL);
+	size_t cap = (size_t)batch_max < 1024 ? (size_t)batch_max : 1024;
+	if(batch_init(&ing->fill, cap) || batch_init(&ing->work, cap)){
+		bridge__log(BLOG_ERROR, "ingest", "out of memory for a batch of %zu", cap);
+		goto fail;
+	}
+	ing->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if(ing->efd < 0){
+		bridge__log(BLOG_ERROR, "ingest", "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	const char *path = sqlite3_db_filename(db, "main");
+	if(!path || !*path){
+		bridge__log(BLOG_ERROR, "ingest", "the database has no file name; the writer needs one");
+		goto fail;
+	}
+	if(mqc_db_open(path, MQC_OPEN_READWRITE, 5000, &ing->wdb, reason, sizeof(reason))){
+		bridge__log(BLOG_ERROR, "ingest", "writer connection: %s", reason);
+		goto fail;
+	}
+
+	/* The writer's page cache and I/O (measured with perf while draining a backlog: 64 %
+	 * of the bridge's time was pread/pwrite/fdatasync with SQLite's default 2 MB cache):
+	 *  - a 64 MB page cache keeps the indexes' hot pages (rooms, recent leaves) in memory;
+	 *  - reads through mmap copy nothing;
+	 *  - checkpoints every 16,384 WAL pages (64 MB) instead of 1,000 if the checkpointer
+	 *    thread (below) cannot start; with it, not on this connection at all. */
+	static const char *const tuning[] = {
+		"PRAGMA cache_size = -65536",
+		"PRAGMA mmap_size = 1073741824",
+		"PRAGMA wal_autocheckpoint = 16384",
+	};
+	for(size_t i = 0; i < sizeof(tuning) / sizeof(tuning[0]); i++){
+		if(sqlite3_exec(ing->wdb, tuning[i], NULL, NULL, NULL) != SQLITE_OK){
+			bridge__log(BLOG_WARN, "ingest", "`%s` failed: %s; going on without it", tuning[i], sqlite3_errmsg(ing->wdb));
+		}
+	}
+
+	int rc = 0;
+	rc |= prepare(db, &ing->max_id, "SELECT coalesce(max(id), 0) FROM messages");
+	/* The replay watermark: the last "stored" ack sent to the plugin (see ingest__acked). */
+	rc |= prepare(db, &ing->acked_get, "SELECT value FROM meta WHERE key = 'bridge_acked_upto'");
+	sqlite3 *w = ing->wdb;
+	rc |= prepare(w, &ing->begin, "BEGIN IMMEDIATE");
+	rc |= prepare(w, &ing->commit, "COMMIT");
+	rc |= prepare(w, &ing->rollback, "ROLLBACK");
+	rc |= prepare(w, &ing->room_get, "SELECT msg_count, last_msg_id FROM rooms WHERE id = ?1");
+	rc |= prepare(w, &ing->seq_before,
+			"SELECT seq FROM messages WHERE room_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT 1");
+	rc |= prepare(w, &ing->msg_insert,
+			"INSERT OR IGNORE INTO messages(id, room_id, seq, sender, type, body, attachment, client_msg_id, ts)"
+			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+	rc |= prepare(w, &ing->seq_shift, "UPDATE messages SET seq = seq + 1 WHERE room_id = ?1 AND id > ?2");
+	rc |= prepare(w, &ing->room_update,
+			"UPDATE rooms SET msg_count = msg_count + ?2, last_msg_id = max(last_msg_id, ?3) WHERE id = ?1");
+	rc |= prepare(w, &ing->sender_count,
+			"INSERT INTO room_sender_counts(room_id, sender, n) VALUES (?1, ?2, ?3)"
+			" ON CONFLICT(room_id, sender) DO UPDATE SET n = n + excluded.n");
+	rc |= prepare(w, &ing->read_mark,
+			"INSERT INTO read_markers(user_id, room_id, last_read_id) VALUES (?1, ?2, ?3)"
+			" ON CONFLICT(user_id, room_id) DO UPDATE SET last_read_id = max(last_read_id, excluded.last_read_id)");
+	rc |= prepare(w, &ing->acked_set,
+			"INSERT INTO meta(key, value) VALUES ('bridge_acked_upto', ?1)"
+			" ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)");
+	if(rc) goto fail;
+
+	atomic_store(&ing->stored_upto, max_id(ing));
+	if(pthread_create(&ing->writer, NULL, writer, ing) != 0){
+		bridge__log(BLOG_ERROR, "ingest", "cannot start the writer thread");
+		goto fail;
+	}
+	ing->writer_running = true;
+	checkpointer_start(ing, path);
+	return ing;
+fail:
+	ingest__free(ing);
+	return NULL;
+}
+
+void ingest__free(struct ingest *ing)
+{
+	if(!ing) return;
+	if(ing->writer_running){
+		pthread_mutex_lock(&ing->mu);
+		ing->stop = true;
+		pthread_cond_broadcast(&ing->cv_work);
+		/* an idle writer exits at once; a busy one finishes its commit first */
+		pthread_mutex_unlock(&ing->mu);
+		pthread_join(ing->writer, NULL);
+	}
+	if(ing->ckpt_running){
+		atomic_store(&ing->ckpt_stop, true);
+		pthread_join(ing->ckpt_thread, NULL);
+	}
+	if(ing->ckpt_db) sqlite3_close(ing->ckpt_db);
+	size_t left = ing->fill.len + ing->work.len;
+	if(left){
+		bridge__log(BLOG_WARN, "ingest", "discarding %zu uncommitted messages at exit "
+				"(not acknowledged: the plugin replays them to the next bridge)", left);
+	}
+	batch_clear(&ing->fill);
+	batch_clear(&ing->work);
+	free(ing->fill.m);
+	free(ing->work.m);
+	free(ing->agg);
+	free(ing->agg_used);
+	sqlite3_stmt *all[] = {
+		ing->max_id, ing->acked_get, ing->begin, ing->commit, ing->rollback, ing->room_get, ing->seq_before,
+		ing->msg_insert, ing->seq_shift, ing->room_update, ing->sender_count, ing->read_mark, ing->acked_set,
+	};
+	for(size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) sqlite3_finalize(all[i]);
+	if(ing->wdb) sqlite3_close(ing->wdb);
+	if(ing->efd >= 0) close(ing->efd);
+	pthread_cond_destroy(&ing->cv_work);
+	pthread_cond_destroy(&ing->cv_done);
+	pthread_mutex_destroy(&ing->mu);
+	free(ing);
+}
+
+/* ------------------------------------------------------------------ the loop thread's side */
+
+static uint64_t ack_cap(const struct ingest *ing)
+{
+	return ing->ack_ceiling ? ing->ack_ceiling - 1 : UINT64_MAX;
+}
+
+uint64_t ingest__stored_upto(struct ingest *ing)
+{
+	uint64_t s = atomic_load(&ing->stored_upto), cap = ack_cap(ing);
+	return s > cap ? cap : s;
+}
+
+uint64_t ingest__saved_ack(struct ingest *ing)
+{
+	return atomic_load(&ing->saved_ack);
+}
+
+/* With mu held and the writer idle: fill becomes the writer's batch. */
+static void hand_over(struct ingest *ing, bool may_ack)
+{
+	struct batch t = ing->work;
+	ing->work = ing->fill;
+	ing->work.ack = may_ack;
+	ing->work.ack_cap = ack_cap(ing);
+	ing->fill = t;
+	ing->fill.len = 0;
+	ing->first_at = 0;
+	ing->busy = true;
+	pthread_cond_signal(&ing->cv_work);
+}
+
+static bool ack_due(struct ingest *ing, bool may_ack)
+{
+	return may_ack && ingest__stored_upto(ing) > atomic_load(&ing->saved_ack);
+}
+
+void ingest__add(struct ingest *ing, const char *topic, const char *room, size_t roomlen,
 		const void *payload, size_t len)
 {
 	char reason[256];
@@ -413,75 +692,110 @@ int ingest__add(struct ingest *ing, const char *topic, const char *room, size_t 
 
 	if(mqc_stamped_parse(payload, len, &m, reason, sizeof(reason))){
 		bridge__log(BLOG_WARN, "ingest", "dropped an invalid message on %s: %s", topic, reason);
-		return 0;
+		return;
 	}
 	if(strlen(m.room) != roomlen || memcmp(m.room, room, roomlen)){
 		bridge__log(BLOG_WARN, "ingest", "dropped message %" PRIu64 " on %s: its room is %s, not the topic's",
 				m.id, topic, m.room);
 		json_decref(m.root);
-		return 0;
+		return;
 	}
-	if(ing->len == ing->cap){
-		size_t cap = ing->cap * 2;
-		mqc_stamped *b = realloc(ing->batch, cap * sizeof(*b));
-		if(b){
-			ing->batch = b;
-			ing->cap = cap;
-		}else if(commit(ing)){
-			/* Never acknowledged to the plugin (stored_upto stays below it until exit):
-			 * the plugin replays it to the next bridge. */
+	struct batch *bt = &ing->fill;
+	if(bt->len == bt->cap){
+		size_t cap = bt->cap * 2;
+		mqc_stamped *nb = realloc(bt->m, cap * sizeof(*nb));
+		if(!nb){
+			/* Never acknowledged (the ceiling holds every ack below it until exit): the
+			 * plugin replays it to the next bridge. */
 			bridge__log(BLOG_ERROR, "ingest", "out of memory growing the batch past %zu; message %" PRIu64
 					" in room %s not stored now; no more acknowledgements until restart",
-					ing->cap, m.id, m.room);
+					bt->cap, m.id, m.room);
 			if(!ing->ack_ceiling || m.id < ing->ack_ceiling) ing->ack_ceiling = m.id;
 			json_decref(m.root);
-			return 0;
+			return;
 		}
+		bt->m = nb;
+		bt->cap = cap;
 	}
-	if(!ing->len) ing->first_at = bridge__mono_ms();
-	ing->batch[ing->len++] = m;
+	if(!bt->len) ing->first_at = bridge__mono_ms();
+	bt->m[bt->len++] = m;
+	atomic_fetch_add_explicit(&ing->pend[sender_slot(m.from)], 1, memory_order_relaxed);
 	bridge__log(BLOG_DEBUG, "ingest", "queued message %" PRIu64 " from %s in room %s (%zu waiting)",
-			m.id, m.from, m.room, ing->len);
+			m.id, m.from, m.room, bt->len);
+}
 
-	/* While failing, only the retry timer commits: no hammering a full disk per message. */
-	if(ing->len >= (size_t)ing->batch_max && !ing->retry_at){
-		return commit(ing) == 0 ? 1 : 0;
+void ingest__pump(struct ingest *ing, int64_t now_ms, bool may_ack)
+{
+	pthread_mutex_lock(&ing->mu);
+	if(!ing->busy){
+		bool due = ing->fill.len && (ing->fill.len >= (size_t)ing->batch_max || now_ms >= ing->first_at + ing->batch_ms);
+		if(due || ack_due(ing, may_ack)) hand_over(ing, may_ack);
 	}
-	return 0;
+	pthread_mutex_unlock(&ing->mu);
 }
 
-int ingest__flush(struct ingest *ing)
+int ingest__flush(struct ingest *ing, bool may_ack)
 {
-	return commit(ing);
+	int rc = 0;
+	pthread_mutex_lock(&ing->mu);
+	for(;;){
+		if(ing->busy){
+			uint64_t a = ing->attempts;
+			ing->retry_now = true;
+			pthread_cond_signal(&ing->cv_work);
+			while(ing->attempts == a) pthread_cond_wait(&ing->cv_done, &ing->mu);
+			if(!ing->last_ok){
+				rc = -1;
+				break;
+			}
+			continue;
+		}
+		if(!ing->fill.len && !ack_due(ing, may_ack)) break;
+		hand_over(ing, may_ack);
+	}
+	pthread_mutex_unlock(&ing->mu);
+	return rc;
 }
 
-int ingest__tick(struct ingest *ing, int64_t now_ms)
+int64_t ingest__timeout_ms(struct ingest *ing, int64_t now_ms)
 {
-	if(!ing->len) return 0;
-	int64_t due = ing->retry_at ? ing->retry_at : ing->first_at + ing->batch_ms;
-	if(now_ms < due) return 0;
-	return commit(ing) == 0 ? 1 : -1;
-}
-
-int64_t ingest__timeout_ms(const struct ingest *ing, int64_t now_ms)
-{
-	if(!ing->len) return -1;
-	int64_t due = ing->retry_at ? ing->retry_at : ing->first_at + ing->batch_ms;
+	pthread_mutex_lock(&ing->mu);
+	bool busy = ing->busy;
+	pthread_mutex_unlock(&ing->mu);
+	if(busy || !ing->fill.len) return -1;
+	int64_t due = ing->first_at + ing->batch_ms;
 	return due > now_ms ? due - now_ms : 0;
 }
 
-bool ingest__blocked(const struct ingest *ing)
+int ingest__fd(const struct ingest *ing)
 {
-	return ing->retry_at && ing->len >= (size_t)ing->batch_max;
+	return ing->efd;
 }
 
-uint64_t ingest__stored_upto(const struct ingest *ing)
+void ingest__fd_clear(struct ingest *ing)
 {
-	if(ing->ack_ceiling && ing->stored_upto >= ing->ack_ceiling) return ing->ack_ceiling - 1;
-	return ing->stored_upto;
+	uint64_t v;
+	while(read(ing->efd, &v, sizeof(v)) > 0){}
 }
 
-size_t ingest__pending(const struct ingest *ing)
+bool ingest__blocked(struct ingest *ing)
 {
-	return ing->len;
+	if(ing->fill.len < (size_t)ing->batch_max) return false;
+	pthread_mutex_lock(&ing->mu);
+	bool busy = ing->busy;
+	pthread_mutex_unlock(&ing->mu);
+	return busy;
+}
+
+bool ingest__sender_pending(const struct ingest *ing, const char *user)
+{
+	return atomic_load_explicit(&ing->pend[sender_slot(user)], memory_order_acquire) != 0;
+}
+
+size_t ingest__pending(struct ingest *ing)
+{
+	pthread_mutex_lock(&ing->mu);
+	size_t n = ing->fill.len + (ing->busy ? ing->work.len : 0);
+	pthread_mutex_unlock(&ing->mu);
+	return n;
 }

@@ -1,15 +1,22 @@
 /*
  * Storing chat messages: stamped messages from <prefix>/rooms/{room}/messages are kept in
- * an in-memory batch and committed in one transaction (docs/architecture.md "Durability").
+ * an in-memory batch and committed in one transaction by a writer thread
+ * (docs/architecture.md "Durability", "The bridge's threads").
  *
- * Contract with the caller (bridge/main.c):
- *   - single-threaded; db stays open for the life of the struct, and no other transaction
- *     is open on it when an ingest__ function runs (ingest opens and closes its own);
- *   - the batch is committed when batch_max messages wait, when ingest__timeout_ms says its
- *     time is up (then call ingest__tick), before every request (ingest__flush), and at exit;
- *   - a failed commit is rolled back and the batch kept; ingest__tick retries it with
- *     backoff. ingest__stored_upto only moves after a commit succeeded, so the caller never
- *     acknowledges to the plugin what is not on disk.
+ * Two batches exist: the one the caller fills (ingest__add) and the one the writer thread
+ * commits, on a database connection of its own. The caller hands the filling batch over
+ * when the writer is idle (ingest__pump); while the writer commits, the next batch grows,
+ * so batches are as large as the commit time makes them (group commit), up to batch_max.
+ *
+ * Contract with the caller (bridge/main.c, one thread):
+ *   - every ingest__ function is called from that one thread; the writer thread is internal;
+ *   - call ingest__pump once per loop iteration, after each message read in a burst, and
+ *     whenever ingest__fd is readable (clear it then);
+ *   - stop reading the network while ingest__blocked (the broker keeps the rest queued);
+ *   - a failed commit is rolled back and the writer keeps its batch and retries with
+ *     backoff. ingest__stored_upto only moves after a commit succeeded, and the replay
+ *     watermark (ingest__saved_ack) is saved in the same transaction as a batch, so the
+ *     caller never acknowledges to the plugin what is not on disk.
  */
 #ifndef MQCHAT_BRIDGE_INGEST_H
 #define MQCHAT_BRIDGE_INGEST_H
@@ -22,51 +29,61 @@
 
 struct ingest;
 
-/* Prepares every statement and reads the highest stored id. NULL on failure (logged). */
+/* Opens the writer's own connection to db's file, prepares every statement, reads the
+ * highest stored id and starts the writer and checkpointer threads. db is the caller's
+ * connection: ingest__acked reads through it. NULL on failure (logged). */
 struct ingest *ingest__new(sqlite3 *db, int batch_max, int batch_ms);
-/* Frees the batch without committing it: call ingest__flush first. */
+/* Stops the threads and frees both batches without committing them: call ingest__flush
+ * first. */
 void ingest__free(struct ingest *ing);
 
-/* Parses one stamped message received on topic, whose room level is room[0..roomlen).
- * An invalid message is logged and dropped. Commits when the batch is full.
- * Returns 1 if this call committed a batch, else 0. */
-int ingest__add(struct ingest *ing, const char *topic, const char *room, size_t roomlen,
+/* Parses one stamped message received on topic, whose room level is room[0..roomlen), and
+ * adds it to the filling batch. An invalid message is logged and dropped. */
+void ingest__add(struct ingest *ing, const char *topic, const char *room, size_t roomlen,
 		const void *payload, size_t len);
 
-/* Commits the batch now (no-op when empty). 0 on success or nothing to do; -1 if the
- * commit failed (logged; the batch is kept and retried by ingest__tick). */
-int ingest__flush(struct ingest *ing);
+/* Hands the filling batch to the writer when the writer is idle and the batch is due (full,
+ * or batch_ms old), or, with may_ack, when the watermark is behind what is stored (the
+ * writer then saves it, in a transaction of its own if nothing else is waiting). Never
+ * waits: one uncontended mutex. */
+void ingest__pump(struct ingest *ing, int64_t now_ms, bool may_ack);
 
-/* Commits when the batch's deadline (or its retry time after a failure) has come.
- * Returns 1 if it committed, 0 if nothing was due, -1 if a due commit failed again. */
-int ingest__tick(struct ingest *ing, int64_t now_ms);
+/* Commits everything added so far and waits for it (with may_ack: the watermark too).
+ * 0 on success or nothing to do; -1 if a commit failed (logged; the writer keeps the batch
+ * and retries with backoff). */
+int ingest__flush(struct ingest *ing, bool may_ack);
 
-/* Milliseconds until ingest__tick has work, or -1 when the batch is empty. */
-int64_t ingest__timeout_ms(const struct ingest *ing, int64_t now_ms);
+/* Milliseconds until ingest__pump has work of its own (the filling batch's deadline), or
+ * -1 when only the writer can make progress (then ingest__fd wakes the caller). */
+int64_t ingest__timeout_ms(struct ingest *ing, int64_t now_ms);
 
-/* True while commits fail and the batch is full: the caller stops reading the network
- * (the broker keeps the rest queued) until a retry succeeds. */
-bool ingest__blocked(const struct ingest *ing);
+/* Readable when the writer finished a commit attempt; ingest__fd_clear empties it. */
+int ingest__fd(const struct ingest *ing);
+void ingest__fd_clear(struct ingest *ing);
+
+/* True while the filling batch is full and the writer busy: the caller stops reading. */
+bool ingest__blocked(struct ingest *ing);
+
+/* True if a message from `user` may be waiting in either batch (a small hash of senders:
+ * never false when it waits, rarely true when it does not). Requests from that user must
+ * flush first so they read their own writes. */
+bool ingest__sender_pending(const struct ingest *ing, const char *user);
 
 /* The highest message id that is on disk or was deliberately dropped after reaching the
- * database (room unknown, refused by a constraint): what "stored upto" may say. Starts at
- * the highest id in the database. */
-uint64_t ingest__stored_upto(const struct ingest *ing);
+ * database (room unknown, refused by a constraint). Starts at the highest id stored. */
+uint64_t ingest__stored_upto(struct ingest *ing);
 
-/* SELECT max(id) FROM messages (0 when empty, or on error, logged): what the bridge asks
- * the plugin to replay after. */
-uint64_t ingest__max_id(struct ingest *ing);
+/* The highest watermark the writer has saved (meta.bridge_acked_upto), 0 before the first:
+ * what the caller may say in a "stored" acknowledgement. */
+uint64_t ingest__saved_ack(struct ingest *ing);
 
-/* The replay watermark: every message with an id <= it is committed, and the plugin may
- * have dropped its copies. It is NOT max(id): while a replay runs, newer messages from the
- * broker's session queue are committed before older replayed ones, so max(id) can pass
- * ids that are not stored yet. It moves only when the bridge acknowledges ("stored"), and
- * is saved before the acknowledgement is sent. A bridge asks for replay after it. */
+/* The replay watermark as saved in the database: every message with an id <= it is
+ * committed, and the plugin may have dropped its copies. It is NOT max(id): while a replay
+ * runs, newer messages from the broker's session queue are committed before older replayed
+ * ones, so max(id) can pass ids that are not stored yet. A bridge asks for replay after it. */
 uint64_t ingest__acked(struct ingest *ing);
-/* Saves upto as the watermark (never lowering it). 0, or -1: do not acknowledge. */
-int ingest__set_acked(struct ingest *ing, uint64_t upto);
 
-/* Messages waiting in the batch. */
-size_t ingest__pending(const struct ingest *ing);
+/* Messages waiting in either batch. */
+size_t ingest__pending(struct ingest *ing);
 
 #endif

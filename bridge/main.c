@@ -1,8 +1,12 @@
 /*
  * mqchat-bridge: the entry point, logging, and the MQTT side of the bridge.
  *
- * One thread runs everything: mosquitto_loop() with a timeout short enough for the ingest
- * batch's deadline, so a message is committed at most batch-ms after it arrived.
+ * The loop thread (this file) reads the network, parses messages into ingest's filling
+ * batch and answers requests on its own connection; ingest.c's writer thread commits
+ * batches on another (docs/architecture.md "The bridge's threads"). A read-only request
+ * (history, count, ...) therefore never waits for a commit, unless its user has messages
+ * still waiting: then ingest__flush first (read your writes). A writing request always
+ * flushes first, so it never waits for the write lock.
  *
  *   <prefix>/rooms/+/messages      -> ingest.c (store in batches)
  *   <prefix>/users/+/req           -> requests.c (answer; controls and events around it)
@@ -26,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -263,15 +268,21 @@ static int publish_json(struct bridge *b, const char *topic, const json_t *j, co
 	return rc == MOSQ_ERR_SUCCESS ? 0 : -1;
 }
 
-/* Tells the plugin what is on disk, unless a replay is running or nothing is new. */
+/* Whether "stored" acknowledgements may be sent (and so the watermark saved): on a ready
+ * connection, outside a replay. */
+static bool may_ack(const struct bridge *b)
+{
+	return b->ready && !b->replaying;
+}
+
+/* Tells the plugin what is on disk: the watermark the writer saved (in the transaction
+ * that committed it, so a bridge that dies after the plugin dropped its copies never asks
+ * for less than it promised to have). Nothing when a replay runs or nothing is new. */
 static void send_ack(struct bridge *b)
 {
-	if(!b->ready || b->replaying) return;
-	uint64_t upto = ingest__stored_upto(b->ing);
+	if(!may_ack(b)) return;
+	uint64_t upto = ingest__saved_ack(b->ing);
 	if(upto <= b->acked) return;
-	/* Saved first: a bridge that dies after the plugin dropped its copies must not ask
-	 * for less than it promised to have. */
-	if(ingest__set_acked(b->ing, upto)) return;
 	json_t *j = json_pack("{s:s, s:I}", "op", "stored", "upto", (json_int_t)upto);
 	if(j && publish_json(b, BRIDGE_CONTROL_TOPIC, j, NULL) == 0) b->acked = upto;
 	json_decref(j);
@@ -343,6 +354,23 @@ static void publish_events(struct bridge *b, const json_t *events)
 	}
 }
 
+/* requests_before_fn: commits what must be committed before the op runs. Read-only ops
+ * read the last committed state, so they wait only if this user's own messages are still
+ * in a batch. Writing ops wait for every batch: then the writer is idle and holds no
+ * write lock, and `read` finds the message it names even if it arrived a moment ago. */
+static void before_op(void *arg, const char *user, const char *op, bool writes)
+{
+	struct bridge *b = arg;
+	if(!writes && !ingest__sender_pending(b->ing, user)) return;
+	uint64_t t0 = mono_ns();
+	if(ingest__flush(b->ing, may_ack(b))){
+		bridge__log(BLOG_WARN, "ingest", "answering %s from %s with %zu messages not yet stored",
+				op, user, ingest__pending(b->ing));
+	}
+	stat_add(&b->stats[STAT_FLUSH], mono_ns() - t0);
+	send_ack(b);
+}
+
 static void handle_request(struct bridge *b, const char *name, size_t namelen,
 		const struct mosquitto_message *msg, const mosquitto_property *props)
 {
@@ -361,16 +389,7 @@ static void handle_request(struct bridge *b, const char *name, size_t namelen,
 	memcpy(user, name, namelen);
 	user[namelen] = '\0';
 
-	/* Read your writes: every message received so far is committed before answering. */
 	uint64_t t0 = mono_ns();
-	if(ingest__flush(b->ing)){
-		bridge__log(BLOG_WARN, "ingest", "answering a request from %s with %zu messages not yet stored",
-				user, ingest__pending(b->ing));
-	}
-	stat_add(&b->stats[STAT_FLUSH], mono_ns() - t0);
-	send_ack(b);
-
-	t0 = mono_ns();
 	rc = requests__handle(b->req, user, msg->payload, (size_t)msg->payloadlen, &out);
 	uint64_t took = mono_ns() - t0;
 	stat_add(&b->stats[stat_slot(out.op)], took);
@@ -405,7 +424,7 @@ static void handle_request(struct bridge *b, const char *name, size_t namelen,
 
 static void replay_finished(struct bridge *b, const char *how)
 {
-	if(ingest__flush(b->ing)){
+	if(ingest__flush(b->ing, false)){
 		bridge__log(BLOG_WARN, "ingest", "replay %s but committing failed; acknowledging once it succeeds", how);
 	}
 	b->replaying = false;
@@ -441,7 +460,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	size_t namelen;
 
 	if(topic_match(msg->topic, b->cfg.prefix, "rooms", "messages", &name, &namelen)){
-		if(ingest__add(b->ing, msg->topic, name, namelen, msg->payload, (size_t)msg->payloadlen)) send_ack(b);
+		ingest__add(b->ing, msg->topic, name, namelen, msg->payload, (size_t)msg->payloadlen);
 	}else if(topic_match(msg->topic, b->cfg.prefix, "users", "req", &name, &namelen)){
 		handle_request(b, name, namelen, msg, props);
 	}else if(!strcmp(msg->topic, BRIDGE_REPLAY_DONE_TOPIC)){
@@ -464,7 +483,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags, con
 	b->connected = true;
 	b->backoff_ms = 0;
 	/* "after" is the saved acknowledgement watermark, not max(id): see ingest__acked. */
-	if(ingest__flush(b->ing)){
+	if(ingest__flush(b->ing, false)){
 		bridge__log(BLOG_WARN, "ingest", "committing before the replay request failed; it stays queued");
 	}
 	b->replay_after = ingest__acked(b->ing);
@@ -608,9 +627,25 @@ static int read_more(struct bridge *b)
 {
 	int sock = mosquitto_socket(b->mosq), avail = 0, rc = MOSQ_ERR_SUCCESS;
 	for(int n = 0; n < READ_BURST && sock >= 0 && !ingest__blocked(b->ing); n++){
+		/* a full batch goes to an idle writer now, not after the burst */
+		ingest__pump(b->ing, bridge__mono_ms(), may_ack(b));
 		if(ioctl(sock, FIONREAD, &avail) != 0 || avail <= 0) break;
 		if((rc = mosquitto_loop_read(b->mosq, 1)) != MOSQ_ERR_SUCCESS) break;
 	}
+	return rc;
+}
+
+/* One pass of libmosquitto's I/O on what poll() reported (mosquitto_loop() minus its
+ * select(), which cannot also wait for the writer's eventfd). */
+static int mqtt_io(struct bridge *b, short revents, bool reading)
+{
+	int rc = MOSQ_ERR_SUCCESS;
+	if(reading && (revents & (POLLIN | POLLHUP | POLLERR))){
+		rc = mosquitto_loop_read(b->mosq, 1);
+		if(rc == MOSQ_ERR_SUCCESS) rc = read_more(b);
+	}
+	if(rc == MOSQ_ERR_SUCCESS && mosquitto_want_write(b->mosq)) rc = mosquitto_loop_write(b->mosq, 1);
+	if(rc == MOSQ_ERR_SUCCESS) rc = mosquitto_loop_misc(b->mosq);
 	return rc;
 }
 
@@ -628,7 +663,8 @@ static void run(struct bridge *b)
 			now = bridge__mono_ms();
 		}
 
-		if(ingest__tick(b->ing, now) == 1) send_ack(b);
+		ingest__pump(b->ing, now, may_ack(b));
+		send_ack(b);
 		if(b->replaying && now >= b->replay_deadline){
 			bridge__log(BLOG_WARN, "ingest", "no replay.done from the plugin within %d ms (a plugin without a "
 					"replay buffer?); acknowledging stored messages again", REPLAY_WAIT_MS);
@@ -640,13 +676,23 @@ static void run(struct bridge *b)
 		if(!b->tcp_up) wait = min_wait(wait, b->next_connect_at - now);
 		if(wait < 0) wait = 0;
 
-		if(!b->tcp_up || ingest__blocked(b->ing)){
-			/* Not reading while commits fail with a full batch: the broker keeps the rest. */
-			sleep_ms(wait > 0 ? wait : 1);
+		/* Not reading while the filling batch is full and the writer busy: the broker
+		 * keeps the rest, and the eventfd wakes us when the writer is done. */
+		int sock = b->tcp_up ? mosquitto_socket(b->mosq) : -1;
+		bool reading = sock >= 0 && !ingest__blocked(b->ing);
+		struct pollfd fds[2] = {
+			{ .fd = ingest__fd(b->ing), .events = POLLIN },
+			{ .fd = sock, .events = (short)((reading ? POLLIN : 0) | (sock >= 0 && mosquitto_want_write(b->mosq) ? POLLOUT : 0)) },
+		};
+		int n = poll(fds, sock >= 0 ? 2 : 1, (int)wait);
+		if(n < 0 && errno != EINTR){
+			bridge__log(BLOG_ERROR, "bridge", "poll: %s", strerror(errno));
+			sleep_ms(10);
 			continue;
 		}
-		int rc = mosquitto_loop(b->mosq, (int)wait, 1);
-		if(rc == MOSQ_ERR_SUCCESS) rc = read_more(b);
+		if(n > 0 && (fds[0].revents & POLLIN)) ingest__fd_clear(b->ing);
+		if(sock < 0 || stop_signal) continue;
+		int rc = mqtt_io(b, n > 0 ? fds[1].revents : 0, reading);
 		if(rc != MOSQ_ERR_SUCCESS && !stop_signal) connection_down(b, rc);
 	}
 }
@@ -657,8 +703,8 @@ static int shutdown_cleanly(struct bridge *b)
 	int status = 0;
 	bridge__log(BLOG_INFO, "bridge", "signal %d: committing %zu waiting messages and disconnecting",
 			(int)stop_signal, ingest__pending(b->ing));
-	for(int attempt = 0; ingest__pending(b->ing) && attempt < 5; attempt++){
-		if(ingest__flush(b->ing) == 0) break;
+	for(int attempt = 0; attempt < 5; attempt++){
+		if(ingest__flush(b->ing, may_ack(b)) == 0) break;
 		sleep_ms(200);
 	}
 	if(ingest__pending(b->ing)) status = 1;
@@ -719,6 +765,7 @@ int main(int argc, char **argv)
 	if(!b.ing) goto done;
 	b.req = requests__new(b.db, b.cfg.prefix);
 	if(!b.req) goto done;
+	requests__set_before(b.req, before_op, &b);
 	b.sub_messages = topic_new(b.cfg.prefix, "/rooms/+/messages");
 	b.sub_req = topic_new(b.cfg.prefix, "/users/+/req");
 	b.sub_send = topic_new(b.cfg.prefix, "/rooms/+/send");

@@ -145,6 +145,8 @@ static const char *const stmt_sql[S_COUNT_] = {
 struct requests {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_COUNT_];
+	requests_before_fn *before;
+	void *before_arg;
 };
 
 /* ---------------------------------------------------------------- one call */
@@ -1301,25 +1303,26 @@ static int op_read(struct call *c)
 struct op {
 	const char *name;
 	int (*fn)(struct call *c);
+	bool writes;               /* may change the database (requests_before_fn) */
 	const char *const args[6]; /* the op's arguments besides op and req_id; NULL-terminated */
 };
 
 static const struct op ops[] = {
-	{"room.create", op_room_create, {"participants", "name", NULL}},
-	{"room.direct", op_room_direct, {"with", NULL}},
-	{"rooms.list", op_rooms_list, {"limit", "before", NULL}},
-	{"room.get", op_room_get, {"room", NULL}},
-	{"room.members.add", op_room_members_add, {"room", "users", NULL}},
-	{"room.members.remove", op_room_members_remove, {"room", "users", NULL}},
-	{"room.leave", op_room_leave, {"room", NULL}},
-	{"room.disable", op_room_disable, {"room", NULL}},
-	{"room.enable", op_room_enable, {"room", NULL}},
-	{"contacts.list", op_contacts_list, {NULL}},
-	{"contacts.add", op_contacts_add, {"user", NULL}},
-	{"contacts.remove", op_contacts_remove, {"user", NULL}},
-	{"history", op_history, {"room", "before", "after", "limit", "from", NULL}},
-	{"count", op_count, {"room", "from", NULL}},
-	{"read", op_read, {"room", "upto", NULL}},
+	{"room.create", op_room_create, true, {"participants", "name", NULL}},
+	{"room.direct", op_room_direct, true, {"with", NULL}},
+	{"rooms.list", op_rooms_list, false, {"limit", "before", NULL}},
+	{"room.get", op_room_get, false, {"room", NULL}},
+	{"room.members.add", op_room_members_add, true, {"room", "users", NULL}},
+	{"room.members.remove", op_room_members_remove, true, {"room", "users", NULL}},
+	{"room.leave", op_room_leave, true, {"room", NULL}},
+	{"room.disable", op_room_disable, true, {"room", NULL}},
+	{"room.enable", op_room_enable, true, {"room", NULL}},
+	{"contacts.list", op_contacts_list, false, {NULL}},
+	{"contacts.add", op_contacts_add, true, {"user", NULL}},
+	{"contacts.remove", op_contacts_remove, true, {"user", NULL}},
+	{"history", op_history, false, {"room", "before", "after", "limit", "from", NULL}},
+	{"count", op_count, false, {"room", "from", NULL}},
+	{"read", op_read, true, {"room", "upto", NULL}},
 };
 
 static const struct op *op_find(const char *name)
@@ -1374,6 +1377,7 @@ static int run(struct call *c, const void *payload, size_t len, json_t **req_id)
 	c->opname = op->name;
 	int rc = check_args(c, op);
 	if(rc) return rc;
+	if(c->r->before) c->r->before(c->r->before_arg, c->user, op->name, op->writes);
 	return op->fn(c);
 }
 
@@ -1467,6 +1471,12 @@ struct requests *requests__new(sqlite3 *db, const char *prefix)
 fail:
 	requests__free(r);
 	return NULL;
+}
+
+void requests__set_before(struct requests *r, requests_before_fn *fn, void *arg)
+{
+	r->before = fn;
+	r->before_arg = arg;
 }
 
 void requests__free(struct requests *r)

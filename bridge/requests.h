@@ -4,8 +4,8 @@
  *
  * Contract with the caller (bridge core):
  *   - single-threaded; the caller owns db, which stays open for the life of the struct;
- *   - requests__handle must be called with no transaction open on db (ingest commits its
- *     batch first): write ops run in their own BEGIN IMMEDIATE ... COMMIT;
+ *   - requests__handle must be called with no transaction open on db: write ops run in
+ *     their own BEGIN IMMEDIATE ... COMMIT (see requests__set_before);
  *   - publish order: every controls[] entry to $CONTROL/mqchat/v1 (QoS 1) first, then the
  *     answer and the events (each to <prefix>/users/{user}/events). Controls describe the
  *     committed state, so the plugin knows a membership change before anyone else does.
@@ -13,6 +13,7 @@
 #ifndef MQCHAT_BRIDGE_REQUESTS_H
 #define MQCHAT_BRIDGE_REQUESTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -40,6 +41,13 @@ struct req_out {
 	json_t *events;   /* array of {"user":u,"event":{...}} to publish to <prefix>/users/{u}/events (may be NULL) */
 	const char *op;   /* the op it ran (a static string), NULL if the request named none we know */
 };
+
+/* Called once a request is parsed and its op known, before the op runs. `writes` says the
+ * op may change the database (every op but rooms.list, room.get, contacts.list, history and
+ * count). The bridge core commits waiting messages there (read-your-writes) and makes
+ * sure no other connection holds the write lock when a writing op begins. */
+typedef void requests_before_fn(void *arg, const char *user, const char *op, bool writes);
+void requests__set_before(struct requests *r, requests_before_fn *fn, void *arg);
 
 /* Handles one request from `user` (taken from the topic, already validated). Returns 0 and
  * fills *out (caller json_decref()s each non-NULL member), or -1 only when out of memory;

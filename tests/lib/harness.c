@@ -440,6 +440,17 @@ void h_env_plugin_opt(h_env *env, const char *key, const char *value)
 	snprintf(env->extra_opts + used, sizeof(env->extra_opts) - used, "plugin_opt_%s %s\n", key, value);
 }
 
+void h_env_bridge_arg(h_env *env, const char *flag, const char *value)
+{
+	for(int i = 0; i + 1 < 4; i += 2) {
+		if(env->bridge_args[i][0]) continue;
+		snprintf(env->bridge_args[i], sizeof(env->bridge_args[i]), "%s", flag);
+		snprintf(env->bridge_args[i + 1], sizeof(env->bridge_args[i + 1]), "%s", value);
+		return;
+	}
+	h_fail(__FILE__, __LINE__, "h_env_bridge_arg: at most two flags");
+}
+
 h_env *h_env_new(const char *test_name)
 {
 	h_env *env = calloc(1, sizeof(*env));
@@ -687,10 +698,14 @@ int h_broker_restart(h_env *env)
 int h_bridge_start(h_env *env)
 {
 	char port[16];
-	char *argv[] = { (char *)env->bridge, "--host", "127.0.0.1", "--port", port, "--db", env->db,
+	char *argv[16] = { (char *)env->bridge, "--host", "127.0.0.1", "--port", port, "--db", env->db,
 		"--user", H_SERVICE_USER, "--password-file", env->bridge_pwfile, NULL };
 	int64_t until;
 	int status;
+	int argc = 11;
+
+	for(int i = 0; i < 4 && env->bridge_args[i][0]; i++) argv[argc++] = env->bridge_args[i];
+	argv[argc] = NULL;
 
 	if(env->bridge_pid > 0) return 0;
 	snprintf(port, sizeof(port), "%d", env->port);

@@ -49,6 +49,7 @@ typedef struct h_env {
 	size_t bridge_log_mark;      /* size of bridge_log when the bridge was last started */
 	h_client *clients;           /* every client still open */
 	char extra_opts[2048];       /* more plugin_opt_* lines (h_env_plugin_opt) */
+	char bridge_args[4][64];     /* more bridge flags (h_env_bridge_arg), "" = none */
 } h_env;
 
 /* A received message. Free with h_msg_free. payload is NUL-terminated (len excludes it). */
@@ -98,6 +99,8 @@ h_env *h_env_new(const char *test_name);
 /* Adds "plugin_opt_<key> <value>" to the broker's config from its next start on.
  * E.g. send_rate 0 for tests that send faster than the default per-sender rate limit. */
 void h_env_plugin_opt(h_env *env, const char *key, const char *value);
+/* Passes "--flag value" to every later start of the bridge (two at most). */
+void h_env_bridge_arg(h_env *env, const char *flag, const char *value);
 
 /* Stops the bridge and the broker (SIGTERM; a non-zero exit status counts as a failure,
  * so sanitizer reports fail the test), closes every client, removes the temp dir when
