@@ -46,7 +46,8 @@ static const struct key keys[] = {
 	{ "prefix", K_STR, OFF(prefix), 0, 0, "PREFIX",
 		"topic prefix, as the plugin's plugin_opt_topic_prefix (default chat)" },
 	{ "batch-max", K_INT, OFF(batch_max), 1, 100000, "N",
-		"commit when this many messages wait (default 1000)" },
+		"the most messages in one transaction (default 10000): while the writer commits, the\n"
+		"                        next batch grows up to it; then the bridge stops reading" },
 	{ "batch-ms", K_INT, OFF(batch_ms), 0, 10000, "MS",
 		"commit at most this long after a batch's first message (default 5)" },
 	{ "log-level", K_LEVEL, OFF(log_level), 0, 0, "LEVEL", "error, warn, info or debug (default info)" },
@@ -203,7 +204,7 @@ static int set_defaults(struct bridge_config *cfg)
 	cfg->client_id = NULL; /* the user, unless given: see validate() */
 	cfg->prefix = strdup("chat");
 	cfg->port = 1883;
-	cfg->batch_max = 1000;
+	cfg->batch_max = 10000;
 	cfg->batch_ms = 5;
 	cfg->log_level = BLOG_INFO;
 	cfg->keepalive = 60;

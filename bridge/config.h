@@ -15,7 +15,7 @@ struct bridge_config {
 	char *password_file; /* where password came from (for log lines), NULL if from the env */
 	char *client_id;     /* default mqchat-bridge; must stay stable: it names the persistent session */
 	char *prefix;        /* topic prefix, default chat */
-	int batch_max;       /* messages per transaction, default 1000 */
+	int batch_max;       /* most messages per transaction, default 10000 */
 	int batch_ms;        /* longest wait before committing a non-full batch, default 5 */
 	int log_level;       /* enum bridge_log_level, default info */
 	int keepalive;       /* MQTT keepalive in seconds, default 60 */

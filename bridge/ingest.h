@@ -27,7 +27,16 @@
 
 #include <sqlite3.h>
 
+#include "stats.h"
+
 struct ingest;
+
+/* What the writer did since the last ingest__stats_take. */
+struct ingest_stats {
+	struct op_stat commit_ns;   /* duration of each successful commit (BEGIN to COMMIT) */
+	struct op_stat commit_size; /* messages in each */
+	uint64_t messages;
+};
 
 /* Opens the writer's own connection to db's file, prepares every statement, reads the
  * highest stored id and starts the writer and checkpointer threads. db is the caller's
@@ -64,10 +73,10 @@ void ingest__fd_clear(struct ingest *ing);
 /* True while the filling batch is full and the writer busy: the caller stops reading. */
 bool ingest__blocked(struct ingest *ing);
 
-/* True if a message from `user` may be waiting in either batch (a small hash of senders:
- * never false when it waits, rarely true when it does not). Requests from that user must
- * flush first so they read their own writes. */
-bool ingest__sender_pending(const struct ingest *ing, const char *user);
+/* True if a message of `room` may be waiting in either batch (a small hash of rooms: never
+ * false when one waits, rarely true when none does). A request reading that room must
+ * flush first. */
+bool ingest__room_pending(const struct ingest *ing, const char *room);
 
 /* The highest message id that is on disk or was deliberately dropped after reaching the
  * database (room unknown, refused by a constraint). Starts at the highest id stored. */
@@ -82,6 +91,9 @@ uint64_t ingest__saved_ack(struct ingest *ing);
  * runs, newer messages from the broker's session queue are committed before older replayed
  * ones, so max(id) can pass ids that are not stored yet. A bridge asks for replay after it. */
 uint64_t ingest__acked(struct ingest *ing);
+
+/* Copies the writer's counters into *out and resets them. */
+void ingest__stats_take(struct ingest *ing, struct ingest_stats *out);
 
 /* Messages waiting in either batch. */
 size_t ingest__pending(struct ingest *ing);

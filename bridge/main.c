@@ -4,9 +4,9 @@
  * The loop thread (this file) reads the network, parses messages into ingest's filling
  * batch and answers requests on its own connection; ingest.c's writer thread commits
  * batches on another (docs/architecture.md "The bridge's threads"). A read-only request
- * (history, count, ...) therefore never waits for a commit, unless its user has messages
- * still waiting: then ingest__flush first (read your writes). A writing request always
- * flushes first, so it never waits for the write lock.
+ * (history, count, ...) therefore never waits for a commit, unless the room it reads has
+ * messages still waiting: then ingest__flush first (see before_op). A writing request
+ * always flushes first, so it never waits for the write lock.
  *
  *   <prefix>/rooms/+/messages      -> ingest.c (store in batches)
  *   <prefix>/users/+/req           -> requests.c (answer; controls and events around it)
@@ -43,6 +43,7 @@
 #include "config.h"
 #include "ingest.h"
 #include "requests.h"
+#include "stats.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
@@ -51,12 +52,6 @@
 #define LOOP_MAX_WAIT_MS 1000
 #define READ_BURST 4096
 #define NSUBS 3 /* messages, requests, and send (see on_connect) */
-
-/* Request timing histogram: values in ns; below 32 ns one bucket per ns, above that 32
- * buckets per power of two, so a reported percentile is within 1/32 (3 %) of the truth. */
-#define STAT_SUB_BITS 5
-#define STAT_SUB (1u << STAT_SUB_BITS)
-#define STAT_BUCKETS ((64 - STAT_SUB_BITS + 1) * STAT_SUB)
 
 /* What is timed: every op of docs/protocol.md (this list mirrors requests.c's op table; an
  * op missing here is counted as "other", never lost), requests with no known op, and the
@@ -70,12 +65,6 @@ static const char *const stat_names[] = {
 #define STAT_OTHER (STAT_OPS - 1)
 #define STAT_FLUSH STAT_OPS /* the slot after the ops */
 #define STAT_SLOTS (STAT_OPS + 1)
-
-struct op_stat {
-	uint64_t n;
-	uint64_t max_ns;
-	uint32_t hist[STAT_BUCKETS];
-};
 
 struct bridge {
 	struct bridge_config cfg;
@@ -170,55 +159,7 @@ static void on_stats_signal(int sig)
 
 /* ------------------------------------------------------------------ request timing */
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
-static unsigned stat_bucket(uint64_t v)
-{
-	if(v < STAT_SUB) return (unsigned)v;
-	unsigned e = 63u - (unsigned)__builtin_clzll(v); /* >= STAT_SUB_BITS */
-	unsigned sub = (unsigned)(v >> (e - STAT_SUB_BITS)) & (STAT_SUB - 1);
-	return (e - STAT_SUB_BITS + 1) * STAT_SUB + sub;
-}
-
-/* The middle of bucket i, in ns. */
-static double stat_bucket_mid(unsigned i)
-{
-	if(i < STAT_SUB) return i;
-	unsigned e = i / STAT_SUB + STAT_SUB_BITS - 1, sub = i % STAT_SUB;
-	double width = (double)(1ULL << (e - STAT_SUB_BITS));
-	return (double)(STAT_SUB + sub) * width + width / 2;
-}
-
-static void stat_add(struct op_stat *st, uint64_t ns)
-{
-	st->n++;
-	if(ns > st->max_ns) st->max_ns = ns;
-	st->hist[stat_bucket(ns)]++;
-}
-
-/* The p-quantile (0 < p <= 1) in ns: the bucket holding the ceil(p*n)-th value, never
- * more than the maximum seen. */
-static double stat_quantile(const struct op_stat *st, double p)
-{
-	uint64_t rank = (uint64_t)(p * (double)st->n + 0.999999), seen = 0;
-	if(rank < 1) rank = 1;
-	for(unsigned i = 0; i < STAT_BUCKETS; i++){
-		seen += st->hist[i];
-		if(seen >= rank){
-			double v = stat_bucket_mid(i);
-			return v > (double)st->max_ns ? (double)st->max_ns : v;
-		}
-	}
-	return (double)st->max_ns;
-}
-
-/* Which slot a request payload counts in. Parses the payload a second time (requests.c
- * does not say which op it ran); that costs microseconds and is outside the timed span. */
 /* The stats slot of the op requests__handle reports it ran. */
 static unsigned stat_slot(const char *op)
 {
@@ -244,6 +185,14 @@ static void stats_report(struct bridge *b, const char *why)
 		lines++;
 	}
 	if(!lines) bridge__log(BLOG_INFO, "stats", "no requests in this interval");
+	struct ingest_stats is;
+	ingest__stats_take(b->ing, &is);
+	if(is.commit_ns.n){
+		bridge__log(BLOG_INFO, "stats", "writer commits n=%" PRIu64 " messages=%" PRIu64 " size p50=%.0f p99=%.0f max=%" PRIu64
+				" time p50=%.1fms p99=%.1fms max=%.1fms", is.commit_ns.n, is.messages,
+				stat_quantile(&is.commit_size, 0.50), stat_quantile(&is.commit_size, 0.99), is.commit_size.max_ns,
+				stat_quantile(&is.commit_ns, 0.50) / 1e6, stat_quantile(&is.commit_ns, 0.99) / 1e6, (double)is.commit_ns.max_ns / 1e6);
+	}
 	memset(b->stats, 0, sizeof(b->stats));
 	b->stats_since_ms = now;
 }
@@ -354,20 +303,26 @@ static void publish_events(struct bridge *b, const json_t *events)
 	}
 }
 
-/* requests_before_fn: commits what must be committed before the op runs. Read-only ops
- * read the last committed state, so they wait only if this user's own messages are still
- * in a batch. Writing ops wait for every batch: then the writer is idle and holds no
- * write lock, and `read` finds the message it names even if it arrived a moment ago. */
-static void before_op(void *arg, const char *user, const char *op, bool writes)
+/* requests_before_fn: commits what must be committed before the op runs, so that a request
+ * sees every message the bridge received before it in the rooms it reads (docs/protocol.md
+ * "Consistency"), and waits for nothing else: a history of a quiet room is answered at
+ * once however busy the writer is. A writing op waits for every batch: then the writer
+ * holds no write lock, and `read` finds a message the user received a moment ago. */
+static void before_op(void *arg, const char *user, enum req_sees sees, const char *room)
 {
 	struct bridge *b = arg;
-	if(!writes && !ingest__sender_pending(b->ing, user)) return;
-	uint64_t t0 = mono_ns();
-	if(ingest__flush(b->ing, may_ack(b))){
-		bridge__log(BLOG_WARN, "ingest", "answering %s from %s with %zu messages not yet stored",
-				op, user, ingest__pending(b->ing));
+	switch(sees){
+		case REQ_SEES_NOTHING: return;
+		case REQ_SEES_ROOM: if(!room || !ingest__room_pending(b->ing, room)) return; break;
+		case REQ_SEES_MY_ROOMS: if(!ingest__pending(b->ing)) return; break;
+		case REQ_WRITES: break;
 	}
-	stat_add(&b->stats[STAT_FLUSH], mono_ns() - t0);
+	uint64_t t0 = stat_now_ns();
+	if(ingest__flush(b->ing, may_ack(b))){
+		bridge__log(BLOG_WARN, "ingest", "answering a request from %s with %zu messages not yet stored",
+				user, ingest__pending(b->ing));
+	}
+	stat_add(&b->stats[STAT_FLUSH], stat_now_ns() - t0);
 	send_ack(b);
 }
 
@@ -389,9 +344,9 @@ static void handle_request(struct bridge *b, const char *name, size_t namelen,
 	memcpy(user, name, namelen);
 	user[namelen] = '\0';
 
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = stat_now_ns();
 	rc = requests__handle(b->req, user, msg->payload, (size_t)msg->payloadlen, &out);
-	uint64_t took = mono_ns() - t0;
+	uint64_t took = stat_now_ns() - t0;
 	stat_add(&b->stats[stat_slot(out.op)], took);
 	if(rc){
 		bridge__log(BLOG_ERROR, "requests", "out of memory handling a request from %s; no answer sent "

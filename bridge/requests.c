@@ -1303,26 +1303,26 @@ static int op_read(struct call *c)
 struct op {
 	const char *name;
 	int (*fn)(struct call *c);
-	bool writes;               /* may change the database (requests_before_fn) */
+	enum req_sees sees;        /* for requests_before_fn */
 	const char *const args[6]; /* the op's arguments besides op and req_id; NULL-terminated */
 };
 
 static const struct op ops[] = {
-	{"room.create", op_room_create, true, {"participants", "name", NULL}},
-	{"room.direct", op_room_direct, true, {"with", NULL}},
-	{"rooms.list", op_rooms_list, false, {"limit", "before", NULL}},
-	{"room.get", op_room_get, false, {"room", NULL}},
-	{"room.members.add", op_room_members_add, true, {"room", "users", NULL}},
-	{"room.members.remove", op_room_members_remove, true, {"room", "users", NULL}},
-	{"room.leave", op_room_leave, true, {"room", NULL}},
-	{"room.disable", op_room_disable, true, {"room", NULL}},
-	{"room.enable", op_room_enable, true, {"room", NULL}},
-	{"contacts.list", op_contacts_list, false, {NULL}},
-	{"contacts.add", op_contacts_add, true, {"user", NULL}},
-	{"contacts.remove", op_contacts_remove, true, {"user", NULL}},
-	{"history", op_history, false, {"room", "before", "after", "limit", "from", NULL}},
-	{"count", op_count, false, {"room", "from", NULL}},
-	{"read", op_read, true, {"room", "upto", NULL}},
+	{"room.create", op_room_create, REQ_WRITES, {"participants", "name", NULL}},
+	{"room.direct", op_room_direct, REQ_WRITES, {"with", NULL}},
+	{"rooms.list", op_rooms_list, REQ_SEES_MY_ROOMS, {"limit", "before", NULL}},
+	{"room.get", op_room_get, REQ_SEES_ROOM, {"room", NULL}},
+	{"room.members.add", op_room_members_add, REQ_WRITES, {"room", "users", NULL}},
+	{"room.members.remove", op_room_members_remove, REQ_WRITES, {"room", "users", NULL}},
+	{"room.leave", op_room_leave, REQ_WRITES, {"room", NULL}},
+	{"room.disable", op_room_disable, REQ_WRITES, {"room", NULL}},
+	{"room.enable", op_room_enable, REQ_WRITES, {"room", NULL}},
+	{"contacts.list", op_contacts_list, REQ_SEES_NOTHING, {NULL}},
+	{"contacts.add", op_contacts_add, REQ_WRITES, {"user", NULL}},
+	{"contacts.remove", op_contacts_remove, REQ_WRITES, {"user", NULL}},
+	{"history", op_history, REQ_SEES_ROOM, {"room", "before", "after", "limit", "from", NULL}},
+	{"count", op_count, REQ_SEES_ROOM, {"room", "from", NULL}},
+	{"read", op_read, REQ_WRITES, {"room", "upto", NULL}},
 };
 
 static const struct op *op_find(const char *name)
@@ -1377,7 +1377,9 @@ static int run(struct call *c, const void *payload, size_t len, json_t **req_id)
 	c->opname = op->name;
 	int rc = check_args(c, op);
 	if(rc) return rc;
-	if(c->r->before) c->r->before(c->r->before_arg, c->user, op->name, op->writes);
+	if(c->r->before){
+		c->r->before(c->r->before_arg, c->user, op->sees, json_string_value(json_object_get(c->req, "room")));
+	}
 	return op->fn(c);
 }
 

@@ -42,11 +42,17 @@ struct req_out {
 	const char *op;   /* the op it ran (a static string), NULL if the request named none we know */
 };
 
-/* Called once a request is parsed and its op known, before the op runs. `writes` says the
- * op may change the database (every op but rooms.list, room.get, contacts.list, history and
- * count). The bridge core commits waiting messages there (read-your-writes) and makes
- * sure no other connection holds the write lock when a writing op begins. */
-typedef void requests_before_fn(void *arg, const char *user, const char *op, bool writes);
+/* What an op reads or writes, for the caller's consistency rule (docs/protocol.md
+ * "Consistency"): the caller commits what must be committed before the op runs. */
+enum req_sees {
+	REQ_SEES_NOTHING,  /* reads no messages (contacts.list) */
+	REQ_SEES_ROOM,     /* reads one room, the request's "room" (room.get, history, count) */
+	REQ_SEES_MY_ROOMS, /* reads every room of the user (rooms.list) */
+	REQ_WRITES,        /* may change the database (every other op) */
+};
+/* Called once a request is parsed and its op known, before the op runs. room is the
+ * request's "room" argument when it is a string (not yet validated), else NULL. */
+typedef void requests_before_fn(void *arg, const char *user, enum req_sees sees, const char *room);
 void requests__set_before(struct requests *r, requests_before_fn *fn, void *arg);
 
 /* Handles one request from `user` (taken from the topic, already validated). Returns 0 and

@@ -3,14 +3,14 @@
  * "Consistency"; docs/architecture.md "The bridge's threads").
  *
  * The bridge runs with --batch-ms 300, so a message waits up to 300 ms in a batch before
- * the writer thread commits it; every case below would fail if requests simply read the
- * database as it is:
+ * the writer thread commits it; the cases below would fail if requests simply read the
+ * database as it is, or if every request waited for every commit:
  *   - own_writes: a sender's history and count include the message it just sent;
  *   - read_just_received: `read` of a message received a moment ago succeeds;
  *   - reader_not_blocked: with the write lock held by someone else (this test), so the
- *     writer cannot commit, a read-only request of a user with nothing waiting is answered
- *     at once, and a request of the user whose message waits is answered only when the
- *     message is committed, and then includes it.
+ *     writer cannot commit, a history of a room where nothing waits is answered at once,
+ *     and a history of the room whose message waits (by another user than its sender) is
+ *     answered only once the message is committed, and then includes it.
  */
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -18,12 +18,12 @@
 
 #include "api_client.h"
 
-static char room[65];
+static char room[65], quiet[65];
 
-/* The body of the newest message of room as u sees it, or "" (recorded). */
-static void newest_body(api_user *u, char *out, size_t outlen)
+/* The body of the newest message of r as u sees it, or "" (recorded). */
+static void newest_body(api_user *u, const char *r_id, char *out, size_t outlen)
 {
-	json_t *r = API_OK(u, "{s:s,s:s,s:i}", "op", "history", "room", room, "limit", 1);
+	json_t *r = API_OK(u, "{s:s,s:s,s:i}", "op", "history", "room", r_id, "limit", 1);
 	const char *b = json_string_value(json_object_get(json_array_get(json_object_get(r, "messages"), 0), "body"));
 	snprintf(out, outlen, "%s", b ? b : "");
 	json_decref(r);
@@ -39,6 +39,10 @@ static void make_room(h_env *env)
 	H_REQUIRE(r);
 	snprintf(room, sizeof(room), "%s", json_string_value(json_object_get(r, "id")));
 	json_decref(r);
+	r = API_OK(&A, "{s:s,s:[s]}", "op", "room.create", "participants", "carol");
+	H_REQUIRE(r);
+	snprintf(quiet, sizeof(quiet), "%s", json_string_value(json_object_get(r, "id")));
+	json_decref(r);
 }
 
 static void own_writes(h_env *env)
@@ -50,7 +54,7 @@ static void own_writes(h_env *env)
 	for(int i = 0; i < 20; i++) {
 		snprintf(body, sizeof(body), "own-%d", i);
 		H_CHECK_INT(api_send(A.c, room, body), ==, 0);
-		newest_body(&A, got, sizeof(got));
+		newest_body(&A, room, got, sizeof(got));
 		H_CHECK_STR(got, body);
 		json_t *r = API_OK(&A, "{s:s,s:s}", "op", "count", "room", room);
 		H_CHECK_INT(json_integer_value(json_object_get(r, "total")), ==, i + 1);
@@ -83,14 +87,18 @@ static void read_just_received(h_env *env)
 
 static void reader_not_blocked(h_env *env)
 {
-	api_user A, C;
+	api_user A, B, C;
 	char got[64], req_id[128];
 	sqlite3 *db = NULL;
 
-	H_REQUIRE(API_OPEN(env, &A, "alice", H_PROTO_V5) && API_OPEN(env, &C, "carol", H_PROTO_V5));
+	H_REQUIRE(API_OPEN(env, &A, "alice", H_PROTO_V5) && API_OPEN(env, &B, "bob", H_PROTO_V5)
+			&& API_OPEN(env, &C, "carol", H_PROTO_V5));
+	H_CHECK_INT(api_send(A.c, quiet, "quiet one"), ==, 0);
 	H_CHECK_INT(api_send(A.c, room, "before the lock"), ==, 0);
-	newest_body(&A, got, sizeof(got));
+	newest_body(&A, room, got, sizeof(got));
 	H_CHECK_STR(got, "before the lock");
+	newest_body(&A, quiet, got, sizeof(got)); /* both committed */
+	H_CHECK_STR(got, "quiet one");
 
 	H_REQUIRE(sqlite3_open_v2(env->db, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
 	H_REQUIRE(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
@@ -98,18 +106,18 @@ static void reader_not_blocked(h_env *env)
 	H_CHECK_INT(api_send(A.c, room, "held"), ==, 0);
 	h_sleep_ms(600); /* past --batch-ms: the writer has the batch and waits for the lock */
 
-	/* carol has nothing waiting: answered while the writer is stuck, from what is committed */
+	/* carol reads the quiet room, where nothing waits: answered while the writer is stuck */
 	int64_t t0 = h_now_ms();
-	newest_body(&C, got, sizeof(got));
-	H_CHECK_STR(got, "before the lock");
+	newest_body(&C, quiet, got, sizeof(got));
+	H_CHECK_STR(got, "quiet one");
 	H_CHECK_INT(h_now_ms() - t0, <, 3000);
 
-	/* alice's own message waits: her request is answered only once it is committed */
-	H_REQUIRE(api_post(&A, json_pack("{s:s,s:s,s:i}", "op", "history", "room", room, "limit", 1), req_id) == 0);
-	API_NO_MORE(&A, 1000);
+	/* bob reads the room whose message waits: answered only once it is committed */
+	H_REQUIRE(api_post(&B, json_pack("{s:s,s:s,s:i}", "op", "history", "room", room, "limit", 1), req_id) == 0);
+	API_NO_MORE(&B, 1000);
 	H_CHECK_INT(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), ==, SQLITE_OK);
 	sqlite3_close(db);
-	json_t *ans = api_collect_at(__FILE__, __LINE__, &A, req_id);
+	json_t *ans = api_collect_at(__FILE__, __LINE__, &B, req_id);
 	const char *b = json_string_value(json_object_get(
 			json_array_get(json_object_get(json_object_get(ans, "result"), "messages"), 0), "body"));
 	H_CHECK_STR(b ? b : "", "held");
