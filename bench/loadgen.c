@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include <mosquitto.h>
+#include <mqtt_protocol.h>
 #include <sqlite3.h>
 
 /* ------------------------------------------------------------ options */
@@ -227,6 +228,7 @@ static size_t body_off; /* where the body starts in payload_buf */
 
 static int64_t t_window_start, t_window_end;
 static uint64_t delivered, dups, delivered_all, gaps, sink_delivered, sink_window;
+static uint64_t sink_recv_window; /* sink deliveries received while the window was open */
 static struct hist lat, sink_lat, store_lat;
 static uint64_t connects_ok, connects_failed, connects_refused[256], dropped;
 static unsigned outstanding_connects;
@@ -467,6 +469,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
 	uint64_t us = now > ts ? (uint64_t)(now - ts) / 1000 : 0;
 	if(c->is_sink){
 		sink_delivered++;
+		if(now >= t_window_start && now < t_window_end) sink_recv_window++;
 		if(in_window){
 			sink_window++;
 			h_add(&sink_lat, us);
@@ -510,7 +513,18 @@ static int conn_start(struct conn *c, const char *user, const char *password, un
 	mosquitto_publish_callback_set(c->mosq, on_publish);
 	c->started = true;
 	c->t_start = now_ns();
-	rc = mosquitto_connect(c->mosq, O.host, O.port, O.keepalive);
+	if(c == &sink){
+		/* The counting subscriber gets what mqchat-bridge asks for: MQTT 5 with a Receive
+		 * Maximum of 65535, so the broker's max_inflight_messages (20) does not throttle it
+		 * and the ceiling compares like with like. */
+		mosquitto_property *props = NULL;
+		mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+		if(mosquitto_property_add_int16(&props, MQTT_PROP_RECEIVE_MAXIMUM, 65535)) return -1;
+		rc = mosquitto_connect_bind_v5(c->mosq, O.host, O.port, O.keepalive, NULL, props);
+		mosquitto_property_free_all(&props);
+	}else{
+		rc = mosquitto_connect(c->mosq, O.host, O.port, O.keepalive);
+	}
 	if(rc){
 		fprintf(stderr, "mqchat-loadgen: connect %s to %s:%d: %s; counted as a failed connect\n",
 				user, O.host, O.port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
@@ -629,6 +643,7 @@ static bool pub_ready(struct pub *p)
 
 static atomic_bool db_stop;
 static atomic_uint_fast64_t db_rows;
+static atomic_uint_fast64_t db_rows_window; /* rows first seen while the window was open */
 
 static void *db_poller(void *arg)
 {
@@ -658,6 +673,7 @@ static void *db_poller(void *arg)
 			const char *body = (const char *)sqlite3_column_text(st, 1);
 			after = id;
 			atomic_fetch_add(&db_rows, 1);
+			if(now >= t_window_start && now < t_window_end) atomic_fetch_add(&db_rows_window, 1);
 			if(!body) continue;
 			char *end;
 			long long ts = strtoll(body, &end, 10);
@@ -1105,16 +1121,17 @@ int main(int argc, char **argv)
 			",\"delivered\":%" PRIu64 ",\"expected\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"duplicates\":%" PRIu64
 			",\"gaps\":%" PRIu64 ",\"msgs_per_s\":%.1f,\"deliveries_per_s\":%.1f"
 			",\"p50_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 ",\"p999_us\":%" PRIu64 ",\"max_us\":%" PRIu64
-			",\"sink_delivered\":%" PRIu64 ",\"sink_per_s\":%.1f,\"sink_p99_us\":%" PRIu64
+			",\"sink_delivered\":%" PRIu64 ",\"sink_per_s\":%.1f,\"sink_p99_us\":%" PRIu64 ",\"sink_recv_per_s\":%.1f"
 			",\"stored_rows\":%" PRIu64 ",\"stored_lag_p50_us\":%" PRIu64 ",\"stored_lag_p99_us\":%" PRIu64
-			",\"stored_lag_p999_us\":%" PRIu64 ",\"stored_lag_n\":%" PRIu64
+			",\"stored_lag_p999_us\":%" PRIu64 ",\"stored_lag_n\":%" PRIu64 ",\"stored_in_window\":%" PRIu64
 			",\"connect_s\":%.3f,\"connects_per_s\":%.1f,\"connect_failures\":%" PRIu64 ",\"dropped\":%" PRIu64
 			",\"client_cpu_s\":%.2f,\"broker_cpu_s\":%.2f,\"broker_cpu_us_per_delivery\":%.3f}\n",
 			O.label, O.raw ? "raw" : "mqchat", O.qos, nusers, nrooms, O.publishers, O.size, dur, sent_window, sent_total, acked,
 			delivered, expected, lost, dups, gaps, (double)sent_window / dur, (double)delivered / dur,
 			h_pct(&lat, 50), h_pct(&lat, 99), h_pct(&lat, 99.9), lat.max,
-			sink_window, (double)sink_window / dur, h_pct(&sink_lat, 99),
+			sink_window, (double)sink_window / dur, h_pct(&sink_lat, 99), (double)sink_recv_window / dur,
 			(uint64_t)atomic_load(&db_rows), h_pct(&store_lat, 50), h_pct(&store_lat, 99), h_pct(&store_lat, 99.9), store_lat.count,
+			(uint64_t)atomic_load(&db_rows_window),
 			connect_elapsed, cps, first_failed, dropped, cpu1 - cpu0, bcpu, bcpu_per);
 	printf("# %s %s qos%d: sent %" PRIu64 " (%.0f msg/s), delivered %" PRIu64 " of %" PRIu64 " (%.0f/s), lost %" PRIu64
 			", dup %" PRIu64 ", latency p50/p99/p99.9 %" PRIu64 "/%" PRIu64 "/%" PRIu64 " us, connect %.2f s (%.0f/s), loadgen cpu %.0f%%, broker cpu %.0f%% = %.2f us/delivery\n",

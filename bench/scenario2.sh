@@ -6,11 +6,17 @@
 #   offline : members do not subscribe; the bridge is the only receiver
 #   online  : both members of every room subscribe (QoS 1) as well
 #   ceiling : the same broker + plugin without the bridge; one QoS 1 subscriber (the service
-#             user, filter chat/rooms/+/messages) that only counts
+#             user, filter chat/rooms/+/messages, MQTT 5 with Receive Maximum 65535 as the
+#             bridge) that only counts: what it receives while the window is open
 #   half    : offline at half the stored rate of "offline", for the publish->stored lag
 # Stored rate and lag: mqchat-loadgen --db polls `SELECT id, body FROM messages WHERE id > ?`
 # every 2 ms in a second thread (read-only) and takes, for each new row, now minus the
 # CLOCK_MONOTONIC send stamp in its body: the lag includes up to one poll interval.
+# "stored msgs/s" counts the rows that appeared while the window was open (sustained);
+# messages stored later, from a backlog, do not count. The backlog at the end of the window
+# and the final loss check are printed too: a bridge that falls behind by more than the
+# broker's max_queued_messages (1,000,000 here) and the plugin's replay buffer (64 MiB)
+# loses messages, and the check says so.
 # Zero loss: after each run, every (publisher, seq) sent must be in the table exactly once
 # (count and ids; checked with python3's sqlite3 against the loadgen's --sent-file).
 #
@@ -82,19 +88,21 @@ start_bridge "$BENCH_DIR/chat.db" "$PORT"
 sleep 1
 run_stored offline --subscribers-per-room 0 --saturate --window "$WINDOW"
 run_stored online --saturate --window "$WINDOW"
-half=$(jq '(.stored_lag_n / .duration_s / 2) | floor' "$BENCH_DIR/offline.json")
+half=$(jq '(.stored_in_window / .duration_s / 2) | floor' "$BENCH_DIR/offline.json")
 run_stored half --subscribers-per-room 0 --rate "$half"
 stop_pid "$BRIDGE_PID"
 stop_pid "$BROKER_PID"
 
 j() { jq -r ".$2" "$BENCH_DIR/$1.json"; }
-ceil=$(j ceiling sink_per_s)
+ceil=$(j ceiling sink_recv_per_s | cut -d. -f1)
 echo "# scenario 2: 1000 rooms x 2 members, 1000 publishers, QoS 1, window $WINDOW, ${DURATION}s"
 printf '%-46s %14s %10s\n' figure value target
 for r in offline online; do
-	st=$(jq '.stored_lag_n / .duration_s | floor' "$BENCH_DIR/$r.json")
-	printf '%-46s %14s %10s\n' "$r: stored msgs/s" "$st" ">= 50000"
+	st=$(jq '.stored_in_window / .duration_s | floor' "$BENCH_DIR/$r.json")
+	printf '%-46s %14s %10s\n' "$r: sent msgs/s (in the window)" "$(jq '.msgs_per_s | floor' "$BENCH_DIR/$r.json")" ""
+	printf '%-46s %14s %10s\n' "$r: stored msgs/s (during the window)" "$st" ">= 50000"
 	printf '%-46s %14s %10s\n' "$r: stored / ceiling ($ceil/s)" "$(awk -v a="$st" -v b="$ceil" 'BEGIN{printf "%.2f", a/b}')" ">= 0.8"
+	printf '%-46s %14s %10s\n' "$r: lag p50/p99 ms" "$(jq -r '"\(.stored_lag_p50_us/1000)/\(.stored_lag_p99_us/1000)"' "$BENCH_DIR/$r.json")" ""
 	printf '%-46s %14s %10s\n' "$r: loss check" "$(cut -d: -f2- "$BENCH_DIR/$r.check")" "0 missing"
 done
 printf '%-46s %14s %10s\n' "half rate ($half/s): publish->stored lag p50/p99 ms" \
