@@ -31,7 +31,7 @@
  * 100 ms a PASSIVE checkpoint copies what is in the WAL back into the database without
  * stopping the writer. That alone never lets the WAL file start over while the writer
  * commits back to back (it grew to 3.3 GB in a 20 s run, and growing the file, the kernel
- * zeroing new pages, took 12 % of the bridge), so once the WAL passes 64 MB the
+ * zeroing new pages, took 12 % of the bridge), so once the WAL passes 256 MB the
  * checkpointer runs a RESTART checkpoint: it waits for the writer's transaction to end,
  * copies the few frames the last PASSIVE one left, and the next transaction writes the
  * WAL from its start. Checkpoints on the writer itself (wal_autocheckpoint) stalled it
@@ -100,11 +100,13 @@ struct ingest {
 	size_t *agg_used;    /* indexes of used slots, to clear them */
 	size_t agg_nused;
 	int64_t retry_ms;
+	char err[256];       /* why the last commit failed */
 
 	/* shared */
 	pthread_mutex_t mu;
 	pthread_cond_t cv_work, cv_done;
 	bool busy, stop, retry_now, last_ok;
+	size_t work_len;    /* work.len as handed over (work.len itself is the writer's) */
 	uint64_t attempts;
 	struct ingest_stats stats;
 	_Atomic uint64_t stored_upto, saved_ack;
@@ -141,27 +143,35 @@ static uint32_t pend_slot(const char *room)
 
 /* Busy handler of the writer and the checkpointer: waiting for each other is short (a
  * commit, the tail of a checkpoint), so poll every 200 us rather than SQLite's default
- * sleeps of up to 100 ms; give up after 5 s (the caller logs and retries). */
+ * sleeps of up to 100 ms; give up after *(int *)arg polls (the caller logs and retries). */
 static int busy_poll(void *arg, int count)
 {
-	(void)arg;
-	if(count >= 25000) return 0;
+	if(count >= *(const int *)arg) return 0;
 	struct timespec ts = { 0, 200 * 1000L };
 	nanosleep(&ts, NULL);
 	return 1;
 }
+static const int writer_polls = 25000;    /* 5 s */
+/* A RESTART holds the write lock while it waits for readers still on the old WAL (the
+ * plugin's reload thread, an admin session): give up after 20 ms and try again later
+ * rather than stall the writer. */
+static const int restart_polls = 100;
 
 static void *checkpointer(void *arg)
 {
 	struct ingest *ing = arg;
+	int last_restart_log = -1;
 	while(!atomic_load(&ing->ckpt_stop)){
 		struct timespec ts = { 0, CHECKPOINT_EVERY_MS * 1000000L };
 		while(nanosleep(&ts, &ts) == -1 && errno == EINTR){}
 		int log = 0, done = 0;
 		/* PASSIVE: copies what no reader still needs, never waits for the writer. */
 		int rc = sqlite3_wal_checkpoint_v2(ing->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-		if(rc == SQLITE_OK && log >= CHECKPOINT_RESTART_FRAMES){
+		/* After a RESTART the WAL reports its old size until the next write: restart again
+		 * only when it has grown since. */
+		if(rc == SQLITE_OK && log >= CHECKPOINT_RESTART_FRAMES && log != last_restart_log){
 			rc = sqlite3_wal_checkpoint_v2(ing->ckpt_db, NULL, SQLITE_CHECKPOINT_RESTART, &log, &done);
+			if(rc == SQLITE_OK) last_restart_log = log;
 		}
 		if(rc != SQLITE_OK && rc != SQLITE_BUSY){
 			bridge__log(BLOG_WARN, "ingest", "checkpoint failed: %s; retrying in %d ms",
@@ -179,7 +189,7 @@ static void checkpointer_start(struct ingest *ing, const char *path)
 		bridge__log(BLOG_WARN, "ingest", "no checkpoint connection (%s); the writer checkpoints", reason);
 		return;
 	}
-	sqlite3_busy_handler(ing->ckpt_db, busy_poll, NULL);
+	sqlite3_busy_handler(ing->ckpt_db, busy_poll, (void *)&restart_polls);
 	if(pthread_create(&ing->ckpt_thread, NULL, checkpointer, ing) != 0){
 		bridge__log(BLOG_WARN, "ingest", "no checkpoint thread; the writer checkpoints");
 		sqlite3_close(ing->ckpt_db);
@@ -418,7 +428,10 @@ static int commit(struct ingest *ing, uint64_t *maxid, uint64_t *watermark, cons
 	*maxid = 0;
 	*watermark = 0;
 	*what = "allocating the counter table";
-	if(agg_reset(ing, bt->len)) return -1;
+	if(agg_reset(ing, bt->len)){
+		snprintf(ing->err, sizeof(ing->err), "out of memory");
+		return -1;
+	}
 	*what = "BEGIN";
 	if(exec_stmt(ing->begin) != SQLITE_DONE) goto fail;
 	*what = "storing a message";
@@ -453,6 +466,8 @@ static int commit(struct ingest *ing, uint64_t *maxid, uint64_t *watermark, cons
 			bridge__mono_ms() - t0, *watermark ? "; watermark saved" : "");
 	return 0;
 fail:
+	/* the error, before ROLLBACK replaces it with "not an error" */
+	snprintf(ing->err, sizeof(ing->err), "%s", sqlite3_errmsg(ing->wdb));
 	if(!sqlite3_get_autocommit(ing->wdb)) exec_stmt(ing->rollback);
 	return -1;
 }
@@ -499,7 +514,7 @@ static void *writer(void *arg)
 			if(ing->retry_ms > RETRY_MAX_MS) ing->retry_ms = RETRY_MAX_MS;
 			bridge__log(BLOG_ERROR, "ingest", "%s for a batch of %zu messages failed: %s; rolled back, "
 					"keeping the batch (not acknowledged) and retrying in %" PRId64 " ms",
-					what, ing->work.len, sqlite3_errmsg(ing->wdb), ing->retry_ms);
+					what, ing->work.len, ing->err, ing->retry_ms);
 		}
 
 		pthread_mutex_lock(&ing->mu);
@@ -509,13 +524,14 @@ static void *writer(void *arg)
 			ing->stats.messages += committed;
 		}
 		ing->attempts++;
+		ing->retry_now = false; /* a flush during this attempt has its answer */
 		ing->last_ok = rc == 0;
 		if(rc == 0) ing->busy = false;
 		pthread_cond_broadcast(&ing->cv_done);
 		notify(ing);
 		if(rc){
 			struct timespec until;
-			clock_gettime(CLOCK_REALTIME, &until);
+			clock_gettime(CLOCK_MONOTONIC, &until);
 			until.tv_sec += ing->retry_ms / 1000;
 			until.tv_nsec += (ing->retry_ms % 1000) * 1000000L;
 			if(until.tv_nsec >= 1000000000L){
@@ -554,7 +570,11 @@ struct ingest *ingest__new(sqlite3 *db, int batch_max, int batch_ms)
 	ing->batch_max = batch_max;
 	ing->batch_ms = batch_ms;
 	pthread_mutex_init(&ing->mu, NULL);
-	pthread_cond_init(&ing->cv_work, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the retry wait ignores clock steps */
+	pthread_cond_init(&ing->cv_work, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&ing->cv_done, NULL);
 	size_t cap = (size_t)batch_max < 1024 ? (size_t)batch_max : 1024;
 	if(batch_init(&ing->fill, cap) || batch_init(&ing->work, cap)){
@@ -575,7 +595,7 @@ struct ingest *ingest__new(sqlite3 *db, int batch_max, int batch_ms)
 		bridge__log(BLOG_ERROR, "ingest", "writer connection: %s", reason);
 		goto fail;
 	}
-	sqlite3_busy_handler(ing->wdb, busy_poll, NULL);
+	sqlite3_busy_handler(ing->wdb, busy_poll, (void *)&writer_polls);
 
 	/* The writer's page cache and I/O (measured with perf while draining a backlog: 64 %
 	 * of the bridge's time was pread/pwrite/fdatasync with SQLite's default 2 MB cache):
@@ -583,7 +603,8 @@ struct ingest *ingest__new(sqlite3 *db, int batch_max, int batch_ms)
 	 *  - reads through mmap copy nothing;
 	 *  - if the checkpointer thread cannot start, checkpoints every 16,384 WAL pages
 	 *    (64 MB) instead of 1,000: a page written by many commits is copied back once;
-	 *  - after a checkpoint the WAL file is cut back to 64 MB, not left at its peak. */
+	 *  - after a checkpoint the WAL file is cut back to 256 MB (the RESTART threshold of
+	 *    the checkpointer), not left at its peak. */
 	static const char *const tuning[] = {
 		"PRAGMA cache_size = -65536",
 		"PRAGMA mmap_size = 1073741824",
@@ -705,6 +726,7 @@ static void hand_over(struct ingest *ing, bool may_ack)
 	ing->fill = t;
 	ing->fill.len = 0;
 	ing->first_at = 0;
+	ing->work_len = ing->work.len;
 	ing->busy = true;
 	pthread_cond_signal(&ing->cv_work);
 }
@@ -833,7 +855,7 @@ void ingest__stats_take(struct ingest *ing, struct ingest_stats *out)
 size_t ingest__pending(struct ingest *ing)
 {
 	pthread_mutex_lock(&ing->mu);
-	size_t n = ing->fill.len + (ing->busy ? ing->work.len : 0);
+	size_t n = ing->fill.len + (ing->busy ? ing->work_len : 0);
 	pthread_mutex_unlock(&ing->mu);
 	return n;
 }

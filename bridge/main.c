@@ -416,6 +416,9 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 
 	if(topic_match(msg->topic, b->cfg.prefix, "rooms", "messages", &name, &namelen)){
 		ingest__add(b->ing, msg->topic, name, namelen, msg->payload, (size_t)msg->payloadlen);
+		/* The replay.done marker queues behind everything the broker holds for us: the
+		 * wait for it only counts time in which nothing arrives. */
+		if(b->replaying) b->replay_deadline = bridge__mono_ms() + REPLAY_WAIT_MS;
 	}else if(topic_match(msg->topic, b->cfg.prefix, "users", "req", &name, &namelen)){
 		handle_request(b, name, namelen, msg, props);
 	}else if(!strcmp(msg->topic, BRIDGE_REPLAY_DONE_TOPIC)){
@@ -492,14 +495,21 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
 	/* Ask for what the plugin still holds and we do not (after: see on_connect). */
 	uint64_t after = b->replay_after;
 	json_t *j = json_pack("{s:s, s:I}", "op", "replay", "after", (json_int_t)after);
+	int prc = j ? publish_json(b, BRIDGE_CONTROL_TOPIC, j, NULL) : -1;
+	json_decref(j);
+	if(prc){
+		/* Without a replay, acknowledging could pass messages the plugin still holds and
+		 * the database lacks: reconnect and ask again. */
+		bridge__log(BLOG_ERROR, "ingest", "could not ask the plugin for a replay; reconnecting");
+		b->failure_logged = true;
+		mosquitto_disconnect_v5(mosq, MQTT_RC_UNSPECIFIED, NULL);
+		return;
+	}
 	b->ready = true;
 	b->acked = 0;
-	if(j && publish_json(b, BRIDGE_CONTROL_TOPIC, j, NULL) == 0){
-		b->replaying = true;
-		b->replay_deadline = bridge__mono_ms() + REPLAY_WAIT_MS;
-		bridge__log(BLOG_INFO, "ingest", "asked the plugin to replay messages after %" PRIu64, after);
-	}
-	json_decref(j);
+	b->replaying = true;
+	b->replay_deadline = bridge__mono_ms() + REPLAY_WAIT_MS;
+	bridge__log(BLOG_INFO, "ingest", "asked the plugin to replay messages after %" PRIu64, after);
 	bridge__log(BLOG_INFO, "bridge", "ready");
 }
 
@@ -595,7 +605,9 @@ static int read_more(struct bridge *b)
 static int mqtt_io(struct bridge *b, short revents, bool reading)
 {
 	int rc = MOSQ_ERR_SUCCESS;
-	if(reading && (revents & (POLLIN | POLLHUP | POLLERR))){
+	/* An error or hang-up is reported even while not reading (events without POLLIN):
+	 * read then too, so libmosquitto sees it and the loop does not spin on it. */
+	if((reading && (revents & POLLIN)) || (revents & (POLLHUP | POLLERR | POLLNVAL))){
 		rc = mosquitto_loop_read(b->mosq, 1);
 		if(rc == MOSQ_ERR_SUCCESS) rc = read_more(b);
 	}
@@ -620,9 +632,11 @@ static void run(struct bridge *b)
 
 		ingest__pump(b->ing, now, may_ack(b));
 		send_ack(b);
+		/* not reading (writer busy, batch full) is not the plugin's silence */
+		if(b->replaying && ingest__blocked(b->ing)) b->replay_deadline = now + REPLAY_WAIT_MS;
 		if(b->replaying && now >= b->replay_deadline){
-			bridge__log(BLOG_WARN, "ingest", "no replay.done from the plugin within %d ms (a plugin without a "
-					"replay buffer?); acknowledging stored messages again", REPLAY_WAIT_MS);
+			bridge__log(BLOG_WARN, "ingest", "no replay.done from the plugin and no message for %d ms (a plugin "
+					"without a replay buffer?); acknowledging stored messages again", REPLAY_WAIT_MS);
 			replay_finished(b, "timed out");
 		}
 
