@@ -711,6 +711,11 @@ uint64_t ingest__stored_upto(struct ingest *ing)
 	return s > cap ? cap : s;
 }
 
+bool ingest__must_restart(const struct ingest *ing)
+{
+	return ing->ack_ceiling != 0;
+}
+
 uint64_t ingest__saved_ack(struct ingest *ing)
 {
 	return atomic_load(&ing->saved_ack);
@@ -757,10 +762,11 @@ void ingest__add(struct ingest *ing, const char *topic, const char *room, size_t
 		size_t cap = bt->cap * 2;
 		mqc_stamped *nb = realloc(bt->m, cap * sizeof(*nb));
 		if(!nb){
-			/* Never acknowledged (the ceiling holds every ack below it until exit): the
-			 * plugin replays it to the next bridge. */
+			/* Never acknowledged (the ceiling holds every ack below it until exit), and
+			 * the caller exits soon (ingest__must_restart), while the plugin's replay
+			 * buffer still holds it for the next bridge. */
 			bridge__log(BLOG_ERROR, "ingest", "out of memory growing the batch past %zu; message %" PRIu64
-					" in room %s not stored now; no more acknowledgements until restart",
+					" in room %s not stored; acknowledging nothing from it on and restarting",
 					bt->cap, m.id, m.room);
 			if(!ing->ack_ceiling || m.id < ing->ack_ceiling) ing->ack_ceiling = m.id;
 			json_decref(m.root);

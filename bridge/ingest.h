@@ -82,6 +82,11 @@ bool ingest__room_pending(const struct ingest *ing, const char *room);
  * database (room unknown, refused by a constraint). Starts at the highest id stored. */
 uint64_t ingest__stored_upto(struct ingest *ing);
 
+/* True once a message was dropped for lack of memory: it is never acknowledged, and the
+ * caller should exit soon (committing the rest) so that the next bridge gets it from the
+ * plugin's replay buffer before that buffer wraps. */
+bool ingest__must_restart(const struct ingest *ing);
+
 /* The highest watermark the writer has saved (meta.bridge_acked_upto), 0 before the first:
  * what the caller may say in a "stored" acknowledgement. */
 uint64_t ingest__saved_ack(struct ingest *ing);

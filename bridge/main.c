@@ -95,6 +95,7 @@ struct bridge {
 
 	struct op_stat stats[STAT_SLOTS]; /* since start or the last report */
 	int64_t stats_since_ms;
+	bool must_restart;    /* ingest__must_restart: exit with status 1 */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -619,6 +620,12 @@ static int mqtt_io(struct bridge *b, short revents, bool reading)
 static void run(struct bridge *b)
 {
 	while(!stop_signal){
+		if(ingest__must_restart(b->ing)){
+			bridge__log(BLOG_ERROR, "bridge", "a message could not be kept for lack of memory; exiting "
+					"(status 1) so that the next start gets it replayed by the plugin");
+			b->must_restart = true;
+			return;
+		}
 		if(stats_signal){
 			stats_signal = 0;
 			stats_report(b, "SIGUSR1");
@@ -669,9 +676,9 @@ static void run(struct bridge *b)
 /* SIGTERM/SIGINT: commit, acknowledge, disconnect cleanly. Returns the exit status. */
 static int shutdown_cleanly(struct bridge *b)
 {
-	int status = 0;
-	bridge__log(BLOG_INFO, "bridge", "signal %d: committing %zu waiting messages and disconnecting",
-			(int)stop_signal, ingest__pending(b->ing));
+	int status = b->must_restart ? 1 : 0;
+	bridge__log(BLOG_INFO, "bridge", "%s: committing %zu waiting messages and disconnecting",
+			b->must_restart ? "restart needed" : "signal", ingest__pending(b->ing));
 	for(int attempt = 0; attempt < 5; attempt++){
 		if(ingest__flush(b->ing, may_ack(b)) == 0) break;
 		sleep_ms(200);
