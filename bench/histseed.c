@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "mqchat_store.h"
+#include "seedlib.h"
 
 #define HOT_SENDERS 10
 #define TXN_ROWS 500000
@@ -48,30 +49,6 @@ static void usage(void)
 	fprintf(stderr, "usage: mqchat-histseed --db PATH --password PW [--rooms R (10000)] [--per-room N (900)]\n"
 			"                       [--hot N (1000000)] [--small N (100)] [--iterations I (1000)]\n"
 			"                       [--rooms-file FILE] [--info FILE]\n");
-}
-
-static int parse_num(const char *opt, const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if(errno || end == s || *end || v < lo || v > hi){
-		fprintf(stderr, "mqchat-histseed: %s '%s': expected a whole number in %lu..%lu\n", opt, s, lo, hi);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-static int exec_sql(sqlite3 *db, const char *sql)
-{
-	char *err = NULL;
-	if(sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK){
-		fprintf(stderr, "mqchat-histseed: %s: %s\n", sql, err ? err : "?");
-		sqlite3_free(err);
-		return -1;
-	}
-	return 0;
 }
 
 static double mono_s(void)
@@ -111,50 +88,18 @@ struct room {
 	uint64_t mark_seq, mark_id;      /* reader's read marker: at this seq (0: none) */
 };
 
-static int step_done(sqlite3 *db, sqlite3_stmt *s, const char *what)
-{
-	int rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	if(rc != SQLITE_DONE){
-		fprintf(stderr, "mqchat-histseed: %s: %s\n", what, sqlite3_errmsg(db));
-		return -1;
-	}
-	return 0;
-}
-
-static int add_user(sqlite3 *db, sqlite3_stmt *s, const char *name, const char *hash, int64_t now)
-{
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 2, hash, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, now);
-	return step_done(db, s, "insert user");
-}
-
-static int add_member(sqlite3 *db, sqlite3_stmt *s, const char *room, const char *user, int64_t now)
-{
-	sqlite3_bind_text(s, 1, room, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, user, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 3, now);
-	return step_done(db, s, "insert participant");
-}
-
 /* Creates room rm (id made here) with its senders as participants, plus extra if not NULL. */
-static int add_room(sqlite3 *db, sqlite3_stmt *ins_room, sqlite3_stmt *ins_part, struct room *rm,
-		const char *name, const char *extra, int64_t now)
+static int add_room(sqlite3 *db, struct seed_stmts *st, struct room *rm, const char *name, const char *extra, int64_t now)
 {
 	if(mqc_room_id_new(rm->id)){
 		fprintf(stderr, "mqchat-histseed: no randomness for a room id\n");
 		return -1;
 	}
-	sqlite3_bind_text(ins_room, 1, rm->id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(ins_room, 2, name, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(ins_room, 3, rm->members[0], -1, SQLITE_STATIC);
-	sqlite3_bind_int64(ins_room, 4, now);
-	if(step_done(db, ins_room, "insert room")) return -1;
+	if(seed_room(db, st, rm->id, name, rm->members[0], now)) return -1;
 	for(unsigned i = 0; i < rm->nsenders; i++){
-		if(add_member(db, ins_part, rm->id, rm->members[i], now)) return -1;
+		if(seed_member(db, st, rm->id, rm->members[i], now)) return -1;
 	}
-	if(extra && add_member(db, ins_part, rm->id, extra, now)) return -1;
+	if(extra && seed_member(db, st, rm->id, extra, now)) return -1;
 	return 0;
 }
 
@@ -164,7 +109,8 @@ int main(int argc, char **argv)
 	unsigned long nrooms = 10000, per_room = 900, hot_n = 1000000, small_n = 100, iterations = 1000;
 	char reason[512], hash[MQC_PW_HASH_MAX], name[MQC_NAME_MAX + 1], body[BODY_LEN + 64];
 	sqlite3 *db = NULL;
-	sqlite3_stmt *ins_user = NULL, *ins_room = NULL, *ins_part = NULL, *ins_msg = NULL, *upd_room = NULL,
+	struct seed_stmts st = { 0 };
+	sqlite3_stmt *ins_msg = NULL, *upd_room = NULL,
 			*ins_cnt = NULL, *ins_mark = NULL, *idx_sql = NULL;
 	struct room *rooms = NULL;
 	unsigned *perm = NULL;
@@ -173,6 +119,7 @@ int main(int argc, char **argv)
 	FILE *f = NULL;
 	int rc = 1;
 
+	seed_prog = "mqchat-histseed";
 	for(int i = 1; i < argc; i++){
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		int bad = 0;
@@ -184,11 +131,11 @@ int main(int argc, char **argv)
 		else if(!strcmp(a, "--password")) password = v;
 		else if(!strcmp(a, "--rooms-file")) rooms_file = v;
 		else if(!strcmp(a, "--info")) info_file = v;
-		else if(!strcmp(a, "--rooms")) bad = parse_num(a, v, 1, 1000000, &nrooms);
-		else if(!strcmp(a, "--per-room")) bad = parse_num(a, v, 1, 100000000, &per_room);
-		else if(!strcmp(a, "--hot")) bad = parse_num(a, v, 2, 100000000, &hot_n);
-		else if(!strcmp(a, "--small")) bad = parse_num(a, v, 2, 100000000, &small_n);
-		else if(!strcmp(a, "--iterations")) bad = parse_num(a, v, 1, 10000000, &iterations);
+		else if(!strcmp(a, "--rooms")) bad = seed_parse_num(a, v, 1, 1000000, &nrooms);
+		else if(!strcmp(a, "--per-room")) bad = seed_parse_num(a, v, 1, 100000000, &per_room);
+		else if(!strcmp(a, "--hot")) bad = seed_parse_num(a, v, 2, 100000000, &hot_n);
+		else if(!strcmp(a, "--small")) bad = seed_parse_num(a, v, 2, 100000000, &small_n);
+		else if(!strcmp(a, "--iterations")) bad = seed_parse_num(a, v, 1, 10000000, &iterations);
 		else{
 			fprintf(stderr, "mqchat-histseed: unknown option %s\n", a);
 			usage();
@@ -229,9 +176,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mqchat-histseed: %s\n", reason);
 		goto fail;
 	}
-	if(exec_sql(db, "PRAGMA journal_mode=OFF") || exec_sql(db, "PRAGMA synchronous=OFF")
-			|| exec_sql(db, "PRAGMA cache_size=-1048576") || exec_sql(db, "PRAGMA temp_store=MEMORY")
-			|| exec_sql(db, "PRAGMA threads=2")){
+	if(seed_exec(db, "PRAGMA journal_mode=OFF") || seed_exec(db, "PRAGMA synchronous=OFF")
+			|| seed_exec(db, "PRAGMA cache_size=-1048576") || seed_exec(db, "PRAGMA temp_store=MEMORY")
+			|| seed_exec(db, "PRAGMA threads=2")){
 		goto fail;
 	}
 
@@ -250,16 +197,12 @@ int main(int argc, char **argv)
 		nindexes++;
 		snprintf(drop, sizeof(drop), "DROP INDEX \"%s\"", (const char *)sqlite3_column_text(idx_sql, 0));
 		sqlite3_reset(idx_sql);
-		if(exec_sql(db, drop)) goto fail;
+		if(seed_exec(db, drop)) goto fail;
 	}
 	sqlite3_finalize(idx_sql);
 	idx_sql = NULL;
 
-	if(sqlite3_prepare_v2(db, "INSERT INTO users(id, password_hash, created_at) VALUES (?, ?, ?)", -1, &ins_user, NULL)
-			|| sqlite3_prepare_v2(db, "INSERT INTO rooms(id, kind, name, created_by, created_at)"
-				" VALUES (?, 'group', ?, ?, ?)", -1, &ins_room, NULL)
-			|| sqlite3_prepare_v2(db, "INSERT INTO room_participants(room_id, user_id, joined_at) VALUES (?, ?, ?)",
-				-1, &ins_part, NULL)
+	if(seed_prepare(db, &st)
 			|| sqlite3_prepare_v2(db, "INSERT INTO messages(id, room_id, seq, sender, type, body, ts)"
 				" VALUES (?, ?, ?, ?, 'msg', ?, ?)", -1, &ins_msg, NULL)
 			|| sqlite3_prepare_v2(db, "UPDATE rooms SET msg_count = ?, last_msg_id = ? WHERE id = ?", -1, &upd_room, NULL)
@@ -273,16 +216,16 @@ int main(int argc, char **argv)
 
 	/* Users, rooms, participants. Seeded rooms and users are created before the first message. */
 	int64_t now = mqc_now_ms(), step_ms = 250, t0 = now - 60000 - (int64_t)total * step_ms;
-	if(exec_sql(db, "BEGIN")) goto fail;
+	if(seed_exec(db, "BEGIN")) goto fail;
 	for(unsigned long u = 0; u < 2 * nrooms; u++){
 		snprintf(name, sizeof(name), "u%lu", u);
-		if(add_user(db, ins_user, name, hash, t0)) goto fail;
+		if(seed_user(db, &st, name, hash, t0)) goto fail;
 	}
 	for(unsigned i = 0; i < HOT_SENDERS; i++){
 		snprintf(name, sizeof(name), "h%u", i);
-		if(add_user(db, ins_user, name, hash, t0)) goto fail;
+		if(seed_user(db, &st, name, hash, t0)) goto fail;
 	}
-	if(add_user(db, ins_user, READER, hash, t0)) goto fail;
+	if(seed_user(db, &st, READER, hash, t0)) goto fail;
 	if(rooms_file && !(f = fopen(rooms_file, "w"))){
 		fprintf(stderr, "mqchat-histseed: cannot create %s: %s\n", rooms_file, strerror(errno));
 		goto fail;
@@ -294,17 +237,17 @@ int main(int argc, char **argv)
 		snprintf(rm->members[0], sizeof(rm->members[0]), "u%lu", 2 * r);
 		snprintf(rm->members[1], sizeof(rm->members[1]), "u%lu", 2 * r + 1);
 		snprintf(rname, sizeof(rname), "history %lu", r);
-		if(add_room(db, ins_room, ins_part, rm, rname, r == nrooms - 1 ? READER : NULL, t0)) goto fail;
+		if(add_room(db, &st, rm, rname, r == nrooms - 1 ? READER : NULL, t0)) goto fail;
 		if(f) fprintf(f, "%s %s %s\n", rm->id, rm->members[0], rm->members[1]);
 		perm[r] = (unsigned)r;
 	}
 	rooms[HOT].nsenders = HOT_SENDERS;
 	for(unsigned i = 0; i < HOT_SENDERS; i++) snprintf(rooms[HOT].members[i], MQC_NAME_MAX + 1, "h%u", i);
-	if(add_room(db, ins_room, ins_part, &rooms[HOT], "hot room", READER, t0)) goto fail;
+	if(add_room(db, &st, &rooms[HOT], "hot room", READER, t0)) goto fail;
 	rooms[SMALL].nsenders = 2;
 	snprintf(rooms[SMALL].members[0], MQC_NAME_MAX + 1, "h0");
 	snprintf(rooms[SMALL].members[1], MQC_NAME_MAX + 1, READER);
-	if(add_room(db, ins_room, ins_part, &rooms[SMALL], "small room", NULL, t0)) goto fail;
+	if(add_room(db, &st, &rooms[SMALL], "small room", NULL, t0)) goto fail;
 	rooms[HOT].mark_seq = hot_n / 2;
 	rooms[SMALL].mark_seq = small_n / 2;
 	if(f){
@@ -341,7 +284,7 @@ int main(int argc, char **argv)
 			rm = &rooms[perm[pos++]];
 			done_reg++;
 		}
-		if(i % TXN_ROWS == 0 && exec_sql(db, "COMMIT; BEGIN")) goto fail; /* the first commits the rooms */
+		if(i % TXN_ROWS == 0 && seed_exec(db, "COMMIT; BEGIN")) goto fail; /* the first commits the rooms */
 
 		int64_t ms = t0 + (int64_t)i * step_ms;
 		uint64_t id = mqc_id_from_ms(ms);
@@ -360,7 +303,7 @@ int main(int argc, char **argv)
 		sqlite3_bind_text(ins_msg, 4, rm->members[who], -1, SQLITE_STATIC);
 		sqlite3_bind_text(ins_msg, 5, body, bl, SQLITE_STATIC);
 		sqlite3_bind_int64(ins_msg, 6, ms);
-		if(step_done(db, ins_msg, "insert message")) goto fail;
+		if(seed_step(db, ins_msg, "insert message")) goto fail;
 	}
 	double t_idx = mono_s();
 	for(unsigned long r = 0; r < nall; r++){
@@ -368,26 +311,26 @@ int main(int argc, char **argv)
 		sqlite3_bind_int64(upd_room, 1, (sqlite3_int64)rm->count);
 		sqlite3_bind_int64(upd_room, 2, (sqlite3_int64)rm->last_id);
 		sqlite3_bind_text(upd_room, 3, rm->id, -1, SQLITE_STATIC);
-		if(step_done(db, upd_room, "update room counts")) goto fail;
+		if(seed_step(db, upd_room, "update room counts")) goto fail;
 		for(unsigned i = 0; i < rm->nsenders; i++){
 			if(!rm->sent[i]) continue;
 			sqlite3_bind_text(ins_cnt, 1, rm->id, -1, SQLITE_STATIC);
 			sqlite3_bind_text(ins_cnt, 2, rm->members[i], -1, SQLITE_STATIC);
 			sqlite3_bind_int64(ins_cnt, 3, (sqlite3_int64)rm->sent[i]);
-			if(step_done(db, ins_cnt, "insert sender count")) goto fail;
+			if(seed_step(db, ins_cnt, "insert sender count")) goto fail;
 		}
 		if(rm->mark_id){
 			sqlite3_bind_text(ins_mark, 1, READER, -1, SQLITE_STATIC);
 			sqlite3_bind_text(ins_mark, 2, rm->id, -1, SQLITE_STATIC);
 			sqlite3_bind_int64(ins_mark, 3, (sqlite3_int64)rm->mark_id);
-			if(step_done(db, ins_mark, "insert read marker")) goto fail;
+			if(seed_step(db, ins_mark, "insert read marker")) goto fail;
 		}
 	}
-	if(exec_sql(db, "COMMIT")) goto fail;
+	if(seed_exec(db, "COMMIT")) goto fail;
 	for(int i = 0; i < nindexes; i++){
-		if(exec_sql(db, indexes[i])) goto fail;
+		if(seed_exec(db, indexes[i])) goto fail;
 	}
-	if(exec_sql(db, "ANALYZE") || exec_sql(db, "PRAGMA journal_mode=WAL")) goto fail;
+	if(seed_exec(db, "ANALYZE") || seed_exec(db, "PRAGMA journal_mode=WAL")) goto fail;
 	double t_end = mono_s();
 
 	if(info_file){
@@ -417,9 +360,7 @@ fail:
 	for(int i = 0; i < nindexes; i++) free(indexes[i]);
 	free(indexes);
 	sqlite3_finalize(idx_sql);
-	sqlite3_finalize(ins_user);
-	sqlite3_finalize(ins_room);
-	sqlite3_finalize(ins_part);
+	seed_finalize(&st);
 	sqlite3_finalize(ins_msg);
 	sqlite3_finalize(upd_room);
 	sqlite3_finalize(ins_cnt);

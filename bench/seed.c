@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "mqchat_store.h"
+#include "seedlib.h"
 
 static void usage(void)
 {
@@ -29,40 +30,17 @@ static void usage(void)
 			MQC_PW_DEFAULT_ITERATIONS);
 }
 
-static int parse_num(const char *opt, const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if(errno || end == s || *end || v < lo || v > hi){
-		fprintf(stderr, "mqchat-seed: %s '%s': expected a whole number in %lu..%lu\n", opt, s, lo, hi);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-static int exec_sql(sqlite3 *db, const char *sql)
-{
-	char *err = NULL;
-	if(sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK){
-		fprintf(stderr, "mqchat-seed: %s: %s\n", sql, err ? err : "?");
-		sqlite3_free(err);
-		return -1;
-	}
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	const char *dbpath = NULL, *password = NULL, *rooms_file = NULL, *prefix = "u";
 	unsigned long users = 0, rooms = 0, members = 0, iterations = MQC_PW_DEFAULT_ITERATIONS;
 	char reason[512], hash[MQC_PW_HASH_MAX], name[MQC_NAME_MAX + 1], room[23];
 	sqlite3 *db = NULL;
-	sqlite3_stmt *ins_user = NULL, *ins_room = NULL, *ins_part = NULL;
+	struct seed_stmts st = { 0 };
 	FILE *rf = NULL;
 	int rc = 1;
 
+	seed_prog = "mqchat-seed";
 	for(int i = 1; i < argc; i++){
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		int bad = 0;
@@ -74,10 +52,10 @@ int main(int argc, char **argv)
 		else if(!strcmp(a, "--password")) password = v;
 		else if(!strcmp(a, "--rooms-file")) rooms_file = v;
 		else if(!strcmp(a, "--prefix")) prefix = v;
-		else if(!strcmp(a, "--users")) bad = parse_num(a, v, 1, 10000000, &users);
-		else if(!strcmp(a, "--rooms")) bad = parse_num(a, v, 0, 10000000, &rooms);
-		else if(!strcmp(a, "--members")) bad = parse_num(a, v, 1, 100000, &members);
-		else if(!strcmp(a, "--iterations")) bad = parse_num(a, v, 1, 10000000, &iterations);
+		else if(!strcmp(a, "--users")) bad = seed_parse_num(a, v, 1, 10000000, &users);
+		else if(!strcmp(a, "--rooms")) bad = seed_parse_num(a, v, 0, 10000000, &rooms);
+		else if(!strcmp(a, "--members")) bad = seed_parse_num(a, v, 1, 100000, &members);
+		else if(!strcmp(a, "--iterations")) bad = seed_parse_num(a, v, 1, 10000000, &iterations);
 		else{
 			fprintf(stderr, "mqchat-seed: unknown option %s\n", a);
 			usage();
@@ -112,26 +90,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mqchat-seed: cannot create %s: %s\n", rooms_file, strerror(errno));
 		goto fail;
 	}
-	if(sqlite3_prepare_v2(db, "INSERT INTO users(id, password_hash, created_at) VALUES (?, ?, ?)", -1, &ins_user, NULL)
-			|| sqlite3_prepare_v2(db, "INSERT INTO rooms(id, kind, name, created_by, created_at) VALUES (?, 'group', ?, ?, ?)",
-				-1, &ins_room, NULL)
-			|| sqlite3_prepare_v2(db, "INSERT INTO room_participants(room_id, user_id, joined_at) VALUES (?, ?, ?)",
-				-1, &ins_part, NULL)){
-		fprintf(stderr, "mqchat-seed: prepare: %s\n", sqlite3_errmsg(db));
-		goto fail;
-	}
-	if(exec_sql(db, "BEGIN")) goto fail;
+	if(seed_prepare(db, &st)) goto fail;
+	if(seed_exec(db, "BEGIN")) goto fail;
 	int64_t now = mqc_now_ms();
 	for(unsigned long u = 0; u < users; u++){
 		snprintf(name, sizeof(name), "%s%lu", prefix, u);
-		sqlite3_bind_text(ins_user, 1, name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins_user, 2, hash, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(ins_user, 3, now);
-		if(sqlite3_step(ins_user) != SQLITE_DONE){
-			fprintf(stderr, "mqchat-seed: insert user %s: %s\n", name, sqlite3_errmsg(db));
-			goto fail;
-		}
-		sqlite3_reset(ins_user);
+		if(seed_user(db, &st, name, hash, now)) goto fail;
 	}
 	for(unsigned long r = 0; r < rooms; r++){
 		char rname[32];
@@ -141,31 +105,16 @@ int main(int argc, char **argv)
 		}
 		snprintf(rname, sizeof(rname), "bench %lu", r);
 		snprintf(name, sizeof(name), "%s%lu", prefix, (r * members) % users);
-		sqlite3_bind_text(ins_room, 1, room, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins_room, 2, rname, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins_room, 3, name, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(ins_room, 4, now);
-		if(sqlite3_step(ins_room) != SQLITE_DONE){
-			fprintf(stderr, "mqchat-seed: insert room %s: %s\n", room, sqlite3_errmsg(db));
-			goto fail;
-		}
-		sqlite3_reset(ins_room);
+		if(seed_room(db, &st, room, rname, name, now)) goto fail;
 		if(rf) fputs(room, rf);
 		for(unsigned long j = 0; j < members; j++){
 			snprintf(name, sizeof(name), "%s%lu", prefix, (r * members + j) % users);
-			sqlite3_bind_text(ins_part, 1, room, -1, SQLITE_STATIC);
-			sqlite3_bind_text(ins_part, 2, name, -1, SQLITE_TRANSIENT);
-			sqlite3_bind_int64(ins_part, 3, now);
-			if(sqlite3_step(ins_part) != SQLITE_DONE){
-				fprintf(stderr, "mqchat-seed: insert member %s of %s: %s\n", name, room, sqlite3_errmsg(db));
-				goto fail;
-			}
-			sqlite3_reset(ins_part);
+			if(seed_member(db, &st, room, name, now)) goto fail;
 			if(rf) fprintf(rf, " %s", name);
 		}
 		if(rf) fputc('\n', rf);
 	}
-	if(exec_sql(db, "COMMIT")) goto fail;
+	if(seed_exec(db, "COMMIT")) goto fail;
 	if(rf && fclose(rf)){
 		rf = NULL;
 		fprintf(stderr, "mqchat-seed: cannot write %s: %s\n", rooms_file, strerror(errno));
@@ -176,9 +125,7 @@ int main(int argc, char **argv)
 	rc = 0;
 fail:
 	if(rf) fclose(rf);
-	sqlite3_finalize(ins_user);
-	sqlite3_finalize(ins_room);
-	sqlite3_finalize(ins_part);
+	seed_finalize(&st);
 	if(db) sqlite3_close(db);
 	return rc;
 }
