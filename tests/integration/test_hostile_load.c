@@ -96,11 +96,8 @@ static void *storm(void *arg)
 static void wrong_password_storm_does_not_stall_others(h_env *env)
 {
 	h_client *alice = h_login(env, "alice", H_PROTO_V5);
-	h_client *bob = h_login(env, "bob", H_PROTO_V5);
-	char msgs[256];
+	h_client *bob = h_room_listener(env, "bob", room, H_PROTO_V5);
 	H_REQUIRE(alice && bob);
-	h_topic_messages(msgs, room);
-	H_REQUIRE_INT(h_subscribe(bob, msgs, 1), ==, 1);
 	pthread_t th[2];
 	atomic_store(&stop_attack, false);
 	for(int i = 0; i < 2; i++) pthread_create(&th[i], NULL, storm, NULL);
@@ -197,11 +194,8 @@ static void *flooder(void *arg)
 static void flood_does_not_starve_others_or_lose_messages(h_env *env)
 {
 	h_client *alice = h_login(env, "alice", H_PROTO_V5);
-	h_client *bob = h_login(env, "bob", H_PROTO_V5);
-	char msgs[256];
+	h_client *bob = h_room_listener(env, "bob", room, H_PROTO_V5);
 	H_REQUIRE(alice && bob);
-	h_topic_messages(msgs, room);
-	H_REQUIRE_INT(h_subscribe(bob, msgs, 1), ==, 1);
 	static struct flood f;
 	pthread_t th;
 	atomic_store(&stop_attack, false);

@@ -104,11 +104,8 @@ static void run_cases(h_client *alice, h_client *bob, const struct pcase *cases,
 static void malformed_and_hostile_json_is_refused(h_env *env)
 {
 	h_client *alice = h_login(env, "alice", H_PROTO_V5);
-	h_client *bob = h_login(env, "bob", H_PROTO_V5);
-	char msgs[256];
+	h_client *bob = h_room_listener(env, "bob", room, H_PROTO_V5);
 	H_REQUIRE(alice && bob);
-	h_topic_messages(msgs, room);
-	H_REQUIRE_INT(h_subscribe(bob, msgs, 1), ==, 1);
 
 	char *deep_arr = repeat("[", 10000);
 	char *deep_obj = repeat("{\"a\":", 10000);
@@ -201,12 +198,10 @@ static void malformed_and_hostile_json_is_refused(h_env *env)
 static void spoofed_fields_are_overwritten(h_env *env)
 {
 	h_client *alice = h_login(env, "alice", H_PROTO_V5);
-	h_client *bob = h_login(env, "bob", H_PROTO_V5);
-	char send[256], msgs[256];
+	h_client *bob = h_room_listener(env, "bob", room, H_PROTO_V5);
+	char send[256];
 	H_REQUIRE(alice && bob);
 	h_topic_send(send, room);
-	h_topic_messages(msgs, room);
-	H_REQUIRE_INT(h_subscribe(bob, msgs, 1), ==, 1);
 	int64_t t0 = h_now_ms();
 	H_CHECK_INT(h_publish_str(alice, send, "{\"type\":\"msg\",\"body\":\"who\",\"id\":9007199254740993,"
 			"\"from\":\"bob\",\"room\":\"x\",\"ts\":-5}", 1), ==, 0);
@@ -224,12 +219,10 @@ static void spoofed_fields_are_overwritten(h_env *env)
 static void limits_exactly_and_one_over(h_env *env)
 {
 	h_client *alice = h_login(env, "alice", H_PROTO_V5);
-	h_client *bob = h_login(env, "bob", H_PROTO_V5);
-	char send[256], msgs[256];
+	h_client *bob = h_room_listener(env, "bob", room, H_PROTO_V5);
+	char send[256];
 	H_REQUIRE(alice && bob);
 	h_topic_send(send, room);
-	h_topic_messages(msgs, room);
-	H_REQUIRE_INT(h_subscribe(bob, msgs, 1), ==, 1);
 
 	/* body: exactly 16 KiB accepted and delivered unchanged, one byte more refused. */
 	char *b16 = padded_message(16384, 16384 + 40);
@@ -294,12 +287,10 @@ static void limits_exactly_and_one_over(h_env *env)
 static void hostile_topics_are_refused(h_env *env)
 {
 	h_client *alice = h_login(env, "alice", H_PROTO_V5);
-	h_client *bob = h_login(env, "bob", H_PROTO_V5);
-	char msgs[256], t[512];
+	h_client *bob = h_room_listener(env, "bob", room, H_PROTO_V5);
+	char t[512];
 	const char *ok = "{\"type\":\"msg\",\"body\":\"topic probe\"}";
 	H_REQUIRE(alice && bob);
-	h_topic_messages(msgs, room);
-	H_REQUIRE_INT(h_subscribe(bob, msgs, 1), ==, 1);
 
 	char *longid = repeat("a", 65), *vlong = repeat("r", 60000);
 	H_REQUIRE(longid && vlong);
@@ -424,11 +415,8 @@ static void hostile_connects_are_refused(h_env *env)
 	h_client_close(c);
 
 	h_client *alice = h_login(env, "alice", H_PROTO_V5);
-	h_client *bob = h_login(env, "bob", H_PROTO_V5);
-	char msgs[256];
+	h_client *bob = h_room_listener(env, "bob", room, H_PROTO_V5);
 	H_REQUIRE(alice && bob);
-	h_topic_messages(msgs, room);
-	H_REQUIRE_INT(h_subscribe(bob, msgs, 1), ==, 1);
 	still_serving(alice, bob, "after connects");
 	h_client_close(alice);
 	h_client_close(bob);

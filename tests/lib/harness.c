@@ -624,6 +624,20 @@ static bool find_room_id(const char *text, char *id)
 	return found;
 }
 
+h_client *h_room_listener(h_env *env, const char *name, const char *room, int protocol)
+{
+	char topic[256];
+	h_client *c = h_login(env, name, protocol);
+
+	if(!c) return NULL;
+	h_topic_messages(topic, room);
+	if(h_subscribe(c, topic, 1) != 1) {
+		fprintf(stderr, "harness: %s could not subscribe to %s\n", name, topic);
+		return NULL; /* the env closes c */
+	}
+	return c;
+}
+
 int h_room_create(h_env *env, char *id, ...)
 {
 	char *argv[40];

@@ -124,6 +124,9 @@ void h_user(h_env *env, const char *name);
  * (printed with the CONNACK code). A refusal is retried for up to 5 s: the plugin's
  * password-hash budget refuses logins past it and expects clients to come back. */
 h_client *h_login(h_env *env, const char *name, int protocol);
+/* h_login, then a QoS 1 subscription to room's messages topic: a member listening to the
+ * room. NULL if either failed (logged). */
+h_client *h_room_listener(h_env *env, const char *name, const char *room, int protocol);
 
 /* room create: members are NULL-terminated user names (2: a direct room, more: a group).
  * Writes the new room id into id (at least 65 bytes). Returns 0 or -1. */
