@@ -49,7 +49,7 @@ static const struct key keys[] = {
 		"the most messages in one transaction (default 10000): while the writer commits, the\n"
 		"                        next batch grows up to it; then the bridge stops reading" },
 	{ "batch-ms", K_INT, OFF(batch_ms), 0, 10000, "MS",
-		"commit at most this long after a batch's first message (default 5)" },
+		"hand a batch to an idle writer this long after its first message (default 5)" },
 	{ "log-level", K_LEVEL, OFF(log_level), 0, 0, "LEVEL", "error, warn, info or debug (default info)" },
 	{ "keepalive", K_INT, OFF(keepalive), 5, 65535, "SECONDS", "MQTT keepalive (default 60)" },
 };

@@ -6,7 +6,8 @@
  * batches on another (docs/architecture.md "The bridge's threads"). A read-only request
  * (history, count, ...) therefore never waits for a commit, unless the room it reads has
  * messages still waiting: then ingest__flush first (see before_op). A writing request
- * always flushes first, so it never waits for the write lock.
+ * always flushes first, so it does not wait for the writer's lock (at most for the tail of
+ * a checkpoint, 20 ms).
  *
  *   <prefix>/rooms/+/messages      -> ingest.c (store in batches)
  *   <prefix>/users/+/req           -> requests.c (answer; controls and events around it)
@@ -55,7 +56,7 @@
 
 /* What is timed: every op of docs/protocol.md (this list mirrors requests.c's op table; an
  * op missing here is counted as "other", never lost), requests with no known op, and the
- * ingest flush that runs before each answer (read-your-writes). */
+ * waits for a commit before a request (before_op). */
 static const char *const stat_names[] = {
 	"room.create", "room.direct", "rooms.list", "room.get", "room.members.add",
 	"room.members.remove", "room.leave", "room.disable", "room.enable", "contacts.list",
@@ -95,7 +96,6 @@ struct bridge {
 
 	struct op_stat stats[STAT_SLOTS]; /* since start or the last report */
 	int64_t stats_since_ms;
-	bool must_restart;    /* ingest__must_restart: exit with status 1 */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -313,8 +313,7 @@ static void before_op(void *arg, const char *user, enum req_sees sees, const cha
 {
 	struct bridge *b = arg;
 	switch(sees){
-		case REQ_SEES_NOTHING: return;
-		case REQ_SEES_ROOM: if(!room || !ingest__room_pending(b->ing, room)) return; break;
+		case REQ_SEES_ROOM: if(!ingest__room_pending(b->ing, room)) return; break;
 		case REQ_SEES_MY_ROOMS: if(!ingest__pending(b->ing)) return; break;
 		case REQ_WRITES: break;
 	}
@@ -623,7 +622,6 @@ static void run(struct bridge *b)
 		if(ingest__must_restart(b->ing)){
 			bridge__log(BLOG_ERROR, "bridge", "a message could not be kept for lack of memory; exiting "
 					"(status 1) so that the next start gets it replayed by the plugin");
-			b->must_restart = true;
 			return;
 		}
 		if(stats_signal){
@@ -676,9 +674,10 @@ static void run(struct bridge *b)
 /* SIGTERM/SIGINT: commit, acknowledge, disconnect cleanly. Returns the exit status. */
 static int shutdown_cleanly(struct bridge *b)
 {
-	int status = b->must_restart ? 1 : 0;
+	bool restart = ingest__must_restart(b->ing);
+	int status = restart ? 1 : 0;
 	bridge__log(BLOG_INFO, "bridge", "%s: committing %zu waiting messages and disconnecting",
-			b->must_restart ? "restart needed" : "signal", ingest__pending(b->ing));
+			restart ? "restart needed" : "signal", ingest__pending(b->ing));
 	for(int attempt = 0; attempt < 5; attempt++){
 		if(ingest__flush(b->ing, may_ack(b)) == 0) break;
 		sleep_ms(200);

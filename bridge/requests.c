@@ -261,6 +261,13 @@ static int acl_version(struct call *c, int64_t *v)
 	return rc;
 }
 
+/* Tells the caller what this call is about to read or write (requests_before_fn), once
+ * its arguments and access are checked: a refused request never makes anyone wait. */
+static void about_to(struct call *c, enum req_sees what, const char *room)
+{
+	if(c->r->before) c->r->before(c->r->before_arg, c->user, what, room);
+}
+
 /* Starts the call's write transaction. Refuses to run inside someone else's transaction:
  * the controls must describe committed state. */
 static int txn_begin(struct call *c)
@@ -270,6 +277,7 @@ static int txn_begin(struct call *c)
 				"commit first); answering internal", c->opname, c->user);
 		return fail(c, "internal", "database busy");
 	}
+	about_to(c, REQ_WRITES, NULL);
 	int rc = exec_done(c, st(c, S_BEGIN), "BEGIN IMMEDIATE");
 	if(rc) return rc;
 	c->began = true;
@@ -796,6 +804,7 @@ static int op_rooms_list(struct call *c)
 		if(!json_is_string(before)) return fail(c, "invalid", "before: expected the string `next` of a previous rooms.list");
 		if((rc = parse_cursor(c, json_string_value(before), &act, &after_room))) return rc;
 	}
+	about_to(c, REQ_SEES_MY_ROOMS, NULL);
 	rooms = json_array();
 	if(!rooms) return OP_NOMEM;
 
@@ -847,6 +856,7 @@ static int op_room_get(struct call *c)
 	int rc = arg_name(c, "room", true, &room);
 	if(rc) return rc;
 	if((rc = room_access(c, room, &ra))) return rc;
+	about_to(c, REQ_SEES_ROOM, room);
 	return room_object(c, room, c->user, &c->result);
 }
 
@@ -1177,6 +1187,7 @@ static int op_history(struct call *c)
 	asc = present;
 	if((rc = arg_int(c, "limit", 1, REQ_PAGE_MAX, &limit, &present))) return rc;
 	if((rc = room_access(c, room, &ra))) return rc;
+	about_to(c, REQ_SEES_ROOM, room);
 
 	msgs = json_array();
 	if(!msgs) return OP_NOMEM;
@@ -1247,6 +1258,7 @@ static int op_count(struct call *c)
 	if(rc) return rc;
 	if((rc = arg_name(c, "from", false, &from))) return rc;
 	if((rc = room_access(c, room, &ra))) return rc;
+	about_to(c, REQ_SEES_ROOM, room);
 	if((rc = unread(c, room, &total, &n))) return rc;
 	if(from){
 		bool found;
@@ -1303,26 +1315,25 @@ static int op_read(struct call *c)
 struct op {
 	const char *name;
 	int (*fn)(struct call *c);
-	enum req_sees sees;        /* for requests_before_fn */
 	const char *const args[6]; /* the op's arguments besides op and req_id; NULL-terminated */
 };
 
 static const struct op ops[] = {
-	{"room.create", op_room_create, REQ_WRITES, {"participants", "name", NULL}},
-	{"room.direct", op_room_direct, REQ_WRITES, {"with", NULL}},
-	{"rooms.list", op_rooms_list, REQ_SEES_MY_ROOMS, {"limit", "before", NULL}},
-	{"room.get", op_room_get, REQ_SEES_ROOM, {"room", NULL}},
-	{"room.members.add", op_room_members_add, REQ_WRITES, {"room", "users", NULL}},
-	{"room.members.remove", op_room_members_remove, REQ_WRITES, {"room", "users", NULL}},
-	{"room.leave", op_room_leave, REQ_WRITES, {"room", NULL}},
-	{"room.disable", op_room_disable, REQ_WRITES, {"room", NULL}},
-	{"room.enable", op_room_enable, REQ_WRITES, {"room", NULL}},
-	{"contacts.list", op_contacts_list, REQ_SEES_NOTHING, {NULL}},
-	{"contacts.add", op_contacts_add, REQ_WRITES, {"user", NULL}},
-	{"contacts.remove", op_contacts_remove, REQ_WRITES, {"user", NULL}},
-	{"history", op_history, REQ_SEES_ROOM, {"room", "before", "after", "limit", "from", NULL}},
-	{"count", op_count, REQ_SEES_ROOM, {"room", "from", NULL}},
-	{"read", op_read, REQ_WRITES, {"room", "upto", NULL}},
+	{"room.create", op_room_create, {"participants", "name", NULL}},
+	{"room.direct", op_room_direct, {"with", NULL}},
+	{"rooms.list", op_rooms_list, {"limit", "before", NULL}},
+	{"room.get", op_room_get, {"room", NULL}},
+	{"room.members.add", op_room_members_add, {"room", "users", NULL}},
+	{"room.members.remove", op_room_members_remove, {"room", "users", NULL}},
+	{"room.leave", op_room_leave, {"room", NULL}},
+	{"room.disable", op_room_disable, {"room", NULL}},
+	{"room.enable", op_room_enable, {"room", NULL}},
+	{"contacts.list", op_contacts_list, {NULL}},
+	{"contacts.add", op_contacts_add, {"user", NULL}},
+	{"contacts.remove", op_contacts_remove, {"user", NULL}},
+	{"history", op_history, {"room", "before", "after", "limit", "from", NULL}},
+	{"count", op_count, {"room", "from", NULL}},
+	{"read", op_read, {"room", "upto", NULL}},
 };
 
 static const struct op *op_find(const char *name)
@@ -1377,9 +1388,6 @@ static int run(struct call *c, const void *payload, size_t len, json_t **req_id)
 	c->opname = op->name;
 	int rc = check_args(c, op);
 	if(rc) return rc;
-	if(c->r->before){
-		c->r->before(c->r->before_arg, c->user, op->sees, json_string_value(json_object_get(c->req, "room")));
-	}
 	return op->fn(c);
 }
 

@@ -42,16 +42,17 @@ struct req_out {
 	const char *op;   /* the op it ran (a static string), NULL if the request named none we know */
 };
 
-/* What an op reads or writes, for the caller's consistency rule (docs/protocol.md
- * "Consistency"): the caller commits what must be committed before the op runs. */
+/* What a request is about to do, for the caller's consistency rule (docs/protocol.md
+ * "Consistency"): the caller commits what must be committed first. */
 enum req_sees {
-	REQ_SEES_NOTHING,  /* reads no messages (contacts.list) */
-	REQ_SEES_ROOM,     /* reads one room, the request's "room" (room.get, history, count) */
-	REQ_SEES_MY_ROOMS, /* reads every room of the user (rooms.list) */
-	REQ_WRITES,        /* may change the database (every other op) */
+	REQ_SEES_ROOM,     /* read one room (room.get, history, count) */
+	REQ_SEES_MY_ROOMS, /* read every room of the user (rooms.list) */
+	REQ_WRITES,        /* begin a write transaction (every writing op) */
 };
-/* Called once a request is parsed and its op known, before the op runs. room is the
- * request's "room" argument when it is a string (not yet validated), else NULL. */
+/* Called once per request that gets that far: after its arguments and the user's access
+ * are checked, before it reads (room: the checked room id) or begins its transaction
+ * (room NULL). Requests refused earlier, and ops that read no messages (contacts.list,
+ * room.direct), never call it. */
 typedef void requests_before_fn(void *arg, const char *user, enum req_sees sees, const char *room);
 void requests__set_before(struct requests *r, requests_before_fn *fn, void *arg);
 

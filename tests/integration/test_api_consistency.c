@@ -9,8 +9,9 @@
  *   - read_just_received: `read` of a message received a moment ago succeeds;
  *   - reader_not_blocked: with the write lock held by someone else (this test), so the
  *     writer cannot commit, a history of a room where nothing waits is answered at once,
- *     and a history of the room whose message waits (by another user than its sender) is
- *     answered only once the message is committed, and then includes it.
+ *     so is a refused history of the busy room by a non-member, and a history of the room
+ *     whose message waits (by another user than its sender) is answered only once the
+ *     message is committed, and then includes it.
  */
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -112,6 +113,13 @@ static void reader_not_blocked(h_env *env)
 	H_CHECK_STR(got, "quiet one");
 	H_CHECK_INT(h_now_ms() - t0, <, 3000);
 
+	/* dave is not in the busy room: his refused history waits for nothing either */
+	api_user D;
+	H_REQUIRE(API_OPEN(env, &D, "dave", H_PROTO_V5));
+	t0 = h_now_ms();
+	API_ERR(&D, "not_found", NULL, "{s:s,s:s}", "op", "history", "room", room);
+	H_CHECK_INT(h_now_ms() - t0, <, 3000);
+
 	/* bob reads the room whose message waits: answered only once it is committed */
 	H_REQUIRE(api_post(&B, json_pack("{s:s,s:s,s:i}", "op", "history", "room", room, "limit", 1), req_id) == 0);
 	API_NO_MORE(&B, 1000);
@@ -131,6 +139,7 @@ int main(void)
 	h_user(env, "alice");
 	h_user(env, "bob");
 	h_user(env, "carol");
+	h_user(env, "dave");
 	h_env_plugin_opt(env, "send_rate", "0");
 	h_env_bridge_arg(env, "--batch-ms", "300");
 	h_env_start(env);
