@@ -19,8 +19,10 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "mqchat_store.h"
+
 /* Limits (docs/protocol.md "Limits"). */
-#define REQ_MAX_PAYLOAD 65536      /* bytes of one request; more is too_large */
+#define REQ_MAX_PAYLOAD MQC_MAX_REQUEST /* bytes of one request; more is too_large */
 #define REQ_MAX_ROOM_MEMBERS 1000  /* participants of one room */
 #define REQ_MAX_ROOM_NAME 128      /* bytes of UTF-8 in a group room's name */
 #define REQ_MAX_REQ_ID 256         /* bytes of a string req_id */

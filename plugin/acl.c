@@ -134,9 +134,9 @@ static int check_write(struct mqchat *st, struct mosquitto_evt_acl_check *ed, co
 				&& user_active(st, user)){
 			/* The bridge refuses requests over 64 KiB; refusing them here keeps a client
 			 * from making the bridge read megabytes on its single thread. */
-			if(ed->payloadlen > MQCHAT_MAX_REQUEST){
+			if(ed->payloadlen > MQC_MAX_REQUEST){
 				plugin__log_client(st, "refused a %u-byte request from %s (%s): over %d bytes",
-						ed->payloadlen, user, mosquitto_client_id(ed->client), MQCHAT_MAX_REQUEST);
+						ed->payloadlen, user, mosquitto_client_id(ed->client), MQC_MAX_REQUEST);
 				return MOSQ_ERR_ACL_DENIED;
 			}
 			return MOSQ_ERR_SUCCESS;

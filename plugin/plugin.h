@@ -23,7 +23,6 @@
 
 #define MQCHAT_CONTROL_TOPIC "$CONTROL/mqchat/v1"
 #define MQCHAT_REPLAY_DONE_TOPIC "$CONTROL/mqchat/v1/replay"
-#define MQCHAT_MAX_REQUEST 65536 /* bytes; the bridge's own limit (docs/protocol.md) */
 
 /* ------------------------------------------------------------------ cache.c */
 

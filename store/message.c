@@ -8,7 +8,6 @@
  * Every refusal writes a one-line reason that names the field and what was expected; the
  * caller logs it with its own context (client, room).
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 

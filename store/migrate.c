@@ -10,7 +10,6 @@
  * (creates the file; the caller then runs mqc_db_migrate). A database newer than this
  * build is refused in every mode, before anything is written to it.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 

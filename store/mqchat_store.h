@@ -73,6 +73,9 @@ typedef struct mqc_msg_limits {
 
 #define MQC_MSG_DEFAULT_MAX_BODY 16384
 #define MQC_MSG_DEFAULT_MAX_PAYLOAD 65536
+/* Bytes of one request on <prefix>/users/{me}/req: the plugin refuses more (PUBACK 0x87)
+ * before the bridge reads it, the bridge answers too_large (docs/protocol.md "Limits"). */
+#define MQC_MAX_REQUEST 65536
 
 /* Why a message was refused. */
 typedef enum mqc_msg_err {

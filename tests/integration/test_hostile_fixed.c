@@ -79,10 +79,9 @@ static void forged_log_line_through_a_json_key(h_env *env)
  * (bridge/requests.c:1357), but bridge/main.c:215/380 (stat_slot) then parses the whole payload
  * anyway, on the bridge's only thread. A 24 MB array of zeros costs the bridge seconds and
  * hundreds of MB, during which it stores no message and answers no request.
- * Fix: acl.c refuses payloadlen > 65536 on .../req (same limit as REQ_MAX_PAYLOAD, make
- * it a plugin option); stat_slot skips payloads over REQ_MAX_PAYLOAD (better: have
- * requests__handle report the op it ran, and parse once); and mosquitto.conf.example sets
- * max_packet_size (e.g. 131072) so no client can make the broker hold 256 MB packets. */
+ * Fixed: acl.c refuses payloadlen > MQC_MAX_REQUEST on .../req (the bridge's limit too,
+ * one constant in mqchat_store.h); requests__handle reports the op it ran, so the bridge
+ * parses once; and mosquitto.conf.example sets max_packet_size. */
 static void oversize_request_stalls_the_bridge(h_env *env)
 {
 	h_client *alice = h_login(env, "alice", H_PROTO_V5);
