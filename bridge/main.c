@@ -54,18 +54,11 @@
 #define READ_BURST 4096
 #define NSUBS 3 /* messages, requests, and send (see on_connect) */
 
-/* What is timed: every op of docs/protocol.md (this list mirrors requests.c's op table; an
- * op missing here is counted as "other", never lost), requests with no known op, and the
- * waits for a commit before a request (before_op). */
-static const char *const stat_names[] = {
-	"room.create", "room.direct", "rooms.list", "room.get", "room.members.add",
-	"room.members.remove", "room.leave", "room.disable", "room.enable", "contacts.list",
-	"contacts.add", "contacts.remove", "history", "count", "read", "other",
-};
-#define STAT_OPS (sizeof(stat_names) / sizeof(stat_names[0]))
-#define STAT_OTHER (STAT_OPS - 1)
-#define STAT_FLUSH STAT_OPS /* the slot after the ops */
-#define STAT_SLOTS (STAT_OPS + 1)
+/* What is timed: every op of docs/protocol.md (requests__op_name), requests with no known
+ * op ("other"), and the waits for a commit before a request (before_op, "flush"). */
+#define STAT_OTHER REQ_OPS
+#define STAT_FLUSH (REQ_OPS + 1)
+#define STAT_SLOTS (REQ_OPS + 2)
 
 struct bridge {
 	struct bridge_config cfg;
@@ -161,15 +154,6 @@ static void on_stats_signal(int sig)
 /* ------------------------------------------------------------------ request timing */
 
 
-/* The stats slot of the op requests__handle reports it ran. */
-static unsigned stat_slot(const char *op)
-{
-	for(unsigned i = 0; op && i < STAT_OTHER; i++){
-		if(!strcmp(op, stat_names[i])) return i;
-	}
-	return STAT_OTHER;
-}
-
 /* Logs one line per slot that saw requests since the last report, then starts anew. */
 static void stats_report(struct bridge *b, const char *why)
 {
@@ -181,7 +165,8 @@ static void stats_report(struct bridge *b, const char *why)
 		struct op_stat *st = &b->stats[i];
 		if(!st->n) continue;
 		bridge__log(BLOG_INFO, "stats", "%s %s n=%" PRIu64 " p50=%.1fus p99=%.1fus max=%.1fus",
-				i == STAT_FLUSH ? "flush" : "op", i == STAT_FLUSH ? "before-request" : stat_names[i], st->n,
+				i == STAT_FLUSH ? "flush" : "op",
+				i == STAT_FLUSH ? "before-request" : i == STAT_OTHER ? "other" : requests__op_name((int)i), st->n,
 				stat_quantile(st, 0.50) / 1000.0, stat_quantile(st, 0.99) / 1000.0, (double)st->max_ns / 1000.0);
 		lines++;
 	}
@@ -347,7 +332,7 @@ static void handle_request(struct bridge *b, const char *name, size_t namelen,
 	uint64_t t0 = stat_now_ns();
 	rc = requests__handle(b->req, user, msg->payload, (size_t)msg->payloadlen, &out);
 	uint64_t took = stat_now_ns() - t0;
-	stat_add(&b->stats[stat_slot(out.op)], took);
+	stat_add(&b->stats[out.op_index >= 0 ? (unsigned)out.op_index : STAT_OTHER], took);
 	if(rc){
 		bridge__log(BLOG_ERROR, "requests", "out of memory handling a request from %s; no answer sent "
 				"(a change it asked for may have been committed)", user);

@@ -158,6 +158,7 @@ struct call {
 	struct requests *r;
 	const char *user;
 	const char *opname;
+	const struct op *op; /* NULL until known */
 	json_t *req;
 	json_t *result;
 	json_t *controls;
@@ -1336,6 +1337,13 @@ static const struct op ops[] = {
 	{"read", op_read, {"room", "upto", NULL}},
 };
 
+_Static_assert(sizeof(ops) / sizeof(ops[0]) == REQ_OPS, "REQ_OPS is the number of ops");
+
+const char *requests__op_name(int index)
+{
+	return index >= 0 && index < REQ_OPS ? ops[index].name : NULL;
+}
+
 static const struct op *op_find(const char *name)
 {
 	for(size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++){
@@ -1386,6 +1394,7 @@ static int run(struct call *c, const void *payload, size_t len, json_t **req_id)
 	op = op_find(json_string_value(v));
 	if(!op) return fail(c, "invalid", "op: unknown operation \"%.64s\"", json_string_value(v));
 	c->opname = op->name;
+	c->op = op;
 	int rc = check_args(c, op);
 	if(rc) return rc;
 	return op->fn(c);
@@ -1398,6 +1407,7 @@ int requests__handle(struct requests *r, const char *user, const void *payload, 
 	int rc;
 
 	memset(out, 0, sizeof(*out));
+	out->op_index = -1;
 	memset(&c, 0, sizeof(c));
 	c.r = r;
 	c.user = user;
@@ -1437,6 +1447,7 @@ int requests__handle(struct requests *r, const char *user, const void *payload, 
 	}
 	out->response = resp;
 	out->op = c.opname;
+	out->op_index = c.op ? (int)(c.op - ops) : -1;
 	json_decref(c.req);
 	json_decref(c.result);
 	json_decref(c.controls);
@@ -1455,6 +1466,7 @@ nomem:
 	json_decref(out->controls);
 	json_decref(out->events);
 	memset(out, 0, sizeof(*out));
+	out->op_index = -1;
 	return -1;
 }
 

@@ -31,6 +31,10 @@
 
 struct requests;
 
+/* The ops of docs/protocol.md, in a fixed order (for per-op statistics). */
+#define REQ_OPS 15
+const char *requests__op_name(int index);
+
 /* Prepares every statement. prefix (the topic prefix) is not needed: answers and events
  * name rooms and users, the caller builds topics. NULL on failure (logged, with the
  * statement that failed). */
@@ -42,6 +46,7 @@ struct req_out {
 	json_t *controls; /* array of objects to publish to $CONTROL/mqchat/v1 before the answer (may be NULL) */
 	json_t *events;   /* array of {"user":u,"event":{...}} to publish to <prefix>/users/{u}/events (may be NULL) */
 	const char *op;   /* the op it ran (a static string), NULL if the request named none we know */
+	int op_index;     /* its index in 0..REQ_OPS-1 (requests__op_name), -1 with op NULL */
 };
 
 /* What a request is about to do, for the caller's consistency rule (docs/protocol.md
