@@ -287,13 +287,14 @@ void plugin__swap_if_ready(struct mqchat *st)
 	plugin__ctl_log_clear(st);
 
 	/* Users disabled or deleted since the old snapshot lose their connections and their
-	 * cached credentials; users whose hash changed lose their cached credentials. */
+	 * cached credentials. (A changed password needs nothing here: the cached MAC binds the
+	 * stored hash, auth.c credential_mac, so it stops matching by itself.) */
 	for(uint32_t i = 0; i < old->nusers; i++){
 		struct cache_user *ou = old->users_by_idx[i];
 		if(!ou->pwhash) continue;
 		struct cache_user *nu = cache__user(next, ou->name, strlen(ou->name));
 		bool gone = !nu || (nu->disabled && !ou->disabled);
-		if(gone || !nu->pwhash || strcmp(nu->pwhash, ou->pwhash) != 0) auth__forget(st, ou->name);
+		if(gone) auth__forget(st, ou->name);
 		/* Not kicked here: this may run inside that very client's CONNECT, and a kick
 		 * frees the context the broker is still using. acl.c refuses everything to a
 		 * disabled user from now on; the tick disconnects it. */

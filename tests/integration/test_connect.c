@@ -96,6 +96,32 @@ static void disabled_user(h_env *env)
 	refused(env, "a disabled user", "erin", h_pw("erin"), "erin");
 }
 
+/* A password changed with mqchat-admin: the old one, cached by the plugin after a good
+ * login, stops working within the reload interval; the new one works. */
+static void changed_password(h_env *env)
+{
+	const char *newpw = "fresh-password-for-frank";
+	accepted(env, "frank before the change (caches his credential)", "frank", h_pw("frank"), "frank");
+	char input[128];
+	snprintf(input, sizeof(input), "%s\n", newpw);
+	H_REQUIRE_INT(h_admin(env, input, NULL, 0, "--db", env->db, "user", "passwd", "frank", "--iterations", "1000",
+			(char *)NULL), ==, 0);
+	int64_t until = h_now_ms() + 5000;
+	bool refused_now = false;
+	while(h_now_ms() < until && !refused_now) {
+		int reason;
+		h_client *c = h_connect(env, "frank", h_pw("frank"), "frank", H_PROTO_V5, &reason);
+		refused_now = c == NULL && reason > 0;
+		if(!c && reason <= 0) break;
+		h_client_close(c);
+		if(!refused_now) h_sleep_ms(200);
+	}
+	if(!refused_now) h_fail(__FILE__, __LINE__, "frank's old password still worked 5 s after the change");
+	h_sleep_ms(1100); /* past the per-user backoff the wrong (old) password started */
+	accepted(env, "frank with the new password", "frank", newpw, "frank");
+	refused(env, "frank with the old password", "frank", h_pw("frank"), "frank");
+}
+
 int main(void)
 {
 	h_env *env = h_env_new("connect");
@@ -103,6 +129,7 @@ int main(void)
 	h_user(env, "alice");
 	h_user(env, "bob");
 	h_user(env, "erin");
+	h_user(env, "frank");
 	h_env_start(env);
 
 	H_RUN(env, good_logins);
@@ -110,5 +137,6 @@ int main(void)
 	H_RUN(env, bad_usernames);
 	H_RUN(env, foreign_client_id);
 	H_RUN(env, disabled_user);
+	H_RUN(env, changed_password);
 	return h_env_finish(env);
 }
