@@ -32,7 +32,6 @@ static void *arena_alloc(struct arena *a, size_t n)
 		ch->used = 0;
 		ch->next = a->head;
 		a->head = ch;
-		a->bytes += size;
 	}
 	void *r = ch->data + ch->used;
 	ch->used += n;
@@ -58,7 +57,6 @@ static void arena_free(struct arena *a)
 		ch = next;
 	}
 	a->head = NULL;
-	a->bytes = 0;
 }
 
 /* Users and rooms live in the arena (mmap memory is zeroed). */

@@ -31,7 +31,6 @@
 struct arena_chunk;
 struct arena {
 	struct arena_chunk *head;
-	size_t bytes; /* mapped */
 };
 
 struct cache_user {

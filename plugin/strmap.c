@@ -47,10 +47,14 @@ static int grow(struct strmap *m, size_t want)
 
 	struct strmap_slot *slots = calloc(cap, sizeof(*slots));
 	if(!slots) return -1;
+	size_t mask = cap - 1;
 	for(size_t i = 0; i < m->cap; i++){
 		struct strmap_slot *o = &m->slots[i];
 		if(!o->hash) continue;
-		*find_slot(slots, cap, o->hash, slot_key(o), o->keylen) = *o;
+		/* keys are unique: the first empty slot, no key to compare (or to dereference) */
+		size_t j = (size_t)o->hash & mask;
+		while(slots[j].hash) j = (j + 1) & mask;
+		slots[j] = *o;
 	}
 	free(m->slots);
 	m->slots = slots;
