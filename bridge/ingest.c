@@ -83,7 +83,7 @@ struct agg {
 struct ingest {
 	sqlite3 *db;  /* the loop thread's connection (the caller's) */
 	sqlite3 *wdb; /* the writer's */
-	sqlite3_stmt *max_id, *acked_get; /* on db */
+	sqlite3_stmt *acked_get; /* on db */
 	sqlite3_stmt *begin, *commit, *rollback; /* on wdb, and the rest below */
 	sqlite3_stmt *room_get, *seq_before, *msg_insert, *seq_shift;
 	sqlite3_stmt *room_update, *sender_count, *read_mark, *acked_set;
@@ -221,17 +221,20 @@ static int exec_stmt(sqlite3_stmt *st)
 	return rc == SQLITE_ROW ? SQLITE_DONE : rc;
 }
 
+/* SELECT max(id), once at start. */
 static uint64_t max_id(struct ingest *ing)
 {
 	uint64_t id = 0;
-	int rc = sqlite3_step(ing->max_id);
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(ing->db, "SELECT coalesce(max(id), 0) FROM messages", -1, &st, NULL);
+	if(rc == SQLITE_OK) rc = sqlite3_step(st);
 	if(rc == SQLITE_ROW){
-		id = (uint64_t)sqlite3_column_int64(ing->max_id, 0);
+		id = (uint64_t)sqlite3_column_int64(st, 0);
 	}else{
 		bridge__log(BLOG_ERROR, "ingest", "reading the highest stored message id failed: %s; using 0",
 				sqlite3_errmsg(ing->db));
 	}
-	sqlite3_reset(ing->max_id);
+	sqlite3_finalize(st);
 	return id;
 }
 
@@ -424,7 +427,6 @@ static int commit(struct ingest *ing, uint64_t *maxid, uint64_t *watermark, cons
 {
 	size_t inserted = 0, dup = 0, skipped = 0;
 	struct batch *bt = &ing->work;
-	int64_t t0 = bridge__mono_ms();
 
 	*maxid = 0;
 	*watermark = 0;
@@ -463,8 +465,8 @@ static int commit(struct ingest *ing, uint64_t *maxid, uint64_t *watermark, cons
 	*what = "COMMIT";
 	if(exec_stmt(ing->commit) != SQLITE_DONE) goto fail;
 	bridge__log(BLOG_DEBUG, "ingest", "committed %zu messages (%zu new, %zu already stored, %zu skipped, "
-			"%zu counter rows) in %" PRId64 " ms%s", bt->len, inserted, dup, skipped, ing->agg_nused,
-			bridge__mono_ms() - t0, *watermark ? "; watermark saved" : "");
+			"%zu counter rows)%s", bt->len, inserted, dup, skipped, ing->agg_nused,
+			*watermark ? "; watermark saved" : "");
 	return 0;
 fail:
 	/* the error, before ROLLBACK replaces it with "not an error" */
@@ -619,7 +621,6 @@ struct ingest *ingest__new(sqlite3 *db, int batch_max, int batch_ms)
 	}
 
 	int rc = 0;
-	rc |= prepare(db, &ing->max_id, "SELECT coalesce(max(id), 0) FROM messages");
 	/* The replay watermark: the last "stored" ack sent to the plugin (see ingest__acked). */
 	rc |= prepare(db, &ing->acked_get, "SELECT value FROM meta WHERE key = 'bridge_acked_upto'");
 	sqlite3 *w = ing->wdb;
@@ -687,7 +688,7 @@ void ingest__free(struct ingest *ing)
 	free(ing->agg);
 	free(ing->agg_used);
 	sqlite3_stmt *all[] = {
-		ing->max_id, ing->acked_get, ing->begin, ing->commit, ing->rollback, ing->room_get, ing->seq_before,
+		ing->acked_get, ing->begin, ing->commit, ing->rollback, ing->room_get, ing->seq_before,
 		ing->msg_insert, ing->seq_shift, ing->room_update, ing->sender_count, ing->read_mark, ing->acked_set,
 	};
 	for(size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) sqlite3_finalize(all[i]);
