@@ -1,9 +1,10 @@
 /*
- * What every file of mqchat-bridge shares: logging, clocks and the topics of the plugin
- * protocol (docs/architecture.md "Durability").
+ * What every file of mqchat-bridge shares: logging and clocks (log.c) and the topics of
+ * the plugin protocol (docs/architecture.md "Durability").
  *
- * Threads: the loop thread (main.c, requests.c) and ingest.c's writer and checkpointer.
- * bridge__log and bridge__mono_ms are safe from any of them (one fprintf per line).
+ * Threads: the store thread (main.c, store.c), the request thread (serve.c, requests.c)
+ * and ingest.c's writer and checkpointer. bridge__log and bridge__mono_ms are safe from
+ * any of them (one fprintf per line).
  */
 #ifndef MQCHAT_BRIDGE_H
 #define MQCHAT_BRIDGE_H
@@ -12,9 +13,11 @@
 
 /* Where the bridge talks to the plugin (QoS 1, JSON objects with an "op"). */
 #define BRIDGE_CONTROL_TOPIC "$CONTROL/mqchat/v1"
-/* Where the plugin sends {"op":"replay.done"} straight to the bridge's client id (no
- * subscription needed: the broker queues it for this client only). */
-#define BRIDGE_REPLAY_DONE_TOPIC "$CONTROL/mqchat/v1/replay"
+/* What the plugin sends one bridge connection only (no subscription needed):
+ * .../store the hello answer, .../store/<seq> a message to store (store.c),
+ * .../req/<user> a user's request (serve.c). */
+#define BRIDGE_STORE_TOPIC BRIDGE_CONTROL_TOPIC "/store"
+#define BRIDGE_REQ_TOPIC BRIDGE_CONTROL_TOPIC "/req"
 
 enum bridge_log_level {
 	BLOG_ERROR = 0,
@@ -30,6 +33,17 @@ void bridge__log(int level, const char *module, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void bridge__log_set_level(int level);
 int bridge__log_enabled(int level);
+
+/* A failure that may repeat many times a second (a full disk): logged once per
+ * LOG_REPEAT_MS, the next line saying how often it happened meanwhile. One per call
+ * site, used by one thread. */
+#define LOG_REPEAT_MS 10000
+struct log_repeat {
+	int64_t last_ms;
+	unsigned suppressed;
+};
+void bridge__log_repeated(struct log_repeat *lr, int level, const char *module, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /* Milliseconds on the monotonic clock (for deadlines; never goes back). */
 int64_t bridge__mono_ms(void);

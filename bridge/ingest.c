@@ -11,21 +11,23 @@
  *   per (room, sender):
  *                  room_sender_counts n + k               -- "count from one user" is one row
  *                  read_markers last_read_id = newest     -- sending implies having read
- *   if acknowledging: meta.bridge_acked_upto              -- the replay watermark
+ *   meta feed_epoch, feed_seq                             -- the watermark: the batch's last
+ *                                                            (epoch, seq), what store.c confirms
  *
  * The counters are summed per batch in a small hash table (agg below): under load a batch
  * holds several messages per room, and each counter row is then written once, not once per
  * message (perf: the counter statements were half of the statements per message).
  *
- * seq numbers a room's messages 1, 2, 3, ... in id order. Normally a message is the newest
- * of its room (seq = count + 1, count kept in the batch's room entry). A message replayed by
- * the plugin after newer ones were stored (bridge killed between libmosquitto's PUBACK and
- * our COMMIT) is older than the room's last message: it takes the seq after its predecessor
+ * messages.seq numbers a room's messages 1, 2, 3, ... in id order (not the plugin's feed
+ * seq). Normally a message is the newest of its room (seq = count + 1, count kept in the
+ * batch's room entry). A message the plugin sends again after newer ones were stored (a
+ * bridge killed between libmosquitto's PUBACK and our COMMIT, messages kept over a broker
+ * restart) is older than the room's last message: it takes the seq after its predecessor
  * and the later ones shift up.
  *
  * Hazard: libmosquitto has already acknowledged every message in a batch. Nothing here may
  * drop a message it could still store: a failed commit rolls back, keeps the batch and
- * retries; stored_upto and saved_ack move only after COMMIT.
+ * retries; the watermark moves only with a COMMIT.
  *
  * Checkpoints run on a third thread with a third connection (the checkpointer): every
  * 100 ms a PASSIVE checkpoint copies what is in the WAL back into the database without
@@ -39,8 +41,9 @@
  *
  * Threads: `mu` guards the hand-over (busy, work_len, attempts, last_ok, retry_now, stop)
  * and the writer's stats.
- * While busy the writer owns `work` and the loop thread owns `fill`; neither touches the
- * other's batch. stored_upto and saved_ack are written by the writer only (atomics).
+ * While busy the writer owns `work` and the store thread owns `fill`; neither touches the
+ * other's batch. The watermark and committed_lsn are written by the writer only, the
+ * received_* fields by the store thread only (atomics: the request thread reads them).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -66,8 +69,7 @@
 struct batch {
 	mqc_stamped *m; /* each owns its root */
 	size_t len, cap;
-	bool ack;       /* save the watermark in the same transaction */
-	uint64_t ack_cap; /* never save a watermark above it */
+	uint64_t epoch, seq, lsn; /* of the last message taken into it (also an invalid one), 0: none */
 };
 
 /* One entry of the per-batch counter table: a room (sender NULL) or a (room, sender). */
@@ -81,18 +83,19 @@ struct agg {
 };
 
 struct ingest {
-	sqlite3 *db;  /* the loop thread's connection (the caller's) */
+	sqlite3 *db;  /* the store thread's connection (the caller's) */
 	sqlite3 *wdb; /* the writer's */
-	sqlite3_stmt *acked_get; /* on db */
 	sqlite3_stmt *begin, *commit, *rollback; /* on wdb, and the rest below */
 	sqlite3_stmt *room_get, *seq_before, *msg_insert, *seq_shift;
-	sqlite3_stmt *room_update, *sender_count, *read_mark, *acked_set;
+	sqlite3_stmt *room_update, *sender_count, *read_mark, *mark_set;
 
-	/* the loop thread's */
+	/* the store thread's */
 	struct batch fill;
 	int batch_max, batch_ms;
 	int64_t first_at;     /* when the filling batch's first message arrived (monotonic ms) */
-	uint64_t ack_ceiling; /* 0, or the lowest id dropped for lack of memory: never ack it */
+	uint64_t handed_lsn;  /* lsn of the last message handed to the writer */
+	uint64_t invalid;     /* messages dropped as invalid since start */
+	struct log_repeat invalid_log;
 
 	/* the writer's */
 	struct batch work;
@@ -102,6 +105,8 @@ struct ingest {
 	size_t agg_nused;
 	int64_t retry_ms;
 	char err[256];       /* why the last commit failed */
+	struct log_repeat commit_log, ckpt_log;
+	uint64_t failures;   /* commit attempts failed in a row */
 
 	/* shared */
 	pthread_mutex_t mu;
@@ -110,9 +115,14 @@ struct ingest {
 	size_t work_len;    /* work.len as handed over (work.len itself is the writer's) */
 	uint64_t attempts;
 	struct ingest_stats stats;
-	_Atomic uint64_t stored_upto, saved_ack;
+	_Atomic uint64_t wm_epoch, wm_seq;   /* the saved watermark (writer) */
+	_Atomic uint64_t committed_lsn;      /* writer */
+	_Atomic uint64_t recv_epoch, recv_seq, recv_lsn; /* the last message taken (store thread) */
+	_Atomic uint64_t commit_target;      /* a request waits for this lsn to be committed */
+	atomic_bool watching, failing;
 	_Atomic uint32_t pend[PEND_SLOTS];
-	int efd;
+	int efd;          /* wakes the store thread */
+	int progress_efd; /* wakes the request thread */
 	pthread_t writer;
 	bool writer_running;
 
@@ -153,6 +163,11 @@ static int busy_poll(void *arg, int count)
 	return 1;
 }
 static const int writer_polls = 25000;    /* 5 s */
+
+void ingest__busy_poll(sqlite3 *db, const int *polls)
+{
+	sqlite3_busy_handler(db, busy_poll, (void *)polls);
+}
 /* A RESTART holds the write lock while it waits for readers still on the old WAL (the
  * plugin's reload thread, an admin session): give up after 20 ms and try again later
  * rather than stall the writer. */
@@ -175,7 +190,7 @@ static void *checkpointer(void *arg)
 			if(rc == SQLITE_OK) last_restart_log = log;
 		}
 		if(rc != SQLITE_OK && rc != SQLITE_BUSY){
-			bridge__log(BLOG_WARN, "ingest", "checkpoint failed: %s; retrying in %d ms",
+			bridge__log_repeated(&ing->ckpt_log, BLOG_WARN, "ingest", "checkpoint failed: %s; retrying every %d ms",
 					sqlite3_errmsg(ing->ckpt_db), CHECKPOINT_EVERY_MS);
 		}
 	}
@@ -221,35 +236,30 @@ static int exec_stmt(sqlite3_stmt *st)
 	return rc == SQLITE_ROW ? SQLITE_DONE : rc;
 }
 
-/* SELECT max(id), once at start. */
-static uint64_t max_id(struct ingest *ing)
+/* The watermark saved in the database, once at start. */
+static void watermark_read(struct ingest *ing)
 {
-	uint64_t id = 0;
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(ing->db, "SELECT coalesce(max(id), 0) FROM messages", -1, &st, NULL);
+	uint64_t epoch = 0, seq = 0;
+	int rc = sqlite3_prepare_v2(ing->db, "SELECT (SELECT value FROM meta WHERE key = 'feed_epoch'),"
+			" (SELECT value FROM meta WHERE key = 'feed_seq')", -1, &st, NULL);
 	if(rc == SQLITE_OK) rc = sqlite3_step(st);
 	if(rc == SQLITE_ROW){
-		id = (uint64_t)sqlite3_column_int64(st, 0);
+		epoch = (uint64_t)sqlite3_column_int64(st, 0);
+		seq = (uint64_t)sqlite3_column_int64(st, 1);
 	}else{
-		bridge__log(BLOG_ERROR, "ingest", "reading the highest stored message id failed: %s; using 0",
-				sqlite3_errmsg(ing->db));
+		bridge__log(BLOG_ERROR, "ingest", "reading the saved watermark failed: %s; asking the plugin for "
+				"everything it keeps", sqlite3_errmsg(ing->db));
 	}
 	sqlite3_finalize(st);
-	return id;
+	atomic_store(&ing->wm_epoch, epoch);
+	atomic_store(&ing->wm_seq, seq);
 }
 
-uint64_t ingest__acked(struct ingest *ing)
+void ingest__watermark(struct ingest *ing, uint64_t *epoch, uint64_t *seq)
 {
-	uint64_t id = 0;
-	int rc = sqlite3_step(ing->acked_get);
-	if(rc == SQLITE_ROW){
-		id = (uint64_t)sqlite3_column_int64(ing->acked_get, 0);
-	}else if(rc != SQLITE_DONE){
-		bridge__log(BLOG_ERROR, "ingest", "reading the replay watermark failed: %s; asking for everything",
-				sqlite3_errmsg(ing->db));
-	}
-	sqlite3_reset(ing->acked_get);
-	return id;
+	*epoch = atomic_load(&ing->wm_epoch);
+	*seq = atomic_load(&ing->wm_seq);
 }
 
 /* ------------------------------------------------------------------ the counter table */
@@ -423,13 +433,11 @@ static int store_counters(struct ingest *ing)
 
 /* Commits ing->work (and the watermark it asks for). 0, or -1 (rolled back, logged by
  * the caller with *what and the error). *maxid: the highest id in the batch. */
-static int commit(struct ingest *ing, uint64_t *maxid, uint64_t *watermark, const char **what)
+static int commit(struct ingest *ing, const char **what)
 {
 	size_t inserted = 0, dup = 0, skipped = 0;
 	struct batch *bt = &ing->work;
 
-	*maxid = 0;
-	*watermark = 0;
 	*what = "allocating the counter table";
 	if(agg_reset(ing, bt->len)){
 		snprintf(ing->err, sizeof(ing->err), "out of memory");
@@ -445,28 +453,22 @@ static int commit(struct ingest *ing, uint64_t *maxid, uint64_t *watermark, cons
 			case S_SKIPPED: skipped++; break;
 			case S_ERROR: goto fail;
 		}
-		if(bt->m[i].id > *maxid) *maxid = bt->m[i].id;
 	}
 	*what = "updating the counters";
 	if(store_counters(ing)) goto fail;
-	if(bt->ack){
-		/* Outside a replay messages arrive in id order: everything up to the batch's
-		 * newest is committed once this transaction is. */
-		uint64_t w = atomic_load(&ing->stored_upto);
-		if(*maxid > w) w = *maxid;
-		if(w > bt->ack_cap) w = bt->ack_cap;
-		if(w > atomic_load(&ing->saved_ack)){
-			*what = "saving the replay watermark";
-			sqlite3_bind_int64(ing->acked_set, 1, (sqlite3_int64)w);
-			if(exec_stmt(ing->acked_set) != SQLITE_DONE) goto fail;
-			*watermark = w;
-		}
+	if(bt->lsn){
+		/* Messages were taken in the plugin's order without gaps: everything up to the
+		 * batch's last one is committed once this transaction is. */
+		*what = "saving the watermark";
+		sqlite3_bind_int64(ing->mark_set, 1, (sqlite3_int64)bt->epoch);
+		sqlite3_bind_int64(ing->mark_set, 2, (sqlite3_int64)bt->seq);
+		if(exec_stmt(ing->mark_set) != SQLITE_DONE) goto fail;
 	}
 	*what = "COMMIT";
 	if(exec_stmt(ing->commit) != SQLITE_DONE) goto fail;
 	bridge__log(BLOG_DEBUG, "ingest", "committed %zu messages (%zu new, %zu already stored, %zu skipped, "
-			"%zu counter rows)%s", bt->len, inserted, dup, skipped, ing->agg_nused,
-			*watermark ? "; watermark saved" : "");
+			"%zu counter rows); watermark epoch %" PRIu64 " seq %" PRIu64, bt->len, inserted, dup, skipped,
+			ing->agg_nused, bt->epoch, bt->seq);
 	return 0;
 fail:
 	/* the error, before ROLLBACK replaces it with "not an error" */
@@ -479,13 +481,19 @@ static void batch_clear(struct batch *bt)
 {
 	for(size_t i = 0; i < bt->len; i++) json_decref(bt->m[i].root);
 	bt->len = 0;
+	bt->epoch = bt->seq = bt->lsn = 0;
+}
+
+static void notify_fd(int fd)
+{
+	uint64_t one = 1;
+	ssize_t n = write(fd, &one, sizeof(one));
+	(void)n; /* EAGAIN: the counter is already non-zero, the reader will wake */
 }
 
 static void notify(struct ingest *ing)
 {
-	uint64_t one = 1;
-	ssize_t n = write(ing->efd, &one, sizeof(one));
-	(void)n; /* EAGAIN: the counter is already non-zero, the loop will wake */
+	notify_fd(ing->efd);
 }
 
 static void *writer(void *arg)
@@ -498,25 +506,35 @@ static void *writer(void *arg)
 		ing->retry_now = false;
 		pthread_mutex_unlock(&ing->mu);
 
-		uint64_t maxid, watermark, t0 = stat_now_ns();
+		uint64_t t0 = stat_now_ns();
 		const char *what;
-		int rc = commit(ing, &maxid, &watermark, &what);
+		int rc = commit(ing, &what);
 		uint64_t took = stat_now_ns() - t0;
 		size_t committed = ing->work.len;
 		if(rc == 0){
-			if(maxid > atomic_load(&ing->stored_upto)) atomic_store(&ing->stored_upto, maxid);
-			if(watermark) atomic_store(&ing->saved_ack, watermark);
+			if(ing->work.lsn){
+				atomic_store(&ing->wm_epoch, ing->work.epoch);
+				atomic_store(&ing->wm_seq, ing->work.seq);
+				atomic_store(&ing->committed_lsn, ing->work.lsn);
+			}
 			for(size_t i = 0; i < ing->work.len; i++){
 				atomic_fetch_sub_explicit(&ing->pend[pend_slot(ing->work.m[i].room)], 1, memory_order_release);
 			}
 			batch_clear(&ing->work);
-			if(ing->retry_ms) bridge__log(BLOG_INFO, "ingest", "commit succeeded again after a failure");
+			if(ing->failures){
+				bridge__log(BLOG_INFO, "ingest", "commit succeeded again after %" PRIu64 " failed attempts", ing->failures);
+			}
 			ing->retry_ms = 0;
+			ing->failures = 0;
+			atomic_store(&ing->failing, false);
+			notify_fd(ing->progress_efd);
 		}else{
 			ing->retry_ms = ing->retry_ms ? ing->retry_ms * 2 : RETRY_MIN_MS;
 			if(ing->retry_ms > RETRY_MAX_MS) ing->retry_ms = RETRY_MAX_MS;
-			bridge__log(BLOG_ERROR, "ingest", "%s for a batch of %zu messages failed: %s; rolled back, "
-					"keeping the batch (not acknowledged) and retrying in %" PRId64 " ms",
+			ing->failures++;
+			atomic_store(&ing->failing, true);
+			bridge__log_repeated(&ing->commit_log, BLOG_ERROR, "ingest", "%s for a batch of %zu messages failed: %s; "
+					"rolled back, keeping the batch (not confirmed to the plugin) and retrying in %" PRId64 " ms",
 					what, ing->work.len, ing->err, ing->retry_ms);
 		}
 
@@ -570,6 +588,7 @@ struct ingest *ingest__new(sqlite3 *db, int batch_max, int batch_ms)
 	}
 	ing->db = db;
 	ing->efd = -1;
+	ing->progress_efd = -1;
 	ing->batch_max = batch_max;
 	ing->batch_ms = batch_ms;
 	pthread_mutex_init(&ing->mu, NULL);
@@ -585,7 +604,8 @@ struct ingest *ingest__new(sqlite3 *db, int batch_max, int batch_ms)
 		goto fail;
 	}
 	ing->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if(ing->efd < 0){
+	ing->progress_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if(ing->efd < 0 || ing->progress_efd < 0){
 		bridge__log(BLOG_ERROR, "ingest", "eventfd: %s", strerror(errno));
 		goto fail;
 	}
@@ -621,8 +641,6 @@ struct ingest *ingest__new(sqlite3 *db, int batch_max, int batch_ms)
 	}
 
 	int rc = 0;
-	/* The replay watermark: the last "stored" ack sent to the plugin (see ingest__acked). */
-	rc |= prepare(db, &ing->acked_get, "SELECT value FROM meta WHERE key = 'bridge_acked_upto'");
 	sqlite3 *w = ing->wdb;
 	rc |= prepare(w, &ing->begin, "BEGIN IMMEDIATE");
 	rc |= prepare(w, &ing->commit, "COMMIT");
@@ -642,12 +660,12 @@ struct ingest *ingest__new(sqlite3 *db, int batch_max, int batch_ms)
 	rc |= prepare(w, &ing->read_mark,
 			"INSERT INTO read_markers(user_id, room_id, last_read_id) VALUES (?1, ?2, ?3)"
 			" ON CONFLICT(user_id, room_id) DO UPDATE SET last_read_id = max(last_read_id, excluded.last_read_id)");
-	rc |= prepare(w, &ing->acked_set,
-			"INSERT INTO meta(key, value) VALUES ('bridge_acked_upto', ?1)"
-			" ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)");
+	rc |= prepare(w, &ing->mark_set,
+			"INSERT INTO meta(key, value) VALUES ('feed_epoch', ?1), ('feed_seq', ?2)"
+			" ON CONFLICT(key) DO UPDATE SET value = excluded.value");
 	if(rc) goto fail;
 
-	atomic_store(&ing->stored_upto, max_id(ing));
+	watermark_read(ing);
 	if(pthread_create(&ing->writer, NULL, writer, ing) != 0){
 		bridge__log(BLOG_ERROR, "ingest", "cannot start the writer thread");
 		goto fail;
@@ -679,7 +697,7 @@ void ingest__free(struct ingest *ing)
 	size_t left = ing->fill.len + ing->work.len;
 	if(left){
 		bridge__log(BLOG_WARN, "ingest", "discarding %zu uncommitted messages at exit "
-				"(not acknowledged: the plugin replays them to the next bridge)", left);
+				"(not confirmed: the plugin sends them to the next bridge)", left);
 	}
 	batch_clear(&ing->fill);
 	batch_clear(&ing->work);
@@ -688,91 +706,90 @@ void ingest__free(struct ingest *ing)
 	free(ing->agg);
 	free(ing->agg_used);
 	sqlite3_stmt *all[] = {
-		ing->acked_get, ing->begin, ing->commit, ing->rollback, ing->room_get, ing->seq_before,
-		ing->msg_insert, ing->seq_shift, ing->room_update, ing->sender_count, ing->read_mark, ing->acked_set,
+		ing->begin, ing->commit, ing->rollback, ing->room_get, ing->seq_before,
+		ing->msg_insert, ing->seq_shift, ing->room_update, ing->sender_count, ing->read_mark, ing->mark_set,
 	};
 	for(size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) sqlite3_finalize(all[i]);
 	if(ing->wdb) sqlite3_close(ing->wdb);
 	if(ing->efd >= 0) close(ing->efd);
+	if(ing->progress_efd >= 0) close(ing->progress_efd);
 	pthread_cond_destroy(&ing->cv_work);
 	pthread_cond_destroy(&ing->cv_done);
 	pthread_mutex_destroy(&ing->mu);
 	free(ing);
 }
 
-/* ------------------------------------------------------------------ the loop thread's side */
+/* ------------------------------------------------------------------ the store thread's side */
 
-static uint64_t ack_cap(const struct ingest *ing)
+/* Whether the filling batch has something the writer should see: messages, or taken
+ * invalid ones whose seq the watermark must pass. */
+static bool fill_has_work(const struct ingest *ing)
 {
-	return ing->ack_ceiling ? ing->ack_ceiling - 1 : UINT64_MAX;
-}
-
-uint64_t ingest__stored_upto(struct ingest *ing)
-{
-	uint64_t s = atomic_load(&ing->stored_upto), cap = ack_cap(ing);
-	return s > cap ? cap : s;
-}
-
-bool ingest__must_restart(const struct ingest *ing)
-{
-	return ing->ack_ceiling != 0;
-}
-
-uint64_t ingest__saved_ack(struct ingest *ing)
-{
-	return atomic_load(&ing->saved_ack);
+	return ing->fill.len || ing->fill.lsn > ing->handed_lsn;
 }
 
 /* With mu held and the writer idle: fill becomes the writer's batch. */
-static void hand_over(struct ingest *ing, bool may_ack)
+static void hand_over(struct ingest *ing)
 {
 	struct batch t = ing->work;
 	ing->work = ing->fill;
-	ing->work.ack = may_ack;
-	ing->work.ack_cap = ack_cap(ing);
 	ing->fill = t;
 	ing->fill.len = 0;
+	ing->fill.epoch = ing->fill.seq = ing->fill.lsn = 0;
 	ing->first_at = 0;
+	ing->handed_lsn = ing->work.lsn;
 	ing->work_len = ing->work.len;
 	ing->busy = true;
 	pthread_cond_signal(&ing->cv_work);
 }
 
-static bool ack_due(struct ingest *ing, bool may_ack)
+/* The message is taken (also when dropped as invalid): its seq is passed. */
+static void taken(struct ingest *ing, uint64_t epoch, uint64_t seq)
 {
-	return may_ack && ingest__stored_upto(ing) > atomic_load(&ing->saved_ack);
+	struct batch *bt = &ing->fill;
+	uint64_t lsn = atomic_load_explicit(&ing->recv_lsn, memory_order_relaxed) + 1;
+	bt->epoch = epoch;
+	bt->seq = seq;
+	bt->lsn = lsn;
+	if(epoch != atomic_load_explicit(&ing->recv_epoch, memory_order_relaxed)){
+		/* seq first (it only grows within an epoch), so a reader never pairs a new epoch
+		 * with an old, larger seq (ingest__seen) */
+		atomic_store(&ing->recv_seq, 0);
+		atomic_store(&ing->recv_epoch, epoch);
+	}
+	atomic_store(&ing->recv_seq, seq);
+	atomic_store(&ing->recv_lsn, lsn);
+	if(atomic_load_explicit(&ing->watching, memory_order_relaxed)) notify_fd(ing->progress_efd);
 }
 
-void ingest__add(struct ingest *ing, const char *topic, const char *room, size_t roomlen,
-		const void *payload, size_t len)
+void ingest__taken(const struct ingest *ing, uint64_t *epoch, uint64_t *seq)
+{
+	*epoch = atomic_load(&ing->recv_epoch);
+	*seq = atomic_load(&ing->recv_seq);
+}
+
+int ingest__add(struct ingest *ing, uint64_t epoch, uint64_t seq, const void *payload, size_t len)
 {
 	char reason[256];
 	mqc_stamped m;
 
 	if(mqc_stamped_parse(payload, len, &m, reason, sizeof(reason))){
-		bridge__log(BLOG_WARN, "ingest", "dropped an invalid message on %s: %s", topic, reason);
-		return;
-	}
-	if(strlen(m.room) != roomlen || memcmp(m.room, room, roomlen)){
-		bridge__log(BLOG_WARN, "ingest", "dropped message %" PRIu64 " on %s: its room is %s, not the topic's",
-				m.id, topic, m.room);
-		json_decref(m.root);
-		return;
+		ing->invalid++;
+		bridge__log_repeated(&ing->invalid_log, BLOG_ERROR, "ingest", "LOST: message seq %" PRIu64 " from the plugin "
+				"is not a stamped message (%s); dropped (%" PRIu64 " such since start)", seq, reason, ing->invalid);
+		taken(ing, epoch, seq);
+		return 0;
 	}
 	struct batch *bt = &ing->fill;
 	if(bt->len == bt->cap){
 		size_t cap = bt->cap * 2;
 		mqc_stamped *nb = realloc(bt->m, cap * sizeof(*nb));
 		if(!nb){
-			/* Never acknowledged (the ceiling holds every ack below it until exit), and
-			 * the caller exits soon (ingest__must_restart), while the plugin's replay
-			 * buffer still holds it for the next bridge. */
+			/* Not taken: the plugin keeps it and store.c asks for it again. */
 			bridge__log(BLOG_ERROR, "ingest", "out of memory growing the batch past %zu; message %" PRIu64
-					" in room %s not stored; acknowledging nothing from it on and restarting",
-					bt->cap, m.id, m.room);
-			if(!ing->ack_ceiling || m.id < ing->ack_ceiling) ing->ack_ceiling = m.id;
+					" (seq %" PRIu64 ") not taken for now", bt->cap, m.id, seq);
 			json_decref(m.root);
-			return;
+			return -1;
 		}
 		bt->m = nb;
 		bt->cap = cap;
@@ -780,21 +797,24 @@ void ingest__add(struct ingest *ing, const char *topic, const char *room, size_t
 	if(!bt->len) ing->first_at = bridge__mono_ms();
 	bt->m[bt->len++] = m;
 	atomic_fetch_add_explicit(&ing->pend[pend_slot(m.room)], 1, memory_order_relaxed);
-	bridge__log(BLOG_DEBUG, "ingest", "queued message %" PRIu64 " from %s in room %s (%zu waiting)",
-			m.id, m.from, m.room, bt->len);
+	taken(ing, epoch, seq);
+	bridge__log(BLOG_DEBUG, "ingest", "queued message %" PRIu64 " (seq %" PRIu64 ") from %s in room %s (%zu waiting)",
+			m.id, seq, m.from, m.room, bt->len);
+	return 0;
 }
 
-void ingest__pump(struct ingest *ing, int64_t now_ms, bool may_ack)
+void ingest__pump(struct ingest *ing, int64_t now_ms)
 {
 	pthread_mutex_lock(&ing->mu);
-	if(!ing->busy){
-		bool due = ing->fill.len && (ing->fill.len >= (size_t)ing->batch_max || now_ms >= ing->first_at + ing->batch_ms);
-		if(due || ack_due(ing, may_ack)) hand_over(ing, may_ack);
+	if(!ing->busy && fill_has_work(ing)){
+		bool due = !ing->fill.len || ing->fill.len >= (size_t)ing->batch_max || now_ms >= ing->first_at + ing->batch_ms
+			|| atomic_load_explicit(&ing->commit_target, memory_order_relaxed) > ing->handed_lsn;
+		if(due) hand_over(ing);
 	}
 	pthread_mutex_unlock(&ing->mu);
 }
 
-int ingest__flush(struct ingest *ing, bool may_ack)
+int ingest__flush(struct ingest *ing)
 {
 	int rc = 0;
 	pthread_mutex_lock(&ing->mu);
@@ -810,8 +830,8 @@ int ingest__flush(struct ingest *ing, bool may_ack)
 			}
 			continue;
 		}
-		if(!ing->fill.len && !ack_due(ing, may_ack)) break;
-		hand_over(ing, may_ack);
+		if(!fill_has_work(ing)) break;
+		hand_over(ing);
 	}
 	pthread_mutex_unlock(&ing->mu);
 	return rc;
@@ -822,7 +842,8 @@ int64_t ingest__timeout_ms(struct ingest *ing, int64_t now_ms)
 	pthread_mutex_lock(&ing->mu);
 	bool busy = ing->busy;
 	pthread_mutex_unlock(&ing->mu);
-	if(busy || !ing->fill.len) return -1;
+	if(busy || !fill_has_work(ing)) return -1;
+	if(!ing->fill.len || atomic_load(&ing->commit_target) > ing->handed_lsn) return 0;
 	int64_t due = ing->first_at + ing->batch_ms;
 	return due > now_ms ? due - now_ms : 0;
 }
@@ -847,9 +868,57 @@ bool ingest__blocked(struct ingest *ing)
 	return busy;
 }
 
+bool ingest__failing(struct ingest *ing)
+{
+	return atomic_load(&ing->failing);
+}
+
 bool ingest__room_pending(const struct ingest *ing, const char *room)
 {
 	return atomic_load_explicit(&ing->pend[pend_slot(room)], memory_order_acquire) != 0;
+}
+
+uint64_t ingest__received_lsn(const struct ingest *ing)
+{
+	return atomic_load(&ing->recv_lsn);
+}
+
+uint64_t ingest__committed_lsn(const struct ingest *ing)
+{
+	return atomic_load(&ing->committed_lsn);
+}
+
+bool ingest__seen(const struct ingest *ing, uint64_t epoch, uint64_t seq)
+{
+	for(;;){
+		uint64_t e = atomic_load(&ing->recv_epoch);
+		uint64_t s = atomic_load(&ing->recv_seq);
+		if(atomic_load(&ing->recv_epoch) == e) return e == epoch && seq <= s;
+	}
+}
+
+void ingest__want_commit(struct ingest *ing, uint64_t lsn)
+{
+	uint64_t cur = atomic_load(&ing->commit_target);
+	while(cur < lsn && !atomic_compare_exchange_weak(&ing->commit_target, &cur, lsn)){
+	}
+	notify(ing);
+}
+
+int ingest__progress_fd(const struct ingest *ing)
+{
+	return ing->progress_efd;
+}
+
+void ingest__progress_clear(struct ingest *ing)
+{
+	uint64_t v;
+	while(read(ing->progress_efd, &v, sizeof(v)) > 0){}
+}
+
+void ingest__watch_seen(struct ingest *ing, bool on)
+{
+	atomic_store(&ing->watching, on);
 }
 
 void ingest__stats_take(struct ingest *ing, struct ingest_stats *out)

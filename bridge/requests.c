@@ -151,7 +151,7 @@ struct requests {
 
 /* ---------------------------------------------------------------- one call */
 
-enum { OP_OK = 0, OP_ERR = 1, OP_NOMEM = -1 };
+enum { OP_OK = 0, OP_ERR = 1, OP_DEFER = 2, OP_NOMEM = -1 };
 
 /* One request being answered. On OP_ERR, code and msg say why. */
 struct call {
@@ -263,10 +263,12 @@ static int acl_version(struct call *c, int64_t *v)
 }
 
 /* Tells the caller what this call is about to read or write (requests_before_fn), once
- * its arguments and access are checked: a refused request never makes anyone wait. */
-static void about_to(struct call *c, enum req_sees what, const char *room)
+ * its arguments and access are checked: a refused request never makes anyone wait.
+ * OP_DEFER: the caller wants it run later (nothing is changed before this). */
+static int about_to(struct call *c, enum req_sees what, const char *room)
 {
-	if(c->r->before) c->r->before(c->r->before_arg, c->user, what, room);
+	if(c->r->before && !c->r->before(c->r->before_arg, c->user, what, room)) return OP_DEFER;
+	return OP_OK;
 }
 
 /* Starts the call's write transaction. Refuses to run inside someone else's transaction:
@@ -278,8 +280,9 @@ static int txn_begin(struct call *c)
 				"commit first); answering internal", c->opname, c->user);
 		return fail(c, "internal", "database busy");
 	}
-	about_to(c, REQ_WRITES, NULL);
-	int rc = exec_done(c, st(c, S_BEGIN), "BEGIN IMMEDIATE");
+	int rc = about_to(c, REQ_WRITES, NULL);
+	if(rc) return rc;
+	rc = exec_done(c, st(c, S_BEGIN), "BEGIN IMMEDIATE");
 	if(rc) return rc;
 	c->began = true;
 	return acl_version(c, &c->acl_from);
@@ -615,8 +618,10 @@ static int arg_users(struct call *c, const char *key, const char *extra, const c
 	if(!json_is_array(v)) return fail(c, "invalid", "%s: expected an array of user ids", key);
 	len = json_array_size(v);
 	if(len == 0) return fail(c, "invalid", "%s: must not be empty", key);
-	if(len > REQ_MAX_ROOM_MEMBERS){
-		return fail(c, "too_large", "%s: at most %d users", key, REQ_MAX_ROOM_MEMBERS);
+	if(len > REQ_MAX_CHANGE){
+		/* The cost of one request (each user is a row, a read marker, an event): a bigger
+		 * group is built with several room.members.add. */
+		return fail(c, "too_large", "%s: at most %d users in one request", key, REQ_MAX_CHANGE);
 	}
 	a = malloc((len + 1) * sizeof(*a));
 	if(!a) return OP_NOMEM;
@@ -805,7 +810,7 @@ static int op_rooms_list(struct call *c)
 		if(!json_is_string(before)) return fail(c, "invalid", "before: expected the string `next` of a previous rooms.list");
 		if((rc = parse_cursor(c, json_string_value(before), &act, &after_room))) return rc;
 	}
-	about_to(c, REQ_SEES_MY_ROOMS, NULL);
+	if((rc = about_to(c, REQ_SEES_MY_ROOMS, NULL))) return rc;
 	rooms = json_array();
 	if(!rooms) return OP_NOMEM;
 
@@ -857,7 +862,7 @@ static int op_room_get(struct call *c)
 	int rc = arg_name(c, "room", true, &room);
 	if(rc) return rc;
 	if((rc = room_access(c, room, &ra))) return rc;
-	about_to(c, REQ_SEES_ROOM, room);
+	if((rc = about_to(c, REQ_SEES_ROOM, room))) return rc;
 	return room_object(c, room, c->user, &c->result);
 }
 
@@ -1188,7 +1193,7 @@ static int op_history(struct call *c)
 	asc = present;
 	if((rc = arg_int(c, "limit", 1, REQ_PAGE_MAX, &limit, &present))) return rc;
 	if((rc = room_access(c, room, &ra))) return rc;
-	about_to(c, REQ_SEES_ROOM, room);
+	if((rc = about_to(c, REQ_SEES_ROOM, room))) return rc;
 
 	msgs = json_array();
 	if(!msgs) return OP_NOMEM;
@@ -1259,7 +1264,7 @@ static int op_count(struct call *c)
 	if(rc) return rc;
 	if((rc = arg_name(c, "from", false, &from))) return rc;
 	if((rc = room_access(c, room, &ra))) return rc;
-	about_to(c, REQ_SEES_ROOM, room);
+	if((rc = about_to(c, REQ_SEES_ROOM, room))) return rc;
 	if((rc = unread(c, room, &total, &n))) return rc;
 	if(from){
 		bool found;
@@ -1286,13 +1291,23 @@ static int op_read(struct call *c)
 	if(rc) return rc;
 	if((rc = arg_int(c, "upto", 1, (int64_t)MQC_ID_MAX, &upto, &present))) return rc;
 	if(!present) return fail(c, "invalid", "upto: required");
+	/* The message may be one the user just received, still in a batch: the room is read
+	 * as history is (and access checked again inside the transaction). */
+	if((rc = room_access(c, room, &ra))) return rc;
+	if((rc = about_to(c, REQ_SEES_ROOM, room))) return rc;
 	if((rc = txn_begin(c))) return rc;
 	if((rc = room_access(c, room, &ra))) return rc;
 	sqlite3_stmt *s = st(c, S_MSG_IN_ROOM);
 	sqlite3_bind_int64(s, 1, upto);
 	bind_text(s, 2, room);
 	if((rc = query_int(c, s, "looking up a message", &one, &found))) return rc;
-	if(!found) return fail(c, "invalid", "upto: %" PRId64 " is not a message of room %s", upto, room);
+	if(!found){
+		/* A message received a moment ago may not be stored yet: a recent id waits for it
+		 * (the caller decides how long), an old or future one is refused now. */
+		int64_t ms = mqc_id_to_ms((uint64_t)upto), now = mqc_now_ms();
+		if(ms > now - 60000 && ms < now + 5000 && (rc = about_to(c, REQ_NEEDS_MESSAGE, room))) return rc;
+		return fail(c, "invalid", "upto: %" PRId64 " is not a message of room %s", upto, room);
+	}
 	s = st(c, S_MARKER_SET);
 	bind_text(s, 1, c->user);
 	bind_text(s, 2, room);
@@ -1424,6 +1439,14 @@ int requests__handle(struct requests *r, const char *user, const void *payload, 
 			bridge__log(BLOG_ERROR, "requests", "%s for %s: ROLLBACK failed: %s", c.opname, user, sqlite3_errmsg(r->db));
 		}
 		sqlite3_reset(r->stmt[S_ROLLBACK]);
+	}
+	if(rc == OP_DEFER){
+		json_decref(req_id);
+		json_decref(c.req);
+		json_decref(c.result);
+		json_decref(c.controls);
+		json_decref(c.events);
+		return REQ_DEFERRED;
 	}
 	if(rc == OP_NOMEM) goto nomem;
 

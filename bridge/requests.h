@@ -24,6 +24,7 @@
 /* Limits (docs/protocol.md "Limits"). */
 #define REQ_MAX_PAYLOAD MQC_MAX_REQUEST /* bytes of one request; more is too_large */
 #define REQ_MAX_ROOM_MEMBERS 1000  /* participants of one room */
+#define REQ_MAX_CHANGE 100         /* users one room.create or room.members.add names (its cost) */
 #define REQ_MAX_ROOM_NAME 128      /* bytes of UTF-8 in a group room's name */
 #define REQ_MAX_REQ_ID 256         /* bytes of a string req_id */
 #define REQ_PAGE_DEFAULT 50        /* history and rooms.list page size */
@@ -55,17 +56,22 @@ enum req_sees {
 	REQ_SEES_ROOM,     /* read one room (room.get, history, count) */
 	REQ_SEES_MY_ROOMS, /* read every room of the user (rooms.list) */
 	REQ_WRITES,        /* begin a write transaction (every writing op) */
+	REQ_NEEDS_MESSAGE, /* a recent message the op names is not stored yet (read upto):
+	                    * wait for it, or (true) refuse the request */
 };
 /* Called once per request that gets that far: after its arguments and the user's access
  * are checked, before it reads (room: the checked room id) or begins its transaction
  * (room NULL). Requests refused earlier, and ops that read no messages (contacts.list,
- * room.direct), never call it. */
-typedef void requests_before_fn(void *arg, const char *user, enum req_sees sees, const char *room);
+ * room.direct), never call it. Returns false when the request must wait: requests__handle
+ * then returns REQ_DEFERRED having changed nothing, and the caller runs it again later. */
+typedef bool requests_before_fn(void *arg, const char *user, enum req_sees sees, const char *room);
 void requests__set_before(struct requests *r, requests_before_fn *fn, void *arg);
 
+#define REQ_DEFERRED 1
 /* Handles one request from `user` (taken from the topic, already validated). Returns 0 and
- * fills *out (caller json_decref()s each non-NULL member), or -1 only when out of memory;
- * then *out is all NULL. Hazard: if memory ran out after the COMMIT, the change stands
+ * fills *out (caller json_decref()s each non-NULL member), REQ_DEFERRED when the before
+ * hook said wait (nothing changed, *out all NULL), or -1 only when out of memory; then
+ * *out is all NULL. Hazard: if memory ran out after the COMMIT, the change stands
  * without its controls, and the plugin learns it only at its next reload (acl_version). */
 int requests__handle(struct requests *r, const char *user, const void *payload, size_t len, struct req_out *out);
 

@@ -5,7 +5,9 @@
  * Hot path: READ runs for every delivery to every subscriber. It does two hash lookups
  * (user, room) and a binary search, never SQLite, never a lock, never an allocation.
  *
- * Only SUCCESS or ACL_DENIED may be returned: anything else disconnects the client.
+ * SUCCESS or ACL_DENIED (PUBACK/SUBACK 0x87: never, for this message) are the answers;
+ * anything else disconnects the client, which is what MQCHAT_RETRY_LATER is for: a send
+ * the client should make again later (a limit, the store behind; see retry_later).
  */
 #include <string.h>
 
@@ -54,26 +56,63 @@ static int check_read(struct mqchat *st, const char *user, const char *topic)
 	return own_inbox(st, user, topic) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 }
 
-static int check_subscribe(struct mqchat *st, const char *user, const char *filter)
+static int check_subscribe(struct mqchat *st, const struct mosquitto *client, const char *user, const char *filter)
 {
-	const char *room, *leaf;
-	size_t roomlen;
+	const char *room, *leaf, *u, *rest;
+	size_t roomlen, ulen;
+	int rc = MOSQ_ERR_ACL_DENIED;
 	if(topic__room(st, filter, &room, &roomlen, &leaf)){
 		if(strcmp(leaf, "messages") != 0) return MOSQ_ERR_ACL_DENIED;
 		/* The wildcard is allowed; each delivery through it is checked by check_read. */
-		if(roomlen == 1 && room[0] == '+') return MOSQ_ERR_SUCCESS;
-		if(!mqc_name_valid(room, roomlen)) return MOSQ_ERR_ACL_DENIED;
-		return member_room(st, user, room, roomlen) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+		if(roomlen == 1 && room[0] == '+') rc = MOSQ_ERR_SUCCESS;
+		else if(!mqc_name_valid(room, roomlen)) return MOSQ_ERR_ACL_DENIED;
+		else if(!member_room(st, user, room, roomlen)) return MOSQ_ERR_ACL_DENIED;
+		else rc = MOSQ_ERR_SUCCESS;
+	}else if(own_inbox(st, user, filter)){
+		/* Wildcards below res/ only ever match own topics. "$share/..." and anything with
+		 * a wildcard above the user level falls through to deny. Each filter costs the
+		 * broker memory for the session's life: their length below res/ is bounded. */
+		topic__user(st, filter, &u, &ulen, &rest);
+		if(!strncmp(rest, "res/", 4) && strlen(rest + 4) > st->opt.max_res_topic){
+			plugin__log_client(st, "refused subscription of %s (%s) to a %zu-byte filter below res/: over "
+					"max_res_topic %u", user, mosquitto_client_id(client), strlen(rest + 4), st->opt.max_res_topic);
+			return MOSQ_ERR_ACL_DENIED;
+		}
+		rc = MOSQ_ERR_SUCCESS;
 	}
-	/* Own inbox; wildcards below res/ only ever match own topics. "$share/..." and
-	 * anything with a wildcard above the user level falls through to deny. */
-	return own_inbox(st, user, filter) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+	/* sub_count is the size of the session's subscription array (slots of removed ones
+	 * are reused): the most filters it held at once. */
+	if(rc == MOSQ_ERR_SUCCESS && st->opt.max_subscriptions
+			&& mosquitto_client_sub_count(client) >= (int)st->opt.max_subscriptions){
+		plugin__log_client(st, "refused subscription of %s (%s) to '%s': it has %d, max_subscriptions is %u",
+				user, mosquitto_client_id(client), filter, mosquitto_client_sub_count(client), st->opt.max_subscriptions);
+		return MOSQ_ERR_ACL_DENIED;
+	}
+	return rc;
 }
 
 void plugin__pending_clear(struct mqchat *st)
 {
 	json_decref(st->pending.msg);
 	memset(&st->pending, 0, sizeof(st->pending));
+}
+
+/* Refuses a PUBLISH that may be sent again later (a limit, the store behind): QoS 1 and
+ * 2 close the connection without an acknowledgement, so the client library sends it again
+ * after reconnecting; QoS 0 (nothing promised) is dropped. See MQCHAT_RETRY_LATER. */
+static int retry_later(const struct mosquitto_evt_acl_check *ed)
+{
+	return ed->qos ? MQCHAT_RETRY_LATER : MOSQ_ERR_ACL_DENIED;
+}
+
+static const char *verdict_name(enum limit_verdict v)
+{
+	switch(v){
+		case LIMIT_SEND_RATE: return "send_rate";
+		case LIMIT_BYTE_RATE: return "send_bytes_rate";
+		case LIMIT_REQUEST_RATE: return "request_rate";
+		default: return "none";
+	}
 }
 
 static int check_send(struct mqchat *st, struct mosquitto_evt_acl_check *ed, const char *user,
@@ -98,10 +137,26 @@ static int check_send(struct mqchat *st, struct mosquitto_evt_acl_check *ed, con
 		return MOSQ_ERR_ACL_DENIED;
 	}
 
-	if(!limits__rate_allow(st, user, mqc_now_ms())){
-		plugin__log_client(st, "refused publish to %s from %s (%s): over %u messages/s (burst %u)",
-				ed->topic, user, cid, st->opt.send_rate, st->opt.send_burst);
+	if(ed->payloadlen > st->opt.limits.max_payload){
+		plugin__log_client(st, "dropped invalid message to %s from %s (%s), %u bytes: over max_payload %zu",
+				ed->topic, user, cid, ed->payloadlen, st->opt.limits.max_payload);
 		return MOSQ_ERR_ACL_DENIED;
+	}
+	struct user_state *us = limits__user(st, user);
+	enum limit_verdict v = us ? limits__send(st, us, ed->payloadlen, mqc_now_ms()) : LIMIT_OK;
+	if(v != LIMIT_OK){
+		plugin__log_client(st, "refused publish to %s from %s (%s), %u bytes: over %s (%u/s, burst %u)%s",
+				ed->topic, user, cid, ed->payloadlen, verdict_name(v),
+				v == LIMIT_SEND_RATE ? st->opt.send_rate : st->opt.send_bytes_rate,
+				v == LIMIT_SEND_RATE ? st->opt.send_burst : st->opt.send_bytes_burst,
+				ed->qos ? "; closing without an acknowledgement, the client sends it again" : "; dropped (QoS 0)");
+		return retry_later(ed);
+	}
+	if(!feed__admit(&st->feed, ed->payloadlen)){
+		plugin__log_client(st, "refused publish to %s from %s (%s): %zu messages wait for the bridge to store "
+				"them%s", ed->topic, user, cid, st->feed.count,
+				ed->qos ? "; closing without an acknowledgement, the client sends it again" : "; dropped (QoS 0)");
+		return retry_later(ed);
 	}
 
 	json_t *msg = NULL;
@@ -117,6 +172,7 @@ static int check_send(struct mqchat *st, struct mosquitto_evt_acl_check *ed, con
 	st->pending.payload = ed->payload;
 	st->pending.payloadlen = ed->payloadlen;
 	st->pending.msg = msg;
+	st->pending.user = us;
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -139,6 +195,13 @@ static int check_write(struct mqchat *st, struct mosquitto_evt_acl_check *ed, co
 						ed->payloadlen, user, mosquitto_client_id(ed->client), MQC_MAX_REQUEST);
 				return MOSQ_ERR_ACL_DENIED;
 			}
+			struct user_state *us = limits__user(st, user);
+			if(us && limits__request(st, us, mqc_now_ms()) != LIMIT_OK){
+				plugin__log_client(st, "refused a request from %s (%s): over request_rate (%u/s, burst %u)%s",
+						user, mosquitto_client_id(ed->client), st->opt.request_rate, st->opt.request_burst,
+						ed->qos ? "; closing without an acknowledgement, the client sends it again" : "; dropped (QoS 0)");
+				return retry_later(ed);
+			}
 			return MOSQ_ERR_SUCCESS;
 		}
 	}
@@ -151,8 +214,8 @@ static int check_write(struct mqchat *st, struct mosquitto_evt_acl_check *ed, co
  * message, never a chat message of its own (it is not a participant). */
 static int check_service(struct mqchat *st, struct mosquitto_evt_acl_check *ed)
 {
-	const char *t = ed->topic, *room, *leaf;
-	size_t roomlen;
+	const char *t = ed->topic, *room, *leaf, *u, *rest;
+	size_t roomlen, ulen;
 	bool in_tree = strncmp(t, st->opt.prefix, st->prefix_len) == 0 && t[st->prefix_len] == '/';
 
 	switch(ed->access){
@@ -162,8 +225,17 @@ static int check_service(struct mqchat *st, struct mosquitto_evt_acl_check *ed)
 		if(topic__room(st, t, &room, &roomlen, &leaf) && !strcmp(leaf, "send")) return MOSQ_ERR_ACL_DENIED;
 		return MOSQ_ERR_SUCCESS;
 	case MOSQ_ACL_READ:
-		/* Nobody receives the raw client input on .../send. */
-		if(topic__room(st, t, &room, &roomlen, &leaf) && !strcmp(leaf, "send")) return MOSQ_ERR_ACL_DENIED;
+		/* Nobody receives the raw client input on .../send and .../req: message.c stamps
+		 * and forwards it. The broker releasing a QoS 2 send runs this check (for the
+		 * bridge's subscription to .../send): the moment it can no longer be resent. */
+		if(topic__room(st, t, &room, &roomlen, &leaf) && !strcmp(leaf, "send")){
+			if(ed->qos == 2) qos2__released(st, t, ed->payload, ed->payloadlen);
+			return MOSQ_ERR_ACL_DENIED;
+		}
+		if(topic__user(st, t, &u, &ulen, &rest) && !strcmp(rest, "req")) return MOSQ_ERR_ACL_DENIED;
+		/* What the plugin sent the bridge itself (the broker checks it again when a
+		 * session with queued messages reconnects). */
+		if(!strncmp(t, MQCHAT_CONTROL_TOPIC "/", sizeof(MQCHAT_CONTROL_TOPIC))) return MOSQ_ERR_SUCCESS;
 		return in_tree ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 	case MOSQ_ACL_SUBSCRIBE:
 		return in_tree ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
@@ -189,7 +261,7 @@ int acl__check(int event, void *event_data, void *userdata)
 	case MOSQ_ACL_READ:
 		return check_read(st, user, ed->topic);
 	case MOSQ_ACL_SUBSCRIBE:
-		return check_subscribe(st, user, ed->topic);
+		return check_subscribe(st, ed->client, user, ed->topic);
 	case MOSQ_ACL_WRITE:
 		return check_write(st, ed, user);
 	default:

@@ -107,6 +107,53 @@ static bool clientid_ok(const struct mqchat *st, const struct mosquitto *client,
 	return !strncmp(cid, "auto-", 5) && mosquitto_client_clean_session(client);
 }
 
+/* A connection of user under client id cid that cannot take over one of its own (same
+ * client id: the broker closes the old one) needs room under max_connections_per_user. */
+static bool conn_room(struct mqchat *st, const char *user, const char *cid)
+{
+	if(!st->opt.max_connections_per_user) return true;
+	struct conn *c = cid ? strmap__get(&st->conns, cid, strlen(cid)) : NULL;
+	if(c) return true;
+	struct user_state *us = strmap__get(&st->users_state, user, strlen(user));
+	return !us || us->conns < st->opt.max_connections_per_user;
+}
+
+/* An accepted CONNECT: counted until its MOSQ_EVT_DISCONNECT (disconnect.c). */
+static int admitted(struct mqchat *st, const struct mosquitto *client, const char *user, const char *cid)
+{
+	if(!cid) return MOSQ_ERR_SUCCESS;
+	qos2__connected(st, cid, mosquitto_client_clean_session(client));
+	struct user_state *us = limits__user(st, user);
+	size_t len = strlen(cid);
+	struct conn *c = strmap__get(&st->conns, cid, len);
+	if(c){
+		/* A takeover: the old connection's event will not match this client pointer. */
+		if(c->user != us){
+			if(c->user && c->user->conns) c->user->conns--;
+			if(us) us->conns++;
+			c->user = us;
+		}
+		c->client = client;
+		return MOSQ_ERR_SUCCESS;
+	}
+	int err;
+	c = calloc(1, sizeof(*c));
+	if(!c || !(c->cid = strdup(cid))){
+		free(c);
+		return MOSQ_ERR_SUCCESS; /* not counted, for lack of memory: still a correct login */
+	}
+	c->client = client;
+	c->user = us;
+	strmap__put(&st->conns, c->cid, len, c, &err);
+	if(err){
+		free(c->cid);
+		free(c);
+		return MOSQ_ERR_SUCCESS;
+	}
+	if(us) us->conns++;
+	return MOSQ_ERR_SUCCESS;
+}
+
 /* The budget is a token bucket of hashing time: it fills at auth_hash_budget_ms per
  * second up to BUDGET_BURST_US, and a slow hash may start while it is above zero (its
  * cost is taken after, and may leave it in debt). So cheap hashes can come in bursts (a
@@ -177,13 +224,21 @@ int auth__basic(int event, void *event_data, void *userdata)
 				!u || !u->pwhash ? "unknown user" : u->disabled ? "user disabled" : "no password set");
 		return MOSQ_ERR_AUTH;
 	}
+	if(!conn_room(st, user, cid)){
+		/* Not "not authorised": the credentials may be right, the client should come back
+		 * later. Closed without a CONNACK (MQTT 5: DISCONNECT 0x80 first). */
+		plugin__log_client(st, "refused %s (%s) from %s: %u connections open, the most max_connections_per_user "
+				"allows; closed without a CONNACK (the client should retry later)", user, cid, addr,
+				st->opt.max_connections_per_user);
+		return MQCHAT_RETRY_LATER;
+	}
 
 	unsigned char mac[32];
 	if(credential_mac(st, u->pwhash, pw, pwlen, mac)) return MOSQ_ERR_AUTH;
 	struct auth_entry *e = entry_get(st, user, false);
 	if(e && e->has_mac && CRYPTO_memcmp(e->mac, mac, sizeof(mac)) == 0){
 		OPENSSL_cleanse(mac, sizeof(mac));
-		return MOSQ_ERR_SUCCESS; /* a known password: no slow hash */
+		return admitted(st, ed->client, user, cid); /* a known password: no slow hash */
 	}
 
 	int64_t now = mqc_now_ms();
@@ -203,7 +258,8 @@ int auth__basic(int event, void *event_data, void *userdata)
 	budget_spend(st, t0, mono_us());
 
 	if(!(e = entry_get(st, user, true))){
-		return ok == 1 ? MOSQ_ERR_SUCCESS : MOSQ_ERR_AUTH; /* no memory to remember: still correct */
+		/* no memory to remember: still correct */
+		return ok == 1 ? admitted(st, ed->client, user, cid) : MOSQ_ERR_AUTH;
 	}
 	if(ok == 1){
 		memcpy(e->mac, mac, sizeof(mac));
@@ -211,7 +267,7 @@ int auth__basic(int event, void *event_data, void *userdata)
 		e->fails = 0;
 		e->next_try_ms = 0;
 		OPENSSL_cleanse(mac, sizeof(mac));
-		return MOSQ_ERR_SUCCESS;
+		return admitted(st, ed->client, user, cid);
 	}
 	OPENSSL_cleanse(mac, sizeof(mac));
 	if(ok < 0){

@@ -6,10 +6,11 @@
  *       requester (same connection, so the broker sees this first). Applied at once.
  *       acl_from/acl_to (optional): meta.acl_version before and after the bridge's
  *       transaction, so the reload thread need not re-read a change it was told about.
- *   {"op":"stored","upto":N}     every message with id <= N is committed: drop the copies.
- *   {"op":"replay","after":M}    resend every kept message with id > M to this client,
- *                                then {"op":"replay.done","count":K} on
- *                                $CONTROL/mqchat/v1/replay.
+ *   {"op":"hello","role":"store","epoch":E,"seq":S}, {"op":"stored","epoch":E,"seq":N},
+ *   {"op":"resend","epoch":E,"from":N}
+ *       the store connection: what it has committed, and a gap it saw (feed.c).
+ *   {"op":"hello","role":"requests"}
+ *       the request connection: message.c forwards requests to this client id.
  *
  * Only the service user may publish here (acl.c denies everyone else; checked again).
  */
@@ -101,28 +102,37 @@ static void handle_room(struct mqchat *st, json_t *j)
 	}
 }
 
-static void handle_replay(struct mqchat *st, const struct mosquitto *client, json_t *j)
+/* An unsigned JSON integer member, or false. */
+static bool get_u64(json_t *j, const char *key, uint64_t *out)
 {
-	json_t *after = json_object_get(j, "after");
+	json_t *v = json_object_get(j, key);
+	if(!json_is_integer(v) || json_integer_value(v) < 0) return false;
+	*out = (uint64_t)json_integer_value(v);
+	return true;
+}
+
+static void handle_hello(struct mqchat *st, const struct mosquitto *client, json_t *j)
+{
+	const char *role = json_string_value(json_object_get(j, "role"));
 	const char *cid = mosquitto_client_id(client);
-	if(!json_is_integer(after) || json_integer_value(after) < 0 || !cid){
-		mosquitto_log_printf(MOSQ_LOG_WARNING, "mqchat: control: replay needs a non-negative integer 'after'");
-		return;
-	}
-	uint64_t from = (uint64_t)json_integer_value(after);
-	size_t n = replay__send(&st->replay, cid, from);
-	char buf[96];
-	int len = snprintf(buf, sizeof(buf), "{\"op\":\"replay.done\",\"count\":%zu}", n);
-	char *payload = mosquitto_malloc((size_t)len + 1);
-	if(payload){
-		memcpy(payload, buf, (size_t)len + 1);
-		if(mosquitto_broker_publish(cid, MQCHAT_REPLAY_DONE_TOPIC, len, payload, 1, false, NULL)){
-			mosquitto_free(payload);
+	uint64_t epoch = 0, seq = 0;
+	if(role && !strcmp(role, "store")){
+		if(!get_u64(j, "epoch", &epoch) || !get_u64(j, "seq", &seq)){
+			mosquitto_log_printf(MOSQ_LOG_WARNING, "mqchat: control: hello from %s needs integer epoch and seq",
+					cid ? cid : "?");
+			return;
 		}
+		feed__hello(&st->feed, client, epoch, seq);
+	}else if(role && !strcmp(role, "requests") && cid){
+		char *dup = strdup(cid);
+		if(!dup) return;
+		free(st->req_cid);
+		st->req_cid = dup;
+		st->req_client = client;
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: bridge request connection %s: forwarding requests to it", cid);
+	}else{
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "mqchat: control: hello with unknown role '%s' ignored", role ? role : "");
 	}
-	mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: bridge %s asked for messages after %" PRIu64
-			": resent %zu (%zu kept, %llu dropped for space since start)",
-			cid, from, n, st->replay.count, (unsigned long long)st->replay.dropped);
 }
 
 int control__handle(int event, void *event_data, void *userdata)
@@ -149,13 +159,19 @@ int control__handle(int event, void *event_data, void *userdata)
 	}
 	if(!strcmp(op, "room")){
 		handle_room(st, j);
-	}else if(!strcmp(op, "stored")){
-		json_t *upto = json_object_get(j, "upto");
-		if(json_is_integer(upto) && json_integer_value(upto) >= 0){
-			replay__ack(&st->replay, (uint64_t)json_integer_value(upto));
+	}else if(!strcmp(op, "stored") || !strcmp(op, "resend")){
+		uint64_t epoch, n;
+		bool stored = op[0] == 's';
+		if(!get_u64(j, "epoch", &epoch) || !get_u64(j, stored ? "seq" : "from", &n)){
+			mosquitto_log_printf(MOSQ_LOG_WARNING, "mqchat: control: %s needs integer epoch and %s", op,
+					stored ? "seq" : "from");
+		}else if(stored){
+			feed__stored(&st->feed, epoch, n);
+		}else{
+			feed__resend(&st->feed, epoch, n);
 		}
-	}else if(!strcmp(op, "replay")){
-		handle_replay(st, ed->client, j);
+	}else if(!strcmp(op, "hello")){
+		handle_hello(st, ed->client, j);
 	}else{
 		mosquitto_log_printf(MOSQ_LOG_WARNING, "mqchat: control: unknown op '%s' ignored", op);
 	}

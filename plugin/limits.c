@@ -1,12 +1,14 @@
 /*
- * Two per-sender guards on chat/rooms/{room}/send, both in memory on the broker thread:
+ * Per-user guards, all in memory on the broker thread:
  *
  *  - dedupe: client_msg_id is the client's idempotency key (DESIGN.md "A message"). A
  *    client that did not get its PUBACK (a reconnect, a lost packet) sends again; within
  *    dedupe_window_s the same (sender, room, client_msg_id) is delivered once. The entries
  *    form a FIFO by time; the oldest go when they expire or when there are dedupe_max.
- *  - rate: a token bucket per sender (send_rate messages/s, send_burst deep), so one
- *    client cannot make the broker spend all its time on its messages.
+ *  - fair share: token buckets per user for sends (send_rate messages/s, send_burst deep),
+ *    for the bytes of sends (send_bytes_rate, send_bytes_burst) and for requests
+ *    (request_rate, request_burst), so one user cannot take the broker's or the bridge's
+ *    time, nor fill other users' session queues. acl.c decides what an empty bucket means.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,12 +21,6 @@ struct dedupe_entry {
 	size_t keylen;
 	uint64_t id;        /* the id the first copy was stamped with */
 	int64_t expires_ms;
-};
-
-struct rate_bucket {
-	char *name;
-	double tokens;
-	int64_t last_ms;
 };
 
 /* Builds the dedupe key into buf; 0, or -1 if it does not fit (it always does: names are
@@ -113,41 +109,74 @@ void limits__dedupe_free(struct dedupe *d)
 	memset(d, 0, sizeof(*d));
 }
 
-bool limits__rate_allow(struct mqchat *st, const char *user, int64_t now)
+struct user_state *limits__user(struct mqchat *st, const char *user)
 {
-	if(!st->opt.send_rate) return true;
 	size_t len = strlen(user);
-	struct rate_bucket *b = strmap__get(&st->rates, user, len);
-	if(!b){
-		int err;
-		b = calloc(1, sizeof(*b));
-		if(!b || !(b->name = strdup(user))){
-			free(b);
-			return true; /* no memory to track it: let it through rather than refuse */
-		}
-		b->tokens = st->opt.send_burst;
-		b->last_ms = now;
-		strmap__put(&st->rates, b->name, len, b, &err);
-		if(err){
-			free(b->name);
-			free(b);
-			return true;
-		}
+	struct user_state *u = strmap__get(&st->users_state, user, len);
+	if(u) return u;
+	int err;
+	u = calloc(1, sizeof(*u));
+	if(!u || !(u->name = strdup(user))){
+		free(u);
+		return NULL;
 	}
-	b->tokens += (double)(now - b->last_ms) * st->opt.send_rate / 1000.0;
-	if(b->tokens > st->opt.send_burst) b->tokens = st->opt.send_burst;
-	b->last_ms = now;
-	if(b->tokens < 1.0) return false;
-	b->tokens -= 1.0;
-	return true;
+	u->send_tokens = st->opt.send_burst;
+	u->byte_tokens = st->opt.send_bytes_burst;
+	u->req_tokens = st->opt.request_burst;
+	u->last_ms = mqc_now_ms();
+	strmap__put(&st->users_state, u->name, len, u, &err);
+	if(err){
+		free(u->name);
+		free(u);
+		return NULL;
+	}
+	return u;
 }
 
-void limits__rate_free(struct mqchat *st)
+static void refill(const struct mqchat *st, struct user_state *u, int64_t now)
 {
-	STRMAP_FOREACH(&st->rates, s){
-		struct rate_bucket *b = s->val;
-		free(b->name);
-		free(b);
+	double dt = (double)(now - u->last_ms) / 1000.0;
+	if(dt <= 0) return;
+	u->last_ms = now;
+	u->send_tokens += dt * st->opt.send_rate;
+	if(u->send_tokens > st->opt.send_burst) u->send_tokens = st->opt.send_burst;
+	u->byte_tokens += dt * st->opt.send_bytes_rate;
+	if(u->byte_tokens > st->opt.send_bytes_burst) u->byte_tokens = st->opt.send_bytes_burst;
+	u->req_tokens += dt * st->opt.request_rate;
+	if(u->req_tokens > st->opt.request_burst) u->req_tokens = st->opt.request_burst;
+}
+
+enum limit_verdict limits__send(struct mqchat *st, struct user_state *u, uint32_t len, int64_t now)
+{
+	refill(st, u, now);
+	if(st->opt.send_rate && u->send_tokens < 1.0) return LIMIT_SEND_RATE;
+	if(st->opt.send_bytes_rate && u->byte_tokens < (double)len) return LIMIT_BYTE_RATE;
+	if(st->opt.send_rate) u->send_tokens -= 1.0;
+	if(st->opt.send_bytes_rate) u->byte_tokens -= (double)len;
+	return LIMIT_OK;
+}
+
+enum limit_verdict limits__request(struct mqchat *st, struct user_state *u, int64_t now)
+{
+	refill(st, u, now);
+	if(!st->opt.request_rate) return LIMIT_OK;
+	if(u->req_tokens < 1.0) return LIMIT_REQUEST_RATE;
+	u->req_tokens -= 1.0;
+	return LIMIT_OK;
+}
+
+void limits__free(struct mqchat *st)
+{
+	STRMAP_FOREACH(&st->users_state, s){
+		struct user_state *u = s->val;
+		free(u->name);
+		free(u);
 	}
-	strmap__free(&st->rates);
+	strmap__free(&st->users_state);
+	STRMAP_FOREACH(&st->conns, s){
+		struct conn *c = s->val;
+		free(c->cid);
+		free(c);
+	}
+	strmap__free(&st->conns);
 }

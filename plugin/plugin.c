@@ -4,11 +4,14 @@
  * in its own file: auth.c, acl.c, message.c, control.c.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -36,6 +39,7 @@ static const struct {
 	{ MOSQ_EVT_MESSAGE, message__handle, NULL },
 	{ MOSQ_EVT_CONTROL, control__handle, MQCHAT_CONTROL_TOPIC },
 	{ MOSQ_EVT_TICK, tick__handle, NULL },
+	{ MOSQ_EVT_DISCONNECT, disconnect__handle, NULL },
 };
 #define NEVENTS (sizeof(events) / sizeof(events[0]))
 
@@ -61,6 +65,35 @@ static int set_str(char **dst, const char *value)
 	return *dst ? 0 : -1;
 }
 
+/* The numeric options: plugin_opt_<name>, parsed into the field at off (unsigned or size_t),
+ * within min..max. mosquitto.conf.example explains each, with its default (set below). */
+#define OPT_U(name, field, min, max) { name, offsetof(struct options, field), sizeof(((struct options *)0)->field), min, max }
+static const struct num_opt {
+	const char *name;
+	size_t off, size;
+	unsigned long long min, max;
+} num_opts[] = {
+	OPT_U("max_body", limits.max_body, 1, 16u << 20),
+	OPT_U("max_payload", limits.max_payload, 64, 256u << 20),
+	OPT_U("reload_interval_ms", reload_interval_ms, 50, 3600000),
+	OPT_U("auth_hash_budget_ms", auth_hash_budget_ms, 1, 1000),
+	OPT_U("unconfirmed_max_messages", unconfirmed_max_messages, 100, 100000000),
+	OPT_U("unconfirmed_max_bytes", unconfirmed_max_bytes, 1u << 20, 1ULL << 40),
+	OPT_U("store_window_messages", store_window_messages, 1, 65535),
+	OPT_U("store_window_bytes", store_window_bytes, 65536, 1ULL << 32),
+	OPT_U("send_rate", send_rate, 0, 1000000),
+	OPT_U("send_burst", send_burst, 1, 1000000),
+	OPT_U("send_bytes_rate", send_bytes_rate, 0, 1u << 30),
+	OPT_U("send_bytes_burst", send_bytes_burst, 1, 1u << 30),
+	OPT_U("request_rate", request_rate, 0, 1000000),
+	OPT_U("request_burst", request_burst, 1, 1000000),
+	OPT_U("max_connections_per_user", max_connections_per_user, 0, 1000000),
+	OPT_U("max_subscriptions", max_subscriptions, 0, 1000000),
+	OPT_U("max_res_topic", max_res_topic, 1, 65535),
+	OPT_U("dedupe_window_s", dedupe_window_s, 1, 86400),
+	OPT_U("dedupe_max", dedupe_max, 0, 100000000),
+};
+
 static int parse_options(struct options *o, struct mosquitto_opt *opts, int n)
 {
 	unsigned long long v;
@@ -70,9 +103,19 @@ static int parse_options(struct options *o, struct mosquitto_opt *opts, int n)
 	o->reload_interval_ms = 1000;
 	o->auth_hash_budget_ms = 250;
 	o->clientid_prefix = true;
-	o->replay_max_bytes = 64u * 1024 * 1024;
+	o->unconfirmed_max_messages = 200000;
+	o->unconfirmed_max_bytes = 64u * 1024 * 1024;
+	o->store_window_messages = 20000;
+	o->store_window_bytes = 16u * 1024 * 1024;
 	o->send_rate = 50;
 	o->send_burst = 200;
+	o->send_bytes_rate = 128u * 1024;
+	o->send_bytes_burst = 1024u * 1024;
+	o->request_rate = 20;
+	o->request_burst = 100;
+	o->max_connections_per_user = 32;
+	o->max_subscriptions = 64;
+	o->max_res_topic = MQC_MAX_RES_TOPIC;
 	o->dedupe_window_s = 300;
 	o->dedupe_max = 100000;
 	if(set_str(&o->prefix, "chat")) return -1;
@@ -80,30 +123,23 @@ static int parse_options(struct options *o, struct mosquitto_opt *opts, int n)
 	for(int i = 0; i < n; i++){
 		const char *k = opts[i].key, *val = opts[i].value;
 		int rc = 0;
-		if(!strcmp(k, "db_path")) rc = set_str(&o->db_path, val);
+		const struct num_opt *no = NULL;
+		for(size_t j = 0; j < sizeof(num_opts) / sizeof(num_opts[0]); j++){
+			if(!strcmp(k, num_opts[j].name)) no = &num_opts[j];
+		}
+		if(no){
+			if(!(rc = parse_uint(k, val, no->min, no->max, &v))){
+				char *field = (char *)o + no->off;
+				if(no->size == sizeof(unsigned)) *(unsigned *)field = (unsigned)v;
+				else *(size_t *)field = (size_t)v;
+			}
+		}else if(!strcmp(k, "db_path")) rc = set_str(&o->db_path, val);
 		else if(!strcmp(k, "service_user")) rc = set_str(&o->service_user, val);
 		else if(!strcmp(k, "service_password")) rc = set_str(&o->service_password, val);
 		else if(!strcmp(k, "topic_prefix")) rc = set_str(&o->prefix, val);
 		else if(!strcmp(k, "idlease_path")) rc = set_str(&o->idlease_path, val);
-		else if(!strcmp(k, "max_body")){
-			if(!(rc = parse_uint(k, val, 1, 16u << 20, &v))) o->limits.max_body = (size_t)v;
-		}else if(!strcmp(k, "max_payload")){
-			if(!(rc = parse_uint(k, val, 64, 256u << 20, &v))) o->limits.max_payload = (size_t)v;
-		}else if(!strcmp(k, "reload_interval_ms")){
-			if(!(rc = parse_uint(k, val, 50, 3600000, &v))) o->reload_interval_ms = (unsigned)v;
-		}else if(!strcmp(k, "auth_hash_budget_ms")){
-			if(!(rc = parse_uint(k, val, 1, 1000, &v))) o->auth_hash_budget_ms = (unsigned)v;
-		}else if(!strcmp(k, "replay_max_bytes")){
-			if(!(rc = parse_uint(k, val, 0, 1ULL << 40, &v))) o->replay_max_bytes = (size_t)v;
-		}else if(!strcmp(k, "send_rate")){
-			if(!(rc = parse_uint(k, val, 0, 1000000, &v))) o->send_rate = (unsigned)v;
-		}else if(!strcmp(k, "send_burst")){
-			if(!(rc = parse_uint(k, val, 1, 1000000, &v))) o->send_burst = (unsigned)v;
-		}else if(!strcmp(k, "dedupe_window_s")){
-			if(!(rc = parse_uint(k, val, 1, 86400, &v))) o->dedupe_window_s = (unsigned)v;
-		}else if(!strcmp(k, "dedupe_max")){
-			if(!(rc = parse_uint(k, val, 0, 100000000, &v))) o->dedupe_max = (size_t)v;
-		}else if(!strcmp(k, "clientid_policy")){
+		else if(!strcmp(k, "spool_path")) rc = set_str(&o->spool_path, val);
+		else if(!strcmp(k, "clientid_policy")){
 			if(!strcmp(val, "prefix")) o->clientid_prefix = true;
 			else if(!strcmp(val, "any")) o->clientid_prefix = false;
 			else{
@@ -117,6 +153,13 @@ static int parse_options(struct options *o, struct mosquitto_opt *opts, int n)
 		if(rc) return -1;
 	}
 
+	if(o->send_bytes_rate && o->send_bytes_burst < o->limits.max_payload){
+		/* else a message of max_payload bytes could never be sent */
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_send_bytes_burst (%u) must be at least "
+				"plugin_opt_max_payload (%zu)", o->send_bytes_burst, o->limits.max_payload);
+		return -1;
+	}
+	if(o->store_window_bytes > o->unconfirmed_max_bytes) o->store_window_bytes = o->unconfirmed_max_bytes;
 	if(!o->db_path || !*o->db_path){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_db_path is required");
 		return -1;
@@ -138,6 +181,11 @@ static int parse_options(struct options *o, struct mosquitto_opt *opts, int n)
 		if(!(o->idlease_path = malloc(len))) return -1;
 		snprintf(o->idlease_path, len, "%s.idlease", o->db_path);
 	}
+	if(!o->spool_path){
+		size_t len = strlen(o->db_path) + sizeof(".spool");
+		if(!(o->spool_path = malloc(len))) return -1;
+		snprintf(o->spool_path, len, "%s.spool", o->db_path);
+	}
 	return 0;
 }
 
@@ -151,6 +199,7 @@ static void options_free(struct options *o)
 	}
 	free(o->prefix);
 	free(o->idlease_path);
+	free(o->spool_path);
 }
 
 static char *concat(const char *a, const char *b)
@@ -172,15 +221,64 @@ static void state_free(struct mqchat *st)
 	plugin__ctl_log_clear(st);
 	free(st->ctl_log.items);
 	plugin__pending_clear(st);
-	replay__free(&st->replay);
+	feed__free(&st->feed);
+	qos2__free(&st->qos2);
 	limits__dedupe_free(&st->dedupe);
-	limits__rate_free(st);
+	limits__free(st);
+	free(st->req_cid);
 	tick__free(st);
 	auth__free(st);
 	free(st->rooms_prefix);
 	free(st->users_prefix);
 	options_free(&st->opt);
 	free(st);
+}
+
+/* At start: the messages the last clean stop left unconfirmed (the spool), and what the
+ * reload thread last recorded of a run that did not stop cleanly (feed.c). */
+static int spool_open(struct mqchat *st)
+{
+	char reason[512], state[4096];
+	uint64_t epoch, last, first;
+	int n = feed__spool_load(&st->feed, st->opt.spool_path, reason, sizeof(reason));
+	if(n < 0){
+		/* Refusing to start would keep the broker down; starting without them loses them. */
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: LOST: %s; its messages are not replayed. Moving it aside "
+				"to %s.bad", reason, st->opt.spool_path);
+		snprintf(state, sizeof(state), "%s.bad", st->opt.spool_path);
+		rename(st->opt.spool_path, state);
+	}else if(n > 0){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: loaded %d unconfirmed messages from %s (the last stop); "
+				"the bridge gets them first", n, st->opt.spool_path);
+	}
+	snprintf(state, sizeof(state), "%s.state", st->opt.spool_path);
+	if(feed__state_read(state, &epoch, &last, &first) == 0 && epoch != st->feed.spool_epoch){
+		st->feed.crashed_epoch = epoch;
+		st->feed.crashed_last = last;
+		if(last >= first){
+			mosquitto_log_printf(MOSQ_LOG_WARNING, "mqchat: the previous broker run (epoch %" PRIu64 ") did not stop "
+					"cleanly: about %" PRIu64 " messages it had acknowledged were not confirmed stored at its last "
+					"check; the bridge's watermark will say how many are lost", epoch, last - first + 1);
+		}
+	}
+	return 0;
+}
+
+/* At a clean stop: what the bridge has not confirmed goes to the spool, also when that is
+ * nothing: the spool's epoch tells the next start that this run stopped cleanly. */
+static void spool_close(struct mqchat *st)
+{
+	char reason[512];
+	struct feed *f = &st->feed;
+	if(feed__spool_save(f, st->opt.spool_path, reason, sizeof(reason))){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: LOST: %zu messages the bridge had not confirmed stored%s: %s",
+				f->count, f->count ? "" : " (none)", reason);
+		return;
+	}
+	if(f->count){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: saved %zu messages the bridge had not confirmed stored to %s; "
+				"the next start sends them", f->count, st->opt.spool_path);
+	}
 }
 
 MQCHAT_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
@@ -204,14 +302,23 @@ MQCHAT_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void 
 	st->prefix_len = strlen(st->opt.prefix);
 	st->rooms_prefix_len = strlen(st->rooms_prefix);
 	st->users_prefix_len = strlen(st->users_prefix);
-	st->replay.max_bytes = st->opt.replay_max_bytes;
 	st->dedupe.max = st->opt.dedupe_max;
 	st->dedupe.window_s = st->opt.dedupe_window_s;
+	st->qos2.window_s = st->opt.dedupe_window_s;
+	st->feed.max_messages = st->opt.unconfirmed_max_messages;
+	st->feed.max_bytes = st->opt.unconfirmed_max_bytes;
+	st->feed.window_messages = st->opt.store_window_messages;
+	st->feed.window_bytes = st->opt.store_window_bytes;
+	if(feed__init(&st->feed)){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: no randomness for the feed's epoch");
+		goto fail;
+	}
 	if(RAND_bytes(st->auth_key, sizeof(st->auth_key)) != 1){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: no randomness for the credential cache key");
 		goto fail;
 	}
 
+	if(spool_open(st)) goto fail;
 	if(reload__start(st, reason, sizeof(reason))){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: cannot start: %s", reason);
 		goto fail;
@@ -251,12 +358,8 @@ MQCHAT_EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt 
 	for(size_t i = 0; i < NEVENTS; i++){
 		mosquitto_callback_unregister(st->identifier, events[i].event, events[i].cb, events[i].event_data);
 	}
-	if(st->replay.count){
-		mosquitto_log_printf(MOSQ_LOG_WARNING,
-				"mqchat: shutting down with %zu messages the bridge has not confirmed stored (ids %llu..): "
-				"they are lost unless the bridge already has them", st->replay.count,
-				(unsigned long long)st->replay.ring[st->replay.head].id);
-	}
+	reload__stop(st); /* first: it deletes a consumed spool */
+	spool_close(st);
 	state_free(st);
 	return MOSQ_ERR_SUCCESS;
 }
@@ -308,6 +411,28 @@ void plugin__swap_if_ready(struct mqchat *st)
 	cache__free(atomic_exchange(&st->retired_cache, old));
 	mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: membership reloaded: %u users, %zu rooms, acl_version %lld",
 			next->nusers, next->rooms.len, (long long)next->acl_version);
+}
+
+void plugin__log_repeated(struct log_repeat *lr, int level, const char *fmt, ...)
+{
+	int64_t now = mqc_now_ms();
+	if(lr->last_ms && now - lr->last_ms < LOG_REPEAT_MS){
+		lr->suppressed++;
+		return;
+	}
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if(lr->suppressed){
+		mosquitto_log_printf(level, "%s (%u more times in the last %.0f s)", line, lr->suppressed,
+				(double)(now - lr->last_ms) / 1000.0);
+	}else{
+		mosquitto_log_printf(level, "%s", line);
+	}
+	lr->last_ms = now;
+	lr->suppressed = 0;
 }
 
 void plugin__log_client(struct mqchat *st, const char *fmt, ...)

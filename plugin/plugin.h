@@ -17,12 +17,23 @@
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
+#include <mqtt_protocol.h>
 
 #include "mqchat_store.h"
 #include "strmap.h"
 
 #define MQCHAT_CONTROL_TOPIC "$CONTROL/mqchat/v1"
-#define MQCHAT_REPLAY_DONE_TOPIC "$CONTROL/mqchat/v1/replay"
+/* Below the control topic, published by the plugin to one bridge connection only:
+ * .../store (the hello answer), .../store/<seq> (messages to store), .../req/<user> (requests). */
+#define MQCHAT_STORE_TOPIC MQCHAT_CONTROL_TOPIC "/store"
+#define MQCHAT_REQ_TOPIC MQCHAT_CONTROL_TOPIC "/req"
+/* The "try again later" answer to a PUBLISH: the broker closes the connection without
+ * acknowledging it (MQTT 5: DISCONNECT 0x80), and the client sends it again after
+ * reconnecting. Mosquitto 2.0 gives a plugin no way to answer PUBACK 0x97 (handle_publish.c
+ * maps only ACL_DENIED to a reason code; any other result closes the connection). */
+#define MQCHAT_RETRY_LATER MOSQ_ERR_UNKNOWN
+
+struct mqchat;
 
 /* ------------------------------------------------------------------ cache.c */
 
@@ -84,28 +95,83 @@ void room_update__free(struct room_update *u);
 
 struct auth_entry; /* per-username verified-credential cache + failure backoff */
 
-/* ------------------------------------------------------------------ replay.c */
+/* ------------------------------------------------------------------ feed.c */
 
-struct replay_entry {
+struct feed_entry {
 	uint64_t id;
-	uint32_t len;
-	char *topic;
-	char *payload;
+	uint32_t len;  /* payload bytes */
+	uint32_t tlen; /* topic bytes */
+	char *data;    /* topic, NUL, payload */
 };
 
-/* Stamped messages not yet confirmed stored by the bridge, in id order. */
-struct replay {
-	struct replay_entry *ring;
-	size_t cap, head, count; /* ring of cap slots, count used starting at head */
-	size_t bytes, max_bytes;
-	uint64_t dropped;        /* copies dropped for space since start */
+/* Stamped messages not yet confirmed stored by the bridge, in seq order (feed.c). Broker
+ * thread only, except the [atomic] fields the reload thread reads. */
+struct feed {
+	struct feed_entry *ring;
+	size_t cap, head, count;  /* ring of cap slots, count used starting at head */
+	uint64_t epoch;           /* this run's: seqs are unique within it */
+	uint64_t first_seq;       /* seq of the entry at head (the next one when empty) */
+	size_t bytes;             /* what the entries take, counted against max_bytes */
+	size_t max_messages, max_bytes;      /* past either, feed__admit refuses */
+	size_t window_messages, window_bytes; /* most sent and unconfirmed at a time */
+
+	char *store_cid;                     /* the bridge's store connection, NULL when gone */
+	const struct mosquitto *store_client;
+	uint64_t sent;                       /* highest seq sent on that connection */
+	size_t inflight_bytes;               /* payload bytes of seq first_seq..sent */
+
+	bool refusing;                       /* feed__admit is saying no */
+	int64_t refusing_since;
+	uint64_t refused_now, refused_total;
+
+	/* The spool this start loaded, and the previous run's state if it did not stop cleanly. */
+	uint64_t spool_epoch, spool_first, spool_upto;
+	bool spool_pending;                  /* loaded messages not yet all confirmed */
+	atomic_bool spool_consumed;          /* [atomic] the reload thread may delete the spool */
+	uint64_t crashed_epoch, crashed_last;
+	_Atomic uint64_t pub_first, pub_last; /* [atomic] first kept and last stamped seq */
 };
 
-int replay__add(struct replay *r, uint64_t id, const char *topic, const char *payload, uint32_t len);
-void replay__ack(struct replay *r, uint64_t upto);
-/* Republishes every entry with id > after to client clientid; returns how many. */
-size_t replay__send(struct replay *r, const char *clientid, uint64_t after);
-void replay__free(struct replay *r);
+int feed__init(struct feed *f);
+/* Whether a message of len bytes may be accepted now (logs when it starts and stops saying no). */
+bool feed__admit(struct feed *f, size_t len);
+/* Keeps a copy of a stamped message and sends it to the bridge if the window allows.
+ * 0 and *seq, or -1 when out of memory (nothing kept). */
+int feed__add(struct feed *f, uint64_t id, const char *topic, const void *payload, uint32_t len, uint64_t *seq);
+void feed__hello(struct feed *f, const struct mosquitto *client, uint64_t epoch, uint64_t seq);
+void feed__stored(struct feed *f, uint64_t epoch, uint64_t seq);
+void feed__resend(struct feed *f, uint64_t epoch, uint64_t from);
+void feed__client_gone(struct feed *f, const struct mosquitto *client);
+void feed__free(struct feed *f);
+/* Broker stop / start (the broker thread may use the disk then). load: the number of
+ * messages loaded (0: no spool), or -1 with reason (nothing loaded). */
+int feed__spool_save(const struct feed *f, const char *path, char *reason, size_t reasonlen);
+int feed__spool_load(struct feed *f, const char *path, char *reason, size_t reasonlen);
+/* The reload thread's record of what a crash would lose, and its reading at start. */
+int feed__state_write(const char *path, uint64_t epoch, uint64_t last, uint64_t first);
+int feed__state_read(const char *path, uint64_t *epoch, uint64_t *last, uint64_t *first);
+
+/* ------------------------------------------------------------------ qos2.c */
+
+/* QoS 2 sends stamped and not yet released by the broker, per client id (qos2.c). */
+struct qos2_entry;
+struct qos2 {
+	struct strmap clients;        /* client id -> struct qos2_client */
+	struct strmap entries_by_key; /* "<client id>\x01<content hash>" -> struct qos2_entry */
+	struct strmap released;       /* "<content hash>" -> struct qos2_ref (the latest entry) */
+	struct qos2_entry *oldest, *newest; /* every entry, by age */
+	size_t entries;
+	unsigned window_s;
+};
+/* True if this QoS 2 send is a resend of one already stamped (do not stamp it again);
+ * otherwise remembers it and returns false. */
+bool qos2__is_resend(struct mqchat *st, const struct mosquitto *client, const char *topic,
+		const void *payload, uint32_t len);
+/* The broker released a QoS 2 message (it reaches subscribers now): it cannot be resent. */
+void qos2__released(struct mqchat *st, const char *topic, const void *payload, uint32_t len);
+/* A client id connected (auth.c): what it sent before may be resent now, unless it started clean. */
+void qos2__connected(struct mqchat *st, const char *cid, bool clean_start);
+void qos2__free(struct qos2 *q);
 
 /* ------------------------------------------------------------------ limits.c */
 
@@ -118,6 +184,27 @@ struct dedupe {
 	unsigned window_s;
 };
 
+/* What the plugin keeps per user name (limits.c): the fair-share buckets, the seq of the
+ * user's newest stamped message (for requests' read-your-writes marker) and how many
+ * connections the user has open. Created on first use, kept for the plugin's life (one
+ * per user, a few dozen bytes). */
+struct user_state {
+	char *name;           /* first member: the strmap key */
+	double send_tokens;   /* messages (send_rate, send_burst) */
+	double byte_tokens;   /* bytes of sends (send_bytes_rate, send_bytes_burst) */
+	double req_tokens;    /* requests (request_rate, request_burst) */
+	int64_t last_ms;      /* when the buckets were last filled */
+	uint64_t last_seq;    /* feed seq of the newest message this user sent (this epoch) */
+	unsigned conns;       /* connections open now (auth.c counts up, disconnect.c down) */
+};
+
+/* One open connection of a user, by client id (auth.c, disconnect.c). */
+struct conn {
+	char *cid;            /* first member: the strmap key */
+	const struct mosquitto *client;
+	struct user_state *user;
+};
+
 struct mqchat;
 /* The id an earlier copy of this (sender, room, client_msg_id) was stamped with, or 0. */
 uint64_t limits__dedupe_seen(struct dedupe *d, const char *user, const char *room, size_t roomlen,
@@ -125,9 +212,14 @@ uint64_t limits__dedupe_seen(struct dedupe *d, const char *user, const char *roo
 void limits__dedupe_add(struct dedupe *d, const char *user, const char *room, size_t roomlen,
 		const char *cmid, uint64_t id, int64_t now);
 void limits__dedupe_free(struct dedupe *d);
-/* Takes a token from user's bucket; false when the user is over send_rate. */
-bool limits__rate_allow(struct mqchat *st, const char *user, int64_t now);
-void limits__rate_free(struct mqchat *st);
+
+/* The user's state, created if missing; NULL only when out of memory. */
+struct user_state *limits__user(struct mqchat *st, const char *user);
+enum limit_verdict { LIMIT_OK = 0, LIMIT_SEND_RATE, LIMIT_BYTE_RATE, LIMIT_REQUEST_RATE };
+/* Takes one send of len bytes from u's buckets, or says which bucket is empty. */
+enum limit_verdict limits__send(struct mqchat *st, struct user_state *u, uint32_t len, int64_t now);
+enum limit_verdict limits__request(struct mqchat *st, struct user_state *u, int64_t now);
+void limits__free(struct mqchat *st);
 
 /* ------------------------------------------------------------------ the plugin */
 
@@ -141,9 +233,18 @@ struct options {
 	unsigned reload_interval_ms;
 	unsigned auth_hash_budget_ms;
 	bool clientid_prefix;      /* clientid_policy prefix (default) or any */
-	size_t replay_max_bytes;
+	char *spool_path;          /* "<db_path>.spool" */
+	size_t unconfirmed_max_messages, unconfirmed_max_bytes;
+	size_t store_window_messages, store_window_bytes;
 	unsigned send_rate;        /* messages per second per sender; 0: no limit */
 	unsigned send_burst;
+	unsigned send_bytes_rate;  /* bytes per second per sender; 0: no limit */
+	unsigned send_bytes_burst;
+	unsigned request_rate;     /* requests per second per user; 0: no limit */
+	unsigned request_burst;
+	unsigned max_connections_per_user; /* 0: no limit */
+	unsigned max_subscriptions;        /* per client; 0: no limit */
+	unsigned max_res_topic;            /* bytes after ".../res/" in a user's filter or response topic */
 	unsigned dedupe_window_s;
 	size_t dedupe_max;
 };
@@ -155,6 +256,16 @@ struct pending_msg {
 	const void *payload;
 	uint32_t payloadlen;
 	json_t *msg;
+	struct user_state *user;
+};
+
+/* A failure that may repeat every second (a full disk): logged once per LOG_REPEAT_MS
+ * with how often it happened meanwhile (plugin__log_repeated). One per call site; used
+ * by one thread. */
+#define LOG_REPEAT_MS 10000
+struct log_repeat {
+	int64_t last_ms;     /* when it was last logged, 0: never */
+	unsigned suppressed; /* times since, not logged */
 };
 
 struct control_log {
@@ -184,9 +295,14 @@ struct mqchat {
 	bool lease_warned;
 
 	struct pending_msg pending;
-	struct replay replay;
+	struct feed feed;
+	struct qos2 qos2;
 	struct dedupe dedupe;
-	struct strmap rates;          /* name -> struct rate_bucket */
+	struct strmap users_state;    /* name -> struct user_state */
+	struct strmap conns;          /* client id -> struct conn (users' open connections) */
+	char *req_cid;                /* the bridge's request connection (its hello), NULL before */
+	const struct mosquitto *req_client;
+	uint64_t requests_dropped;    /* requests with no request connection to take them */
 	struct strmap auth;           /* name -> struct auth_entry */
 	unsigned char auth_key[32];   /* HMAC key of the verified-credential cache */
 	int64_t budget_tokens_us;     /* slow-hash time available now (auth.c); may be negative */
@@ -198,6 +314,8 @@ struct mqchat {
 
 	char **kicks;                 /* users to disconnect at the next tick (see tick.c) */
 	size_t nkicks, kicks_cap;
+
+	struct log_repeat lease_log, state_log, reload_log; /* [reload thread] */
 
 	pthread_t reload_thread;       /* [reload thread] */
 	atomic_bool stop;              /* [atomic] */
@@ -214,11 +332,17 @@ void plugin__ctl_log_clear(struct mqchat *st);
  * top of every callback: one atomic load when there is nothing to do. */
 void plugin__swap_if_ready(struct mqchat *st);
 
+/* Logs a line unless it was logged less than LOG_REPEAT_MS ago; then the next one says
+ * how many were not. */
+void plugin__log_repeated(struct log_repeat *lr, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Logs a line about something a client did wrong, at most 20 per second. */
 void plugin__log_client(struct mqchat *st, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 int acl__check(int event, void *event_data, void *userdata);
+int disconnect__handle(int event, void *event_data, void *userdata);
 int auth__basic(int event, void *event_data, void *userdata);
 int message__handle(int event, void *event_data, void *userdata);
 int control__handle(int event, void *event_data, void *userdata);

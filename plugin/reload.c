@@ -74,8 +74,8 @@ static void keep_lease_ahead(struct mqchat *st)
 	if(reload__write_lease(st, next) == 0){
 		atomic_store(&st->lease_id, next);
 	}else{
-		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: cannot write id lease %s: %s; retrying in %u ms",
-				st->opt.idlease_path, strerror(errno), st->opt.reload_interval_ms);
+		plugin__log_repeated(&st->lease_log, MOSQ_LOG_ERR, "mqchat: cannot write id lease %s: %s; retrying "
+				"every %u ms", st->opt.idlease_path, strerror(errno), st->opt.reload_interval_ms);
 	}
 }
 
@@ -101,8 +101,8 @@ static void reload_once(struct mqchat *st)
 	if(atomic_load(&st->next_cache)) return; /* the last one is not taken yet */
 	int64_t v = read_acl_version(st->reload_db);
 	if(v < 0){
-		mosquitto_log_printf(MOSQ_LOG_WARNING, "mqchat: reading acl_version from %s failed: %s; retrying",
-				st->opt.db_path, sqlite3_errmsg(st->reload_db));
+		plugin__log_repeated(&st->reload_log, MOSQ_LOG_WARNING, "mqchat: reading acl_version from %s failed: %s; "
+				"retrying", st->opt.db_path, sqlite3_errmsg(st->reload_db));
 		return;
 	}
 	if(v == atomic_load(&st->known_acl_version)) return;
@@ -123,9 +123,29 @@ static void reload_once(struct mqchat *st)
 	atomic_store(&st->reading, false);
 }
 
+/* What a crash would lose, for the next start (feed.c), and the spool once its messages
+ * are confirmed: both only when something changed. */
+static void keep_feed_state(struct mqchat *st, uint64_t *written_last, uint64_t *written_first)
+{
+	char path[4096];
+	uint64_t last = atomic_load(&st->feed.pub_last), first = atomic_load(&st->feed.pub_first);
+	if(atomic_exchange(&st->feed.spool_consumed, false)) unlink(st->opt.spool_path);
+	if(last == *written_last && first == *written_first) return;
+	snprintf(path, sizeof(path), "%s.state", st->opt.spool_path);
+	if(feed__state_write(path, st->feed.epoch, last, first) == 0){
+		*written_last = last;
+		*written_first = first;
+	}else{
+		plugin__log_repeated(&st->state_log, MOSQ_LOG_WARNING, "mqchat: cannot write %s: %s (a broker crash "
+				"could then not say how many messages it lost)", path, strerror(errno));
+	}
+}
+
 static void *reload_main(void *arg)
 {
 	struct mqchat *st = arg;
+	uint64_t written_last = UINT64_MAX, written_first = UINT64_MAX;
+	keep_feed_state(st, &written_last, &written_first);
 	while(!atomic_load(&st->stop)){
 		for(unsigned slept = 0; slept < st->opt.reload_interval_ms && !atomic_load(&st->stop); slept += 50){
 			sleep_ms(50);
@@ -133,6 +153,7 @@ static void *reload_main(void *arg)
 		if(atomic_load(&st->stop)) break;
 		reload_once(st);
 		keep_lease_ahead(st);
+		keep_feed_state(st, &written_last, &written_first);
 	}
 	return NULL;
 }

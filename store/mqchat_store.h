@@ -76,6 +76,9 @@ typedef struct mqc_msg_limits {
 /* Bytes of one request on <prefix>/users/{me}/req: the plugin refuses more (PUBACK 0x87)
  * before the bridge reads it, the bridge answers too_large (docs/protocol.md "Limits"). */
 #define MQC_MAX_REQUEST 65536
+/* Bytes of a topic below <prefix>/users/{me}/res/ that a user may subscribe to or name as
+ * its response topic (the plugin's max_res_topic default; the bridge answers elsewhere). */
+#define MQC_MAX_RES_TOPIC 128
 
 /* Why a message was refused. */
 typedef enum mqc_msg_err {

@@ -140,7 +140,7 @@ int main(void)
 	h_user(env, "bob");
 	h_user(env, "carol");
 	h_user(env, "dave");
-	h_env_plugin_opt(env, "send_rate", "0");
+	h_env_no_limits(env);
 	h_env_bridge_arg(env, "--batch-ms", "300");
 	h_env_start(env);
 

@@ -293,7 +293,7 @@ int main(void)
 		h_failures++;
 		return h_env_finish(env);
 	}
-	h_env_plugin_opt(env, "send_rate", "0");
+	h_env_no_limits(env);
 	h_env_start(env);
 	H_RUN(env, paging_both_ways_while_sending);
 	H_RUN(env, paging_from_one_sender);

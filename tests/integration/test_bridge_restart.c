@@ -112,7 +112,7 @@ int main(void)
 		return h_env_finish(env);
 	}
 	/* This test sends faster than the default per-sender rate (plugin_opt_send_rate). */
-	h_env_plugin_opt(env, "send_rate", "0");
+	h_env_no_limits(env);
 	h_env_start(env);
 
 	H_RUN(env, stopped_bridge_catches_up);

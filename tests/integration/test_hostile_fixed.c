@@ -14,34 +14,6 @@
 
 static char room[65];
 
-static size_t file_size(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	if(!f) return 0;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fclose(f);
-	return n > 0 ? (size_t)n : 0;
-}
-
-static char *read_from(const char *path, size_t from)
-{
-	FILE *f = fopen(path, "rb");
-	if(!f) return NULL;
-	fseek(f, 0, SEEK_END);
-	long end = ftell(f);
-	if(end < (long)from) from = 0;
-	size_t n = (size_t)end - from;
-	char *s = malloc(n + 1);
-	if(s){
-		fseek(f, (long)from, SEEK_SET);
-		n = fread(s, 1, n, f);
-		s[n] = '\0';
-	}
-	fclose(f);
-	return s;
-}
-
 /* KNOWN BUG 1: log injection. store/message.c:187 and :129 put the client's JSON member
  * name (an escaped "\n" or "\u001b" decodes to a raw control byte) into the refusal reason
  * with "%.64s"; plugin/acl.c:112 logs that reason through plugin__log_client
@@ -55,13 +27,13 @@ static void forged_log_line_through_a_json_key(h_env *env)
 	char send[256];
 	H_REQUIRE(alice);
 	h_topic_send(send, room);
-	size_t mark = file_size(env->broker_log);
+	size_t mark = h_file_size(env->broker_log);
 	H_CHECK_INT(h_publish_str(alice, send,
 			"{\"type\":\"msg\",\"body\":\"x\",\"\\n00:00:00: mqchat: FORGED admin logged in\":1}", 1), >=, 0x80);
 	H_CHECK_INT(h_publish_str(alice, send,
 			"{\"type\":\"file\",\"attachment\":{\"url\":\"https://a/b\",\"\\u001b[2J\\rFORGED2\":1}}", 1), >=, 0x80);
 	h_sleep_ms(300);
-	char *log = read_from(env->broker_log, mark);
+	char *log = h_file_read_from(env->broker_log, mark);
 	H_REQUIRE(log);
 	if(strstr(log, "\n00:00:00: mqchat: FORGED")){
 		h_fail(__FILE__, __LINE__, "a client forged a broker log line through a JSON member name");

@@ -446,7 +446,7 @@ int main(void)
 		h_failures++;
 		return h_env_finish(env);
 	}
-	h_env_plugin_opt(env, "send_rate", "0");
+	h_env_no_limits(env);
 	h_env_start(env);
 
 	H_RUN(env, malformed_and_hostile_json_is_refused);

@@ -3,6 +3,7 @@
  * to R's messages, nor send to R, nor see R through chat/rooms/+/messages, chat/#, # or
  * $share/...; and nothing she tried reaches the room or the database.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,28 +136,64 @@ static void other_users_topics(h_env *env)
 	h_client_close(carol);
 }
 
+/* The plugin's epoch, from the state file its reload thread keeps ("<epoch> <last> <first>"). */
+static unsigned long long plugin_epoch(h_env *env)
+{
+	char path[H_PATH_MAX + 16];
+	unsigned long long epoch = 0;
+	snprintf(path, sizeof(path), "%s.spool.state", env->db);
+	for(int i = 0; i < 100 && !epoch; i++){
+		FILE *f = fopen(path, "r");
+		if(f){
+			if(fscanf(f, "%llu", &epoch) != 1) epoch = 0;
+			fclose(f);
+		}
+		if(!epoch) h_sleep_ms(50);
+	}
+	return epoch;
+}
+
 /* Mosquitto answers every QoS 1 publish on $CONTROL/ with PUBACK success, whatever the
- * plugin decides, so this checks the effect: a user asking the plugin to replay its
- * buffer must get nothing (the buffer holds other rooms' messages). */
+ * plugin decides, so this checks the effect: a user saying hello as the bridge's store or
+ * request connection gets nothing (the plugin keeps other rooms' messages, and forwards
+ * everyone's requests), and a forged confirmation, even with the plugin's real epoch,
+ * drops nothing. */
 static void control_topic_is_service_only(h_env *env)
 {
 	h_client *alice = h_login(env, "alice", H_PROTO_V5);
 	h_client *carol = h_login(env, "carol", H_PROTO_V5);
-	char topic[256];
+	char topic[256], payload[256];
 
 	H_REQUIRE(alice && carol);
 	H_CHECK_INT(h_subscribe(carol, "chat/rooms/+/messages", 1), ==, 1);
+	H_CHECK_INT(h_subscribe(carol, "chat/users/carol/res/#", 1), ==, 1);
 	h_topic_messages(topic, room_r);
 	H_REQUIRE_INT(h_subscribe(alice, topic, 1), ==, 1);
-	H_REQUIRE_INT(h_bridge_stop(env), ==, 0); /* so the replay buffer keeps the next message */
+	H_REQUIRE_INT(h_bridge_stop(env), ==, 0); /* so the plugin keeps the next message unconfirmed */
 	alice_says(alice, "buffered");
 	json_decref(H_EXPECT_CHAT(alice, room_r, "alice", "buffered"));
-	H_CHECK_INT(h_publish_str(carol, "$CONTROL/mqchat/v1", "{\"op\":\"replay\",\"after\":0}", 1), >=, 0);
-	H_CHECK_INT(h_publish_str(carol, "$CONTROL/mqchat/v1", "{\"op\":\"stored\",\"upto\":9007199254740991}", 1), >=, 0);
+	unsigned long long epoch = plugin_epoch(env);
+	H_CHECK(epoch != 0);
+	H_CHECK_INT(h_publish_str(carol, "$CONTROL/mqchat/v1", "{\"op\":\"hello\",\"role\":\"store\",\"epoch\":0,\"seq\":0}", 1), >=, 0);
+	H_CHECK_INT(h_publish_str(carol, "$CONTROL/mqchat/v1", "{\"op\":\"hello\",\"role\":\"requests\"}", 1), >=, 0);
+	snprintf(payload, sizeof(payload), "{\"op\":\"resend\",\"epoch\":%llu,\"from\":1}", epoch);
+	H_CHECK_INT(h_publish_str(carol, "$CONTROL/mqchat/v1", payload, 1), >=, 0);
+	snprintf(payload, sizeof(payload), "{\"op\":\"stored\",\"epoch\":%llu,\"seq\":9007199254740991}", epoch);
+	H_CHECK_INT(h_publish_str(carol, "$CONTROL/mqchat/v1", payload, 1), >=, 0);
 	H_CHECK_NO_MESSAGE(carol, 1000);
 	H_CHECK_INT(h_bridge_start(env), ==, 0);
-	/* The forged "stored" ack must not have dropped the buffered copy: it is stored. */
+	/* The forged "stored" must not have dropped the kept copy: it is stored. */
 	H_CHECK_INT(h_db_wait_int(env, 1, 10000, "SELECT count(*) FROM messages WHERE body = 'buffered'", (char *)NULL), ==, 1);
+	/* Requests still go to the bridge, not to carol. */
+	h_client *bob = h_login(env, "bob", H_PROTO_V5);
+	H_REQUIRE(bob);
+	H_CHECK_INT(h_subscribe(bob, "chat/users/bob/res", 1), ==, 1);
+	H_CHECK_INT(h_publish_str(bob, "chat/users/bob/req", "{\"op\":\"rooms.list\",\"req_id\":\"b1\"}", 1), ==, 0);
+	json_t *answer = h_wait_json(bob, 5000, NULL);
+	H_CHECK(answer && json_is_true(json_object_get(answer, "ok")));
+	json_decref(answer);
+	H_CHECK_NO_MESSAGE(carol, 300);
+	h_client_close(bob);
 	h_client_close(alice);
 	h_client_close(carol);
 }

@@ -188,6 +188,35 @@ static size_t file_size(const char *path)
 	return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
 }
 
+size_t h_file_size(const char *path)
+{
+	return file_size(path);
+}
+
+char *h_file_read_from(const char *path, size_t offset)
+{
+	if(offset > file_size(path)) offset = 0; /* the file started over */
+	return read_file_from(path, offset, NULL);
+}
+
+bool h_log_wait(const char *path, size_t offset, const char *needle, int timeout_ms)
+{
+	int64_t until = h_now_ms() + timeout_ms;
+	for(;;) {
+		char *s = h_file_read_from(path, offset);
+		bool found = s && strstr(s, needle);
+		free(s);
+		if(found) return true;
+		if(h_now_ms() >= until) return false;
+		h_sleep_ms(20);
+	}
+}
+
+bool h_log_contains(const char *path, const char *needle)
+{
+	return h_log_wait(path, 0, needle, 0);
+}
+
 static void random_hex(char *out, size_t nbytes)
 {
 	unsigned char b[64];
@@ -438,6 +467,13 @@ void h_env_plugin_opt(h_env *env, const char *key, const char *value)
 	size_t used = strlen(env->extra_opts);
 
 	snprintf(env->extra_opts + used, sizeof(env->extra_opts) - used, "plugin_opt_%s %s\n", key, value);
+}
+
+void h_env_no_limits(h_env *env)
+{
+	h_env_plugin_opt(env, "send_rate", "0");
+	h_env_plugin_opt(env, "send_bytes_rate", "0");
+	h_env_plugin_opt(env, "request_rate", "0");
 }
 
 void h_env_bridge_arg(h_env *env, const char *flag, const char *value)

@@ -99,6 +99,9 @@ h_env *h_env_new(const char *test_name);
 /* Adds "plugin_opt_<key> <value>" to the broker's config from its next start on.
  * E.g. send_rate 0 for tests that send faster than the default per-sender rate limit. */
 void h_env_plugin_opt(h_env *env, const char *key, const char *value);
+/* No per-user rate limits (send_rate, send_bytes_rate, request_rate 0): for tests that
+ * send faster than one user may. */
+void h_env_no_limits(h_env *env);
 /* Passes "--flag value" to every later start of the bridge (two at most). */
 void h_env_bridge_arg(h_env *env, const char *flag, const char *value);
 
@@ -146,6 +149,13 @@ int h_bridge_restart(h_env *env);
 
 /* Broker then bridge, or exits the process. */
 void h_env_start(h_env *env);
+
+/* Log files: the size now (a mark), the text from a mark, and whether a line with needle
+ * was written after the mark (polling up to timeout_ms). */
+size_t h_file_size(const char *path);
+char *h_file_read_from(const char *path, size_t offset);
+bool h_log_wait(const char *path, size_t offset, const char *needle, int timeout_ms);
+bool h_log_contains(const char *path, const char *needle);
 
 /* Prints the broker and bridge logs to stderr. */
 void h_dump_logs(const h_env *env);
