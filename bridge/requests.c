@@ -677,12 +677,11 @@ static int op_room_create(struct call *c)
 			rc = fail(c, "invalid", "name: expected a string");
 			goto out;
 		}
-		if(json_string_length(jname) == 0 || strlen(json_string_value(jname)) != json_string_length(jname)){
-			rc = fail(c, "invalid", "name: must be non-empty text");
-			goto out;
-		}
-		if(json_string_length(jname) > REQ_MAX_ROOM_NAME){
-			rc = fail(c, "too_large", "name: at most %d bytes", REQ_MAX_ROOM_NAME);
+		/* The same rule as mqchat-admin's --name (store/text.c). */
+		char why[200];
+		mqc_text_err te = mqc_room_name_check(json_string_value(jname), json_string_length(jname), why, sizeof(why));
+		if(te != MQC_TEXT_OK){
+			rc = fail(c, te == MQC_TEXT_TOO_LONG ? "too_large" : "invalid", "name: %s", why);
 			goto out;
 		}
 	}

@@ -317,6 +317,24 @@ static void test_room_create(void)
 	ERR(rq("alice", "{\"op\":\"room.create\",\"participants\":[\"bob\",\"carol\"],\"name\":\"%s\"}", name), "too_large");
 	name[128] = '\0';
 	CHECK(OK(rq("alice", "{\"op\":\"room.create\",\"participants\":[\"bob\",\"carol\"],\"name\":\"%s\"}", name)) != NULL);
+	/* The name rule is store/text.c's (the same as mqchat-admin's --name): no control
+	 * characters, which JSON escapes could carry before. */
+	const char *control[] = { "a\\nb", "tab\\t", "\\u001b[31mred", "del\\u007f", "\\u0001" };
+	for(size_t i = 0; i < sizeof(control) / sizeof(control[0]); i++){
+		r = rq("alice", "{\"op\":\"room.create\",\"participants\":[\"bob\",\"carol\"],\"name\":\"%s\"}", control[i]);
+		ERR(r, "invalid");
+		CHECK(err_msg(r) && strstr(err_msg(r), "name: must not contain control characters") != NULL);
+	}
+	/* 128 bytes of multi-byte UTF-8 is at the limit, one more byte is over. */
+	char euros[400] = "";
+	for(int i = 0; i < 42; i++) strcat(euros, "\xE2\x82\xAC");
+	strcat(euros, "ab");
+	CHECK(OK(rq("alice", "{\"op\":\"room.create\",\"participants\":[\"bob\",\"carol\"],\"name\":\"%s\"}", euros)) != NULL);
+	strcat(euros, "c");
+	r = rq("alice", "{\"op\":\"room.create\",\"participants\":[\"bob\",\"carol\"],\"name\":\"%s\"}", euros);
+	ERR(r, "too_large");
+	CHECK(err_msg(r) && strstr(err_msg(r), "name: at most 128 bytes") != NULL);
+
 
 	/* Too many participants in one request. */
 	static char many[REQ_MAX_PAYLOAD];
