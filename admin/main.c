@@ -46,7 +46,9 @@ static const char usage_text[] =
 "  room disable ROOM            nobody can send to the room; history stays readable\n"
 "  room enable ROOM             reopen a disabled room\n"
 "\n"
-"Names (users and rooms) are 1-64 characters of [A-Za-z0-9._-].\n"
+"Names (users and rooms) are 1-64 characters of [A-Za-z0-9._-]. A display name\n"
+"(--display-name) and a room name (--name) are 1-128 bytes of UTF-8 without control\n"
+"characters, the rule of the request API.\n"
 "Password hashing: PBKDF2-HMAC-SHA512 with --iterations N, else the environment\n"
 "variable MQCHAT_PW_ITERATIONS, else 210000 (allowed: 1000 to 10000000).\n";
 
@@ -78,6 +80,18 @@ static bool check_name(const char *what, const char *s)
 {
 	if(mqc_name_valid(s, strlen(s))) return true;
 	fail_msg("invalid %s name '%s': expected 1-%d characters of [A-Za-z0-9._-]", what, s, MQC_NAME_MAX);
+	return false;
+}
+
+/* Free text given with flag (--display-name, --name), checked by the store library's rule
+ * for its kind: the request API uses the same one, so what mqchat-admin writes is what a
+ * client could have written. The text itself is not quoted: it may be what is wrong. */
+static bool check_text(const char *flag, const char *s, mqc_text_err (*check)(const char *, size_t, char *, size_t))
+{
+	char why[200];
+
+	if(check(s, strlen(s), why, sizeof(why)) == MQC_TEXT_OK) return true;
+	fail_msg("%s: %s; nothing written", flag, why);
 	return false;
 }
 
@@ -323,7 +337,7 @@ static int cmd_user_add(const struct opts *o)
 	if(o->argc != 3) return fail_msg("usage: user add NAME [--display-name X] [--iterations N]");
 	name = o->argv[2];
 	if(!check_name("user", name)) return 1;
-	if(o->has_display_name && o->display_name[0] == '\0') return fail_msg("--display-name must not be empty");
+	if(o->has_display_name && !check_text("--display-name", o->display_name, mqc_display_name_check)) return 1;
 	if(db_open(o, MQC_OPEN_READWRITE, &db)) return 1;
 	exists = user_exists(db, name);
 	if(exists < 0) goto done;
@@ -451,7 +465,7 @@ static int cmd_room_create(const struct opts *o)
 	int rc = 1;
 
 	if(nusers < 2) return fail_msg("usage: room create [--name X] USER USER [USER...]");
-	if(o->has_room_name && o->room_name[0] == '\0') return fail_msg("--name must not be empty");
+	if(o->has_room_name && !check_text("--name", o->room_name, mqc_room_name_check)) return 1;
 	for(i = 0; i < nusers; i++){
 		bool dup = false;
 		if(!check_name("user", users[i])) return 1;

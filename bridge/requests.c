@@ -86,12 +86,12 @@ static const char *const stmt_sql[S_COUNT_] = {
 	[S_ROOM_ACCESS] = "SELECT r.kind, r.created_by, r.enabled FROM rooms r"
 		" JOIN room_participants p ON p.room_id = r.id AND p.user_id = ?2 WHERE r.id = ?1",
 	[S_ROOM_STATE] = "SELECT version, enabled FROM rooms WHERE id = ?1",
-	[S_MEMBERS] = "SELECT user_id FROM room_participants WHERE room_id = ?1 ORDER BY user_id",
+	[S_MEMBERS] = "SELECT user_id, room_id FROM room_participants WHERE room_id = ?1 ORDER BY user_id",
 	[S_MEMBER_COUNT] = "SELECT count(*) FROM room_participants WHERE room_id = ?1",
 	[S_IS_MEMBER] = "SELECT 1 FROM room_participants WHERE room_id = ?1 AND user_id = ?2",
 	[S_ROOM_INSERT] = "INSERT INTO rooms(id, kind, name, created_by, created_at, direct_key)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(direct_key) DO NOTHING",
-	[S_DIRECT_GET] = "SELECT id FROM rooms WHERE direct_key = ?1",
+	[S_DIRECT_GET] = "SELECT id, direct_key FROM rooms WHERE direct_key = ?1",
 	[S_PART_INSERT] = "INSERT INTO room_participants(room_id, user_id, joined_at) VALUES (?1, ?2, ?3)"
 		" ON CONFLICT DO NOTHING",
 	[S_PART_DELETE] = "DELETE FROM room_participants WHERE room_id = ?1 AND user_id = ?2",
@@ -246,10 +246,105 @@ static int set(json_t *o, const char *k, json_t *v)
 	return json_object_set_new(o, k, v) ? -1 : 0;
 }
 
-static json_t *text_or_null(sqlite3_stmt *s, int col)
+/* ---------------------------------------------------------------- stored text into JSON */
+
+/* The database may hold text the request API would not accept today (written by hand or
+ * by an older mqchat-admin), and jansson refuses to make a string of bytes that are not
+ * UTF-8. So every text column goes into an answer through these two, which never fail
+ * because of what the text holds: only out of memory is NULL / -1. Valid text costs one
+ * UTF-8 check (jansson's own is skipped: _nocheck); only bad text is copied. */
+
+/* Up to 64 bytes of stored text for a log line: printable ASCII as it is, any other byte
+ * as \xNN, so a damaged key cannot garble the log. */
+static void log_quote(char out[static 264], const unsigned char *t)
 {
-	const unsigned char *t = sqlite3_column_text(s, col);
-	return t ? json_string((const char *)t) : json_null();
+	size_t o = 0, i;
+	if(!t){
+		snprintf(out, 264, "(null)");
+		return;
+	}
+	for(i = 0; t[i] && i < 64; i++){
+		if(t[i] >= 0x20 && t[i] < 0x7F && t[i] != '\\') out[o++] = (char)t[i];
+		else o += (size_t)snprintf(out + o, 264 - o, "\\x%02x", t[i]);
+	}
+	if(t[i]) o += (size_t)snprintf(out + o, 264 - o, "...");
+	out[o] = '\0';
+}
+
+/* The rare path of column_utf8: text that failed the check is copied with U+FFFD for each
+ * bad byte, and one warning is logged. Apart so that the common path carries no buffers. */
+static __attribute__((noinline)) int column_fix(sqlite3_stmt *s, const char *what, const char *whose, int keycol,
+		const char **t, size_t *len, char **fixed)
+{
+	char reason[256], key[264];
+	size_t n;
+
+	*fixed = mqc_utf8_sanitize(*t, *len, &n, reason, sizeof(reason));
+	if(!*fixed) return -1;
+	/* After the copy: reading keycol may convert that column and invalidate *t. */
+	key[0] = '\0';
+	if(keycol >= 0) log_quote(key, sqlite3_column_text(s, keycol));
+	bridge__log(BLOG_WARN, "requests", "%s of %s%s%s is %s; answering with U+FFFD replacements",
+			what, whose, keycol >= 0 ? " " : "", key, reason);
+	*t = *fixed;
+	*len = n;
+	return 0;
+}
+
+/* Column col as UTF-8 text ready for JSON: *t and *len point into the row if it is valid,
+ * else into *fixed (malloc'd, caller frees), and the warning says "<what> of <whose>
+ * <column keycol of the row> is not valid UTF-8 (...)" (keycol -1: whose alone).
+ * Returns 0, 1 if the column is NULL (*t NULL), -1 when out of memory. */
+static int column_utf8(sqlite3_stmt *s, int col, const char *what, const char *whose, int keycol,
+		const char **t, size_t *len, char **fixed)
+{
+	*fixed = NULL;
+	*t = (const char *)sqlite3_column_text(s, col);
+	if(!*t) return sqlite3_column_type(s, col) == SQLITE_NULL ? 1 : -1; /* else SQLite ran out of memory */
+	*len = (size_t)sqlite3_column_bytes(s, col);
+	if(mqc_utf8_valid_len(*t, *len) == *len) return 0;
+	return column_fix(s, what, whose, keycol, t, len, fixed);
+}
+
+/* Column col as a JSON string, or JSON null for NULL. NULL only when out of memory. */
+static json_t *column_string(sqlite3_stmt *s, int col, const char *what, const char *whose, int keycol)
+{
+	const char *t;
+	size_t len;
+	char *fixed;
+	json_t *v;
+	int rc = column_utf8(s, col, what, whose, keycol, &t, &len, &fixed);
+
+	if(rc) return rc > 0 ? json_null() : NULL;
+	v = json_stringn_nocheck(t, len);
+	free(fixed);
+	return v;
+}
+
+/* Column col parsed as JSON. Returns 0 with *out (NULL for a NULL column), 1 if the text
+ * is not JSON (*out NULL, jerr says why), -1 when out of memory. */
+static int column_json(sqlite3_stmt *s, int col, const char *what, const char *whose, int keycol,
+		json_t **out, json_error_t *jerr)
+{
+	const char *t;
+	size_t len;
+	char *fixed;
+	int rc = column_utf8(s, col, what, whose, keycol, &t, &len, &fixed);
+
+	*out = NULL;
+	if(rc) return rc > 0 ? 0 : -1;
+	*out = json_loadb(t, len, 0, jerr);
+	free(fixed);
+	if(*out) return 0;
+	return json_error_code(jerr) == json_error_out_of_memory ? -1 : 1;
+}
+
+/* set() for a value that may be JSON null: null leaves the key out. */
+static int set_present(json_t *o, const char *k, json_t *v)
+{
+	if(!v) return -1;
+	if(json_is_null(v)) return 0;
+	return set(o, k, v);
 }
 
 /* ---------------------------------------------------------------- transactions */
@@ -304,22 +399,22 @@ static json_t *msg_from_row(sqlite3_stmt *s, int col, const char *room)
 	if(!m) return NULL;
 	rc |= set(m, "id", json_integer(sqlite3_column_int64(s, col)));
 	rc |= set(m, "room", json_string(room));
-	rc |= set(m, "from", text_or_null(s, col + 1));
+	rc |= set(m, "from", column_string(s, col + 1, "messages.sender", "message", col));
 	rc |= set(m, "ts", json_integer(sqlite3_column_int64(s, col + 2)));
-	rc |= set(m, "type", text_or_null(s, col + 3));
-	if(sqlite3_column_type(s, col + 4) != SQLITE_NULL) rc |= set(m, "body", text_or_null(s, col + 4));
-	if(sqlite3_column_type(s, col + 5) != SQLITE_NULL){
-		const char *a = (const char *)sqlite3_column_text(s, col + 5);
-		json_error_t jerr;
-		json_t *att = a ? json_loads(a, 0, &jerr) : NULL;
-		if(att){
-			rc |= set(m, "attachment", att);
-		}else{
-			bridge__log(BLOG_WARN, "requests", "message %lld: stored attachment is not JSON (%s); sent without it",
-					(long long)sqlite3_column_int64(s, col), a ? jerr.text : "out of memory");
-		}
+	rc |= set(m, "type", column_string(s, col + 3, "messages.type", "message", col));
+	rc |= set_present(m, "body", column_string(s, col + 4, "messages.body", "message", col));
+	json_error_t jerr;
+	json_t *att;
+	int j = column_json(s, col + 5, "messages.attachment", "message", col, &att, &jerr);
+	if(j < 0){
+		rc = -1;
+	}else if(j == 0){
+		if(att) rc |= set(m, "attachment", att);
+	}else{
+		bridge__log(BLOG_WARN, "requests", "messages.attachment of message %lld is not JSON (%s); sent without it",
+				(long long)sqlite3_column_int64(s, col), jerr.text);
 	}
-	if(sqlite3_column_type(s, col + 6) != SQLITE_NULL) rc |= set(m, "client_msg_id", text_or_null(s, col + 6));
+	rc |= set_present(m, "client_msg_id", column_string(s, col + 6, "messages.client_msg_id", "message", col));
 	if(rc){
 		json_decref(m);
 		return NULL;
@@ -327,32 +422,45 @@ static json_t *msg_from_row(sqlite3_stmt *s, int col, const char *room)
 	return m;
 }
 
-/* A room object from a ROOM_COLS row. */
-static json_t *room_from_row(sqlite3_stmt *s)
+/* A room object from a ROOM_COLS row into *out: OP_OK, OP_NOMEM, or OP_ERR (internal,
+ * logged) if the stored participants cannot be read. */
+static int room_from_row(struct call *c, sqlite3_stmt *s, json_t **out)
 {
-	json_t *o = json_object();
+	json_t *o = json_object(), *id, *parts = NULL;
+	json_error_t jerr;
 	int rc = 0;
-	if(!o) return NULL;
-	const char *id = (const char *)sqlite3_column_text(s, 0);
-	const char *parts = (const char *)sqlite3_column_text(s, 6);
-	rc |= set(o, "id", json_string(id ? id : ""));
-	rc |= set(o, "name", text_or_null(s, 1));
-	rc |= set(o, "kind", text_or_null(s, 2));
-	rc |= set(o, "created_by", text_or_null(s, 3));
+	*out = NULL;
+	if(!o) return OP_NOMEM;
+	rc |= set(o, "id", id = column_string(s, 0, "rooms.id", "room", 0));
+	rc |= set(o, "name", column_string(s, 1, "rooms.name", "room", 0));
+	rc |= set(o, "kind", column_string(s, 2, "rooms.kind", "room", 0));
+	rc |= set(o, "created_by", column_string(s, 3, "rooms.created_by", "room", 0));
 	rc |= set(o, "enabled", json_boolean(sqlite3_column_int(s, 4)));
 	rc |= set(o, "created_at", json_integer(sqlite3_column_int64(s, 5)));
-	rc |= set(o, "participants", parts ? json_loads(parts, 0, NULL) : json_array());
+	/* json_group_array makes JSON of any text; once that text is valid UTF-8 only a NUL
+	 * byte in a user id (jansson refuses \u0000) can make it unreadable. */
+	int j = column_json(s, 6, "room_participants.user_id", "room", 0, &parts, &jerr);
+	if(j > 0){
+		char key[264];
+		log_quote(key, sqlite3_column_text(s, 0));
+		bridge__log(BLOG_ERROR, "requests", "%s for %s: the participants of room %s cannot be read (%s); answering internal",
+				c->opname, c->user, key, jerr.text);
+		json_decref(o);
+		return fail(c, "internal", "the stored participants of a room cannot be read");
+	}
+	rc |= set(o, "participants", j == 0 && !parts ? json_array() : parts);
 	if(sqlite3_column_type(s, 7) == SQLITE_NULL){
 		rc |= set(o, "last_message", json_null());
 	}else{
-		rc |= set(o, "last_message", msg_from_row(s, 7, id ? id : ""));
+		rc |= set(o, "last_message", msg_from_row(s, 7, json_string_value(id) ? json_string_value(id) : ""));
 	}
 	rc |= set(o, "unread", json_integer(sqlite3_column_int64(s, 14)));
 	if(rc){
 		json_decref(o);
-		return NULL;
+		return OP_NOMEM;
 	}
-	return o;
+	*out = o;
+	return OP_OK;
 }
 
 /* The room object of `room` as `user` sees it. */
@@ -364,9 +472,9 @@ static int room_object(struct call *c, const char *room, const char *user, json_
 	bind_text(s, 2, room);
 	rc = sqlite3_step(s);
 	if(rc == SQLITE_ROW){
-		*out = room_from_row(s);
+		rc = room_from_row(c, s, out);
 		sqlite3_reset(s);
-		return *out ? OP_OK : OP_NOMEM;
+		return rc;
 	}
 	if(rc == SQLITE_DONE){
 		sqlite3_reset(s);
@@ -449,7 +557,7 @@ static int members(struct call *c, const char *room, json_t **out)
 	if(!a) return OP_NOMEM;
 	bind_text(s, 1, room);
 	while((rc = sqlite3_step(s)) == SQLITE_ROW){
-		if(json_array_append_new(a, text_or_null(s, 0))){
+		if(json_array_append_new(a, column_string(s, 0, "room_participants.user_id", "room", 1))){
 			sqlite3_reset(s);
 			json_decref(a);
 			return OP_NOMEM;
@@ -682,12 +790,11 @@ static int op_room_create(struct call *c)
 			rc = fail(c, "invalid", "name: expected a string");
 			goto out;
 		}
-		if(json_string_length(jname) == 0 || strlen(json_string_value(jname)) != json_string_length(jname)){
-			rc = fail(c, "invalid", "name: must be non-empty text");
-			goto out;
-		}
-		if(json_string_length(jname) > REQ_MAX_ROOM_NAME){
-			rc = fail(c, "too_large", "name: at most %d bytes", REQ_MAX_ROOM_NAME);
+		/* The same rule as mqchat-admin's --name (store/text.c). */
+		char why[200];
+		mqc_text_err te = mqc_room_name_check(json_string_value(jname), json_string_length(jname), why, sizeof(why));
+		if(te != MQC_TEXT_OK){
+			rc = fail(c, te == MQC_TEXT_TOO_LONG ? "too_large" : "invalid", "name: %s", why);
 			goto out;
 		}
 	}
@@ -773,7 +880,7 @@ static int op_room_direct(struct call *c)
 		sqlite3_reset(s);
 		return rc;
 	}
-	json_t *room = rc == SQLITE_ROW ? text_or_null(s, 0) : json_null();
+	json_t *room = rc == SQLITE_ROW ? column_string(s, 0, "rooms.id", "the direct room of", 1) : json_null();
 	sqlite3_reset(s);
 	c->result = json_object();
 	if(!c->result || set(c->result, "room", room)) return OP_NOMEM;
@@ -825,14 +932,14 @@ static int op_rooms_list(struct call *c)
 			more = true;
 			break;
 		}
-		json_t *o = room_from_row(s);
-		if(!o || json_array_append_new(rooms, o)){
+		json_t *o;
+		if((rc = room_from_row(c, s, &o)) || json_array_append_new(rooms, o)){
 			sqlite3_reset(s);
 			json_decref(rooms);
-			return OP_NOMEM;
+			return rc ? rc : OP_NOMEM;
 		}
 		last_act = sqlite3_column_int64(s, 15);
-		snprintf(next, sizeof(next), "%" PRId64 ":%s", last_act, (const char *)sqlite3_column_text(s, 0));
+		snprintf(next, sizeof(next), "%" PRId64 ":%s", last_act, json_string_value(json_object_get(o, "id")));
 		got++;
 	}
 	if(rc != SQLITE_ROW && rc != SQLITE_DONE){
@@ -1107,10 +1214,10 @@ static int op_contacts_list(struct call *c)
 		if(!o){
 			e = -1;
 		}else{
-			e |= set(o, "user", text_or_null(s, 0));
-			e |= set(o, "display_name", text_or_null(s, 1));
+			e |= set(o, "user", column_string(s, 0, "users.id", "user", 0));
+			e |= set(o, "display_name", column_string(s, 1, "users.display_name", "user", 0));
 			e |= set(o, "explicit", json_boolean(sqlite3_column_int(s, 2)));
-			e |= set(o, "direct_room", text_or_null(s, 3));
+			e |= set(o, "direct_room", column_string(s, 3, "rooms.id", "the direct room with user", 0));
 			e |= json_array_append_new(list, o);
 		}
 		if(e){
@@ -1415,6 +1522,23 @@ static int run(struct call *c, const void *payload, size_t len, json_t **req_id)
 	return op->fn(c);
 }
 
+/* An error message as a JSON string. It quotes client text cut to a few bytes ("%.64s"),
+ * and a cut can split a UTF-8 character, which jansson would refuse: such a tail becomes
+ * U+FFFD rather than costing the answer. NULL only when out of memory. */
+static json_t *message_string(const char *msg)
+{
+	size_t len = strlen(msg), n;
+	char *fixed;
+	json_t *v;
+
+	if(mqc_utf8_valid_len(msg, len) == len) return json_stringn_nocheck(msg, len);
+	fixed = mqc_utf8_sanitize(msg, len, &n, NULL, 0);
+	if(!fixed) return NULL;
+	v = json_stringn_nocheck(fixed, n);
+	free(fixed);
+	return v;
+}
+
 int requests__handle(struct requests *r, const char *user, const void *payload, size_t len, struct req_out *out)
 {
 	struct call c;
@@ -1462,7 +1586,7 @@ int requests__handle(struct requests *r, const char *user, const void *payload, 
 		c.controls = c.events = NULL;
 	}else{
 		json_t *err = json_object();
-		if(!err || set(err, "code", json_string(c.code)) || set(err, "message", json_string(c.msg))){
+		if(!err || set(err, "code", json_string(c.code)) || set(err, "message", message_string(c.msg))){
 			json_decref(err);
 			goto nomem;
 		}

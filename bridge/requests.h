@@ -21,11 +21,11 @@
 
 #include "mqchat_store.h"
 
-/* Limits (docs/protocol.md "Limits"). */
+/* Limits (docs/protocol.md "Limits"). A group room's name: MQC_ROOM_NAME_MAX and
+ * mqc_room_name_check in mqchat_store.h, the rule mqchat-admin applies too. */
 #define REQ_MAX_PAYLOAD MQC_MAX_REQUEST /* bytes of one request; more is too_large */
 #define REQ_MAX_ROOM_MEMBERS 1000  /* participants of one room */
 #define REQ_MAX_CHANGE 100         /* users one room.create or room.members.add names (its cost) */
-#define REQ_MAX_ROOM_NAME 128      /* bytes of UTF-8 in a group room's name */
 #define REQ_MAX_REQ_ID 256         /* bytes of a string req_id */
 #define REQ_PAGE_DEFAULT 50        /* history and rooms.list page size */
 #define REQ_PAGE_MAX 100

@@ -4,6 +4,8 @@
  *   - opening the database (read-only for the plugin, read-write for the single writer)
  *     and applying schema/ migrations in order;
  *   - name validation (user ids, room ids) and room id generation;
+ *   - free text: the rules for room names and display names, and making stored text safe
+ *     to answer as JSON (text.c);
  *   - chat message validation and stamping (DESIGN.md "A message");
  *   - message id generation (unique, time-ordered, < 2^53);
  *   - password hashing (PBKDF2-HMAC-SHA512).
@@ -40,6 +42,44 @@ int mqc_room_id_new(char out[static 23]);
 /* The unique key of the direct room of a and b: "a:b" with a < b (strcmp order).
  * out must hold 2*MQC_NAME_MAX+2 bytes. Returns 0, or -1 if a name is invalid or a == b. */
 int mqc_direct_key(const char *a, const char *b, char *out, size_t outlen);
+
+/* ---------------------------------------------------------------- free text */
+
+/* The limits of the free text users and rooms carry (docs/protocol.md "Limits"), the same
+ * for the request API and mqchat-admin. */
+#define MQC_ROOM_NAME_MAX 128    /* bytes of UTF-8 in a group room's name */
+#define MQC_DISPLAY_NAME_MAX 128 /* bytes of UTF-8 in a user's display name */
+
+/* Why a name was refused. The request API answers MQC_TEXT_TOO_LONG with too_large and
+ * the others with invalid. */
+typedef enum mqc_text_err {
+	MQC_TEXT_OK = 0,
+	MQC_TEXT_EMPTY,    /* no bytes */
+	MQC_TEXT_BAD_UTF8, /* not UTF-8 as mqc_utf8_valid_len defines it (NUL aside) */
+	MQC_TEXT_CONTROL,  /* an ASCII control character: 0x00..0x1F or 0x7F (NUL included) */
+	MQC_TEXT_TOO_LONG, /* more bytes than the kind allows */
+} mqc_text_err;
+
+/* A group room's name / a user's display name: 1..MQC_ROOM_NAME_MAX (MQC_DISPLAY_NAME_MAX)
+ * bytes of valid UTF-8 without ASCII control characters. len is the length to check (s
+ * need not be NUL-terminated; a NUL within len is a control character). On refusal,
+ * reason gets a phrase to put after the field's name, e.g. "not valid UTF-8 (a stray
+ * continuation byte 0xe9 at offset 3)". The checks run in the order of the enum. */
+mqc_text_err mqc_room_name_check(const char *s, size_t len, char *reason, size_t reasonlen);
+mqc_text_err mqc_display_name_check(const char *s, size_t len, char *reason, size_t reasonlen);
+
+/* The length of the longest prefix of s[0..len) that is valid UTF-8 (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF, no sequence cut short) without a NUL byte;
+ * len when all of it is. Such text can be a JSON string as it is (json_stringn_nocheck). */
+size_t mqc_utf8_valid_len(const char *s, size_t len);
+
+/* A malloc'd, NUL-terminated copy of s[0..len) in which every byte that does not belong to
+ * a valid sequence (see mqc_utf8_valid_len; NUL included) is replaced by U+FFFD (EF BF BD).
+ * *outlen (may be NULL) gets its length. reason gets what was wrong first and how many
+ * bytes were replaced, e.g. "not valid UTF-8 (a NUL byte at offset 2; 1 byte replaced)".
+ * Returns NULL only when out of memory. Meant for the rare stored text that fails
+ * mqc_utf8_valid_len: check first, copy only then. */
+char *mqc_utf8_sanitize(const char *s, size_t len, size_t *outlen, char *reason, size_t reasonlen);
 
 /* ---------------------------------------------------------------- ids */
 

@@ -13,9 +13,9 @@
 static const char *admin;
 static char dbpath[256];
 
-/* Runs "mqchat-admin --db DB args" with input on stdin; its stdout (first line) into out.
- * Returns the exit status. */
-static int run_admin(const char *input, const char *args, char *out, size_t outlen)
+/* Runs "mqchat-admin --db DB args" with input on stdin; its stdout (first line) into out,
+ * or its stderr when want_stderr. Returns the exit status. */
+static int run_admin_to(const char *input, const char *args, char *out, size_t outlen, bool want_stderr)
 {
 	char cmd[1024], inpath[300];
 	FILE *p;
@@ -26,8 +26,8 @@ static int run_admin(const char *input, const char *args, char *out, size_t outl
 	if(p == NULL) return -1;
 	fputs(input ? input : "", p);
 	fclose(p);
-	snprintf(cmd, sizeof(cmd), "MQCHAT_PW_ITERATIONS=1000 '%s' --db '%s' %s < '%s' 2>/dev/null",
-			admin, dbpath, args, inpath);
+	snprintf(cmd, sizeof(cmd), "MQCHAT_PW_ITERATIONS=1000 '%s' --db '%s' %s < '%s' %s",
+			admin, dbpath, args, inpath, want_stderr ? "2>&1 >/dev/null" : "2>/dev/null");
 	p = popen(cmd, "r");
 	if(p == NULL) return -1;
 	if(out){
@@ -39,6 +39,25 @@ static int run_admin(const char *input, const char *args, char *out, size_t outl
 	unlink(inpath);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+static int run_admin(const char *input, const char *args, char *out, size_t outlen)
+{
+	return run_admin_to(input, args, out, outlen, false);
+}
+
+/* Free text mqchat-admin must refuse: exit status 1, one line on stderr naming the flag
+ * and the reason, and nothing written (the caller counts rows). */
+static void refused_at(int line, const char *args, const char *flag, const char *why)
+{
+	char err[512], want[128];
+
+	int st = run_admin_to("pw-x\n", args, err, sizeof(err), true);
+	snprintf(want, sizeof(want), "mqchat-admin: %s: %s", flag, why);
+	CHECKF(st == 1, "line %d: exit status %d for %s", line, st, args);
+	CHECKF(strstr(err, want) != NULL && strstr(err, "nothing written") != NULL,
+			"line %d: stderr \"%s\" lacks \"%s\"", line, err, want);
+}
+#define REFUSED(args, flag, why) refused_at(__LINE__, (args), (flag), (why))
 
 static int count(sqlite3 *db, const char *sql)
 {
@@ -145,6 +164,47 @@ int main(void)
 		text(db, "SELECT password_hash FROM users WHERE id='carol'", hash, sizeof(hash));
 		CHECK(mqc_password_verify("new-pw", 6, hash) == 1);
 		CHECK(mqc_password_verify("pw-carol", 8, hash) == 0);
+		sqlite3_close(db);
+	}
+
+	/* Display names and room names follow the request API's rule (store/text.c): valid
+	 * UTF-8, no control characters, 1..128 bytes. Refused text leaves nothing behind. */
+	REFUSED("user add erin --display-name 'Zo\xEB'", "--display-name", "not valid UTF-8 (a sequence cut short");
+	REFUSED("user add erin --display-name 'B\xE4se'", "--display-name", "not valid UTF-8 (an incomplete sequence");
+	REFUSED("user add erin --display-name '\xC0\xAF'", "--display-name", "not valid UTF-8 (an overlong encoding");
+	REFUSED("user add erin --display-name 'x\xED\xA0\x80'", "--display-name", "not valid UTF-8 (a UTF-16 surrogate");
+	REFUSED("user add erin --display-name '\xFF'", "--display-name", "not valid UTF-8");
+	REFUSED("user add erin --display-name 'two\nlines'", "--display-name", "must not contain control characters (byte 0x0a");
+	REFUSED("user add erin --display-name 'tab\there'", "--display-name", "must not contain control characters (byte 0x09");
+	REFUSED("user add erin --display-name '\x1B[2J'", "--display-name", "must not contain control characters (byte 0x1b");
+	REFUSED("user add erin --display-name 'del\x7F'", "--display-name", "must not contain control characters (byte 0x7f");
+	REFUSED("user add erin --display-name ''", "--display-name", "must not be empty");
+	char arg[600], big[200];
+	memset(big, 'd', 129);
+	big[129] = '\0';
+	snprintf(arg, sizeof(arg), "user add erin --display-name '%s'", big);
+	REFUSED(arg, "--display-name", "at most 128 bytes");
+	REFUSED("room create --name 'Lunch\xE2\x82' carol alice bob", "--name", "not valid UTF-8");
+	REFUSED("room create --name 'caf\xE9' carol alice bob", "--name", "not valid UTF-8");
+	REFUSED("room create --name 'a\nb' carol alice bob", "--name", "must not contain control characters");
+	REFUSED("room create --name '\x01' carol alice bob", "--name", "must not contain control characters");
+	REFUSED("room create --name '' carol alice bob", "--name", "must not be empty");
+	snprintf(arg, sizeof(arg), "room create --name '%s' carol alice bob", big);
+	REFUSED(arg, "--name", "at most 128 bytes");
+	/* What is fine: UTF-8 of any script, exactly 128 bytes. */
+	big[128] = '\0';
+	snprintf(arg, sizeof(arg), "user add erin --display-name '%s'", big);
+	CHECK(run_admin("pw-erin\n", arg, NULL, 0) == 0);
+	CHECK(run_admin("pw-finn\n", "user add finn --display-name 'Zo\xC3\xAB \xF0\x9F\x98\x80'", NULL, 0) == 0);
+	CHECK(run_admin(NULL, "room create --name 'Caf\xC3\xA9 \xE2\x82\xAC' carol alice bob", group, sizeof(group)) == 0);
+	CHECK(mqc_db_open(dbpath, MQC_OPEN_READONLY, 1000, &db, reason, sizeof(reason)) == 0);
+	if(db){
+		CHECK(count(db, "SELECT count(*) FROM users") == 5); /* alice, bob, carol, erin, finn */
+		CHECK(count(db, "SELECT count(*) FROM rooms") == 3);
+		CHECK(count(db, "SELECT count(*) FROM users WHERE id = 'erin' AND length(display_name) = 128") == 1);
+		CHECK(count(db, "SELECT count(*) FROM users WHERE id = 'finn' AND display_name = 'Zo\xC3\xAB \xF0\x9F\x98\x80'") == 1);
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM rooms WHERE id = '%s' AND name = 'Caf\xC3\xA9 \xE2\x82\xAC'", group);
+		CHECK(count(db, sql) == 1);
 		sqlite3_close(db);
 	}
 

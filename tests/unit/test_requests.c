@@ -16,7 +16,9 @@
 
 #include "../../bridge/requests.c"
 
-/* The bridge's logger (bridge/main.c), so requests.c links alone. */
+/* The bridge's logger (bridge/main.c), so requests.c links alone. Warnings are also kept,
+ * one per line, in `warned` (cleared by the tests that look at them). */
+static char warned[8192];
 void bridge__log(int level, const char *module, const char *fmt, ...)
 {
 	va_list ap;
@@ -25,6 +27,14 @@ void bridge__log(int level, const char *module, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
+	if(level == BLOG_WARN){
+		size_t l = strlen(warned);
+		va_start(ap, fmt);
+		vsnprintf(warned + l, sizeof(warned) - l, fmt, ap);
+		va_end(ap);
+		l = strlen(warned);
+		if(l + 1 < sizeof(warned)) strcpy(warned + l, "\n");
+	}
 }
 
 static int failures;
@@ -223,6 +233,16 @@ static void test_protocol(void)
 	CHECK(strstr(err_msg(r), "colour") != NULL);
 	ERR(rq("alice", "{\"op\":\"contacts.list\",\"req_id\":[1]}"), "invalid");
 	ERR(rq("alice", "{\"op\":\"contacts.list\",\"op\":\"x\"}"), "invalid"); /* duplicate key */
+	/* An error message quotes at most 64 bytes of the client's text; a cut through a
+	 * multi-byte character must still give an answer (it used to give none). */
+	char key[128] = "a";
+	for(int i = 0; i < 40; i++) strcat(key, "\xC3\xA9");
+	r = rq("alice", "{\"op\":\"contacts.list\",\"%s\":1}", key);
+	ERR(r, "invalid");
+	CHECK(err_msg(r) && strstr(err_msg(r), "unknown argument \"a\xC3\xA9") != NULL);
+	r = rq("alice", "{\"op\":\"%s\"}", key);
+	ERR(r, "invalid");
+	CHECK(err_msg(r) && strstr(err_msg(r), "op: unknown operation") != NULL);
 
 	r = rq("alice", "{\"op\":\"contacts.list\",\"req_id\":\"r-1\"}");
 	CHECK(OK(r) != NULL);
@@ -317,6 +337,23 @@ static void test_room_create(void)
 	ERR(rq("alice", "{\"op\":\"room.create\",\"participants\":[\"bob\",\"carol\"],\"name\":\"%s\"}", name), "too_large");
 	name[128] = '\0';
 	CHECK(OK(rq("alice", "{\"op\":\"room.create\",\"participants\":[\"bob\",\"carol\"],\"name\":\"%s\"}", name)) != NULL);
+	/* The name rule is store/text.c's (the same as mqchat-admin's --name): no control
+	 * characters, which JSON escapes could carry before. */
+	const char *control[] = { "a\\nb", "tab\\t", "\\u001b[31mred", "del\\u007f", "\\u0001" };
+	for(size_t i = 0; i < sizeof(control) / sizeof(control[0]); i++){
+		r = rq("alice", "{\"op\":\"room.create\",\"participants\":[\"bob\",\"carol\"],\"name\":\"%s\"}", control[i]);
+		ERR(r, "invalid");
+		CHECK(err_msg(r) && strstr(err_msg(r), "name: must not contain control characters") != NULL);
+	}
+	/* 128 bytes of multi-byte UTF-8 is at the limit, one more byte is over. */
+	char euros[400] = "";
+	for(int i = 0; i < 42; i++) strcat(euros, "\xE2\x82\xAC");
+	strcat(euros, "ab");
+	CHECK(OK(rq("alice", "{\"op\":\"room.create\",\"participants\":[\"bob\",\"carol\"],\"name\":\"%s\"}", euros)) != NULL);
+	strcat(euros, "c");
+	r = rq("alice", "{\"op\":\"room.create\",\"participants\":[\"bob\",\"carol\"],\"name\":\"%s\"}", euros);
+	ERR(r, "too_large");
+	CHECK(err_msg(r) && strstr(err_msg(r), "name: at most 128 bytes") != NULL);
 
 	/* Too many participants in one request. */
 	static char many[REQ_MAX_PAYLOAD];
@@ -876,6 +913,94 @@ static void test_plans(void)
 	CHECK(strstr(p, "SCAN p1") == NULL && strstr(p, "SCAN d") == NULL);
 }
 
+/* Text in the database that the request API would refuse today (not UTF-8, a NUL byte)
+ * is answered with U+FFFD in place of each bad byte, never dropped: one warning per bad
+ * value, naming the column and the row. */
+static int64_t bad_msg_id;
+static void test_stored_text(void)
+{
+	json_t *r, *res, *e;
+	size_t i;
+	char sql[1024];
+
+	/* Latin-1 "Zoë" and a room name cut short; written the way an old mqchat-admin did. */
+	exec("INSERT INTO users(id, display_name, password_hash, created_at) VALUES"
+			" ('zoe', CAST(X'5A6FEB' AS TEXT), 'x', 1), ('yan', 'Yan', 'x', 1), ('xia', 'Xia', 'x', 1)");
+	r = rq("yan", "{\"op\":\"room.create\",\"participants\":[\"zoe\",\"xia\"],\"name\":\"tmp\"}");
+	char room[65];
+	snprintf(room, sizeof(room), "%s", result_str(r, "id") ? result_str(r, "id") : "");
+	snprintf(sql, sizeof(sql), "UPDATE rooms SET name = CAST(X'4C756E6368E282' AS TEXT) WHERE id = '%s'", room);
+	exec(sql);
+	/* A message whose body holds a NUL and a stray byte, with a damaged attachment and
+	 * client_msg_id (bytes the plugin never lets through). */
+	bad_msg_id = (int64_t)mqc_id_next(&idgen, mqc_now_ms());
+	snprintf(sql, sizeof(sql),
+			"INSERT INTO messages(id, room_id, seq, sender, type, body, attachment, client_msg_id, ts)"
+			" VALUES (%lld, '%s', 1, 'zoe', 'msg', CAST(X'6869006F6B80' AS TEXT),"
+			" CAST(X'7B226E616D65223A2263AF227D' AS TEXT), CAST(X'632DFF' AS TEXT), 1);"
+			"UPDATE rooms SET msg_count = 1, last_msg_id = %lld WHERE id = '%s';",
+			(long long)bad_msg_id, room, (long long)bad_msg_id, room);
+	exec(sql);
+
+	const char *who[] = { "zoe", "yan", "xia" };
+	for(size_t w = 0; w < 3; w++){
+		warned[0] = '\0';
+		/* contacts.list: everyone who shares the room with zoe sees zoe's name */
+		res = OK(rq(who[w], "{\"op\":\"contacts.list\"}"));
+		bool saw = strcmp(who[w], "zoe") == 0;
+		json_array_foreach(json_object_get(res, "contacts"), i, e){
+			if(strcmp(json_string_value(json_object_get(e, "user")), "zoe") == 0){
+				saw = true;
+				CHECK_STR(json_string_value(json_object_get(e, "display_name")), "Zo\xEF\xBF\xBD");
+			}
+		}
+		CHECK(saw);
+		if(strcmp(who[w], "zoe") != 0){
+			CHECK(strstr(warned, "users.display_name of user zoe is not valid UTF-8 (a sequence cut short by the end "
+						"of the text (lead byte 0xeb) at offset 2; 1 byte replaced); answering with U+FFFD replacements") != NULL);
+		}
+
+		/* rooms.list and room.get: the name and the last message */
+		res = OK(rq(who[w], "{\"op\":\"rooms.list\"}"));
+		json_t *o = json_array_get(json_object_get(res, "rooms"), 0);
+		CHECK_STR(json_string_value(json_object_get(o, "id")), room);
+		CHECK_STR(json_string_value(json_object_get(o, "name")), "Lunch\xEF\xBF\xBD\xEF\xBF\xBD");
+		snprintf(sql, sizeof(sql), "rooms.name of room %s is not valid UTF-8", room);
+		CHECK(strstr(warned, sql) != NULL);
+		json_t *m = json_object_get(o, "last_message");
+		CHECK_STR(json_string_value(json_object_get(m, "body")), "hi\xEF\xBF\xBDok\xEF\xBF\xBD");
+		CHECK_STR(json_string_value(json_object_get(json_object_get(m, "attachment"), "name")), "c\xEF\xBF\xBD");
+		CHECK_STR(json_string_value(json_object_get(m, "client_msg_id")), "c-\xEF\xBF\xBD");
+		snprintf(sql, sizeof(sql), "messages.body of message %lld is not valid UTF-8 (a NUL byte at offset 2; 2 bytes replaced)",
+				(long long)bad_msg_id);
+		CHECK(strstr(warned, sql) != NULL);
+		snprintf(sql, sizeof(sql), "messages.attachment of message %lld is not valid UTF-8", (long long)bad_msg_id);
+		CHECK(strstr(warned, sql) != NULL);
+		snprintf(sql, sizeof(sql), "messages.client_msg_id of message %lld is not valid UTF-8", (long long)bad_msg_id);
+		CHECK(strstr(warned, sql) != NULL);
+
+		r = rq(who[w], "{\"op\":\"room.get\",\"room\":\"%s\"}", room);
+		CHECK_STR(json_string_value(json_object_get(OK(r), "name")), "Lunch\xEF\xBF\xBD\xEF\xBF\xBD");
+
+		/* history */
+		res = OK(rq(who[w], "{\"op\":\"history\",\"room\":\"%s\"}", room));
+		m = json_array_get(json_object_get(res, "messages"), 0);
+		CHECK_INT(json_integer_value(json_object_get(m, "id")), bad_msg_id);
+		CHECK_STR(json_string_value(json_object_get(m, "body")), "hi\xEF\xBF\xBDok\xEF\xBF\xBD");
+	}
+	/* One line per bad value per answer: history of one message warns three times. */
+	warned[0] = '\0';
+	OK(rq("yan", "{\"op\":\"history\",\"room\":\"%s\"}", room));
+	int lines = 0;
+	for(const char *p = warned; (p = strchr(p, '\n')); p++) lines++;
+	CHECK_INT(lines, 3);
+	/* Valid text warns about nothing. */
+	warned[0] = '\0';
+	OK(rq("alice", "{\"op\":\"rooms.list\"}"));
+	OK(rq("alice", "{\"op\":\"contacts.list\"}"));
+	CHECK_STR(warned, "");
+}
+
 /* Writes refuse to run inside a transaction the caller left open. */
 static void test_open_transaction(void)
 {
@@ -925,6 +1050,7 @@ int main(void)
 	test_many_rooms();
 	test_plans();
 	test_open_transaction();
+	test_stored_text();
 
 	clear_last();
 	requests__free(R);
