@@ -52,6 +52,9 @@ static const struct key keys[] = {
 		"hand a batch to an idle writer this long after its first message (default 5)" },
 	{ "log-level", K_LEVEL, OFF(log_level), 0, 0, "LEVEL", "error, warn, info or debug (default info)" },
 	{ "keepalive", K_INT, OFF(keepalive), 5, 65535, "SECONDS", "MQTT keepalive (default 60)" },
+	{ "receive-maximum", K_INT, OFF(receive_maximum), 1, 65535, "N",
+		"QoS 1 messages the broker may send each connection before our acknowledgements\n"
+		"                        (default 65535; the plugin's store window keeps below it)" },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -208,6 +211,7 @@ static int set_defaults(struct bridge_config *cfg)
 	cfg->batch_ms = 5;
 	cfg->log_level = BLOG_INFO;
 	cfg->keepalive = 60;
+	cfg->receive_maximum = 65535;
 	return cfg->host && cfg->user && cfg->prefix ? 0 : -1;
 }
 

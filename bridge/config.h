@@ -19,6 +19,7 @@ struct bridge_config {
 	int batch_ms;        /* longest wait before committing a non-full batch, default 5 */
 	int log_level;       /* enum bridge_log_level, default info */
 	int keepalive;       /* MQTT keepalive in seconds, default 60 */
+	int receive_maximum; /* MQTT 5 Receive Maximum of both connections, default 65535 */
 };
 
 /* Fills cfg from argv (and the file named by --config). Returns 0 when the bridge should

@@ -92,7 +92,7 @@ int link__init(struct link *l, const char *name, const struct bridge_config *cfg
 	 * default (max_inflight_messages, 20) starved the bridge under load: 800 msg/s while
 	 * clients published 40,000 msg/s (bench/scenario2.sh). mosquitto 2.0 takes the
 	 * client's value instead. The plugin's store window keeps what is in flight below it. */
-	if(mosquitto_property_add_int16(&l->connect_props, MQTT_PROP_RECEIVE_MAXIMUM, 65535)) goto nomem;
+	if(mosquitto_property_add_int16(&l->connect_props, MQTT_PROP_RECEIVE_MAXIMUM, (uint16_t)cfg->receive_maximum)) goto nomem;
 	mosquitto_connect_v5_callback_set(l->mosq, on_connect);
 	mosquitto_subscribe_v5_callback_set(l->mosq, on_subscribe);
 	mosquitto_message_v5_callback_set(l->mosq, on_message);

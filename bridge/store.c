@@ -35,6 +35,7 @@
 
 #define HELLO_WAIT_MS 5000   /* the plugin answers at once; else it is missing or old */
 #define SILENCE_PROBE_MS 2000 /* no message while reading: ask whether a tail was lost */
+#define RESEND_PROBE_MS 250   /* the same, while waiting for what we asked for again */
 #define READ_BURST 4096
 
 static bool plugin_says(struct store *s, const char *what, json_t *j)
@@ -48,6 +49,12 @@ static bool plugin_says(struct store *s, const char *what, json_t *j)
 static void send_hello(struct store *s)
 {
 	uint64_t epoch, seq;
+	/* What was taken before the connection went is committed first, so the watermark says
+	 * all this process has: the plugin counts what is beyond it as lost after a crash. A
+	 * failing writer is not waited for (its batch is committed later; nothing is lost). */
+	if(ingest__flush(s->ing)){
+		bridge__log(BLOG_WARN, "ingest", "committing before hello failed; the plugin will send some messages again");
+	}
 	ingest__watermark(s->ing, &epoch, &seq);
 	json_t *j = json_pack("{s:s, s:s, s:I, s:I}", "op", "hello", "role", "store", "epoch", (json_int_t)epoch,
 			"seq", (json_int_t)seq);
@@ -61,7 +68,7 @@ static void ask_resend(struct store *s, const char *why)
 {
 	int64_t now = bridge__mono_ms();
 	/* one request per gap until something arrives, again after a while */
-	if(s->resend_pending && s->resend_from == s->next && now - s->resend_at < SILENCE_PROBE_MS) return;
+	if(s->resend_pending && s->resend_from == s->next && now - s->resend_at < RESEND_PROBE_MS) return;
 	json_t *j = json_pack("{s:s, s:I, s:I}", "op", "resend", "epoch", (json_int_t)s->epoch, "from", (json_int_t)s->next);
 	if(plugin_says(s, "resend", j)){
 		s->resend_pending = true;
@@ -235,8 +242,11 @@ void store__step(struct store *s, int extra_fd, short *extra_revents, int64_t ma
 		send_hello(s);
 	}
 	/* Silence while reading with messages possibly in flight: a tail the broker dropped
-	 * would otherwise only show with the next message. */
-	if(s->feeding && !blocked && now - s->last_data_at > SILENCE_PROBE_MS && now - s->resend_at > SILENCE_PROBE_MS){
+	 * would otherwise only show with the next message. Time not reading is not silence. */
+	if(blocked) s->last_data_at = now;
+	/* After a resend the answer follows at once: silence then means it was dropped too. */
+	int64_t probe_ms = s->resend_pending ? RESEND_PROBE_MS : SILENCE_PROBE_MS;
+	if(s->feeding && !blocked && now - s->last_data_at > probe_ms && now - s->resend_at > probe_ms){
 		ask_resend(s, "probing after silence");
 		s->last_data_at = now;
 	}

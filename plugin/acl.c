@@ -105,6 +105,21 @@ static int retry_later(const struct mosquitto_evt_acl_check *ed)
 	return ed->qos ? MQCHAT_RETRY_LATER : MOSQ_ERR_ACL_DENIED;
 }
 
+/* The same for a publish over one of the user's rates; a user flooding at QoS 0 far over
+ * it is disconnected too (limits__flooding). */
+static int over_rate(struct mqchat *st, const struct mosquitto_evt_acl_check *ed, struct user_state *us,
+		const char *user)
+{
+	int64_t now = mqc_now_ms();
+	if(ed->qos) return MQCHAT_RETRY_LATER;
+	if(!limits__flooding(us, now)) return MOSQ_ERR_ACL_DENIED;
+	limits__penalize(us, now);
+	plugin__log_repeated(&st->flood_log, MOSQ_LOG_NOTICE, "mqchat: disconnecting %s (%s): more than %d QoS 0 "
+			"publishes over its rates in a second; its connections are refused for %lld ms", user,
+			mosquitto_client_id(ed->client), LIMIT_FLOOD, (long long)us->penalty_ms);
+	return MQCHAT_RETRY_LATER;
+}
+
 static const char *verdict_name(enum limit_verdict v)
 {
 	switch(v){
@@ -150,7 +165,7 @@ static int check_send(struct mqchat *st, struct mosquitto_evt_acl_check *ed, con
 				v == LIMIT_SEND_RATE ? st->opt.send_rate : st->opt.send_bytes_rate,
 				v == LIMIT_SEND_RATE ? st->opt.send_burst : st->opt.send_bytes_burst,
 				ed->qos ? "; closing without an acknowledgement, the client sends it again" : "; dropped (QoS 0)");
-		return retry_later(ed);
+		return over_rate(st, ed, us, user);
 	}
 	if(!feed__admit(&st->feed, ed->payloadlen)){
 		plugin__log_client(st, "refused publish to %s from %s (%s): %zu messages wait for the bridge to store "
@@ -200,7 +215,7 @@ static int check_write(struct mqchat *st, struct mosquitto_evt_acl_check *ed, co
 				plugin__log_client(st, "refused a request from %s (%s): over request_rate (%u/s, burst %u)%s",
 						user, mosquitto_client_id(ed->client), st->opt.request_rate, st->opt.request_burst,
 						ed->qos ? "; closing without an acknowledgement, the client sends it again" : "; dropped (QoS 0)");
-				return retry_later(ed);
+				return over_rate(st, ed, us, user);
 			}
 			return MOSQ_ERR_SUCCESS;
 		}

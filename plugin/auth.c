@@ -118,10 +118,27 @@ static bool conn_room(struct mqchat *st, const char *user, const char *cid)
 	return !us || us->conns < st->opt.max_connections_per_user;
 }
 
-/* An accepted CONNECT: counted until its MOSQ_EVT_DISCONNECT (disconnect.c). */
+/* Credentials verified: counted until its MOSQ_EVT_DISCONNECT (disconnect.c), unless the
+ * user has max_connections_per_user open. That refusal is not "not authorised" (the
+ * credentials are right, and are checked first so a wrong password always says so): the
+ * connection is closed without a CONNACK (MQTT 5: DISCONNECT 0x80 first), and the client
+ * comes back later. */
 static int admitted(struct mqchat *st, const struct mosquitto *client, const char *user, const char *cid)
 {
 	if(!cid) return MOSQ_ERR_SUCCESS;
+	struct user_state *flooded = strmap__get(&st->users_state, user, strlen(user));
+	if(flooded && mqc_now_ms() < flooded->penalty_until_ms){
+		plugin__log_client(st, "refused %s (%s) from %s: it flooded, its connections are refused for %lld ms more; "
+				"closed without a CONNACK", user, cid, mosquitto_client_address(client),
+				(long long)(flooded->penalty_until_ms - mqc_now_ms()));
+		return MQCHAT_RETRY_LATER;
+	}
+	if(!conn_room(st, user, cid)){
+		plugin__log_client(st, "refused %s (%s) from %s: %u connections open, the most max_connections_per_user "
+				"allows; closed without a CONNACK (the client should retry later)", user, cid,
+				mosquitto_client_address(client), st->opt.max_connections_per_user);
+		return MQCHAT_RETRY_LATER;
+	}
 	qos2__connected(st, cid, mosquitto_client_clean_session(client));
 	struct user_state *us = limits__user(st, user);
 	size_t len = strlen(cid);
@@ -223,14 +240,6 @@ int auth__basic(int event, void *event_data, void *userdata)
 		plugin__log_client(st, "refused %s (%s) from %s: %s", user, cid, addr,
 				!u || !u->pwhash ? "unknown user" : u->disabled ? "user disabled" : "no password set");
 		return MOSQ_ERR_AUTH;
-	}
-	if(!conn_room(st, user, cid)){
-		/* Not "not authorised": the credentials may be right, the client should come back
-		 * later. Closed without a CONNACK (MQTT 5: DISCONNECT 0x80 first). */
-		plugin__log_client(st, "refused %s (%s) from %s: %u connections open, the most max_connections_per_user "
-				"allows; closed without a CONNACK (the client should retry later)", user, cid, addr,
-				st->opt.max_connections_per_user);
-		return MQCHAT_RETRY_LATER;
 	}
 
 	unsigned char mac[32];

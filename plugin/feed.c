@@ -21,7 +21,10 @@
  * lost on the way (the broker's per-client queue drops silently when it is full).
  *
  * Flow control: at most window_messages / window_bytes are sent and unconfirmed at a time,
- * so the broker never holds more than that for the bridge. The rest wait here. Past
+ * so the broker never holds more than that for the bridge. The rest wait here. Should the
+ * broker still drop some (a smaller queue or Receive Maximum than the window), the
+ * bridge's resend halves what may be in flight (cwnd) and confirmations grow it again, as
+ * TCP does: a small pipe is filled, not overrun round after round. Past
  * max_messages / max_bytes kept, feed__admit says no and acl.c refuses new sends without
  * acknowledging them (the client sends again later) rather than accept what could be lost.
  *
@@ -96,6 +99,7 @@ int feed__init(struct feed *f)
 	}
 	f->epoch = e;
 	f->first_seq = 1;
+	f->cwnd = f->window_messages;
 	return 0;
 }
 
@@ -103,7 +107,7 @@ int feed__init(struct feed *f)
 static void pump(struct feed *f)
 {
 	if(!f->store_cid) return;
-	while(f->sent < f->first_seq + f->count - 1 && f->sent + 1 - f->first_seq < f->window_messages
+	while(f->sent < f->first_seq + f->count - 1 && f->sent + 1 - f->first_seq < f->cwnd
 			&& f->inflight_bytes < f->window_bytes){
 		uint64_t seq = f->sent + 1;
 		struct feed_entry *e = at(f, (size_t)(seq - f->first_seq));
@@ -249,6 +253,7 @@ void feed__hello(struct feed *f, const struct mosquitto *client, uint64_t epoch,
 	}
 	f->sent = f->first_seq - 1;
 	f->inflight_bytes = 0;
+	f->cwnd = f->window_messages;
 	mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: bridge store connection %s: it has up to seq %" PRIu64
 			" of epoch %" PRIu64 "; sending %zu kept messages of epoch %" PRIu64 " from seq %" PRIu64,
 			dup, seq, epoch, f->count, f->epoch, f->first_seq);
@@ -264,7 +269,10 @@ void feed__stored(struct feed *f, uint64_t epoch, uint64_t seq)
 				"stamped (%" PRIu64 "); ignored", seq, last_seq(f));
 		return;
 	}
+	uint64_t before = f->first_seq;
 	confirm(f, seq);
+	f->cwnd += (size_t)(f->first_seq - before);
+	if(f->cwnd > f->window_messages) f->cwnd = f->window_messages;
 	pump(f);
 }
 
@@ -274,9 +282,14 @@ void feed__resend(struct feed *f, uint64_t epoch, uint64_t from)
 	if(from < f->first_seq){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: the bridge asked for seq %" PRIu64 " on, but seq %" PRIu64
 				".. are all that is kept (the rest was confirmed); sending from there", from, f->first_seq);
+		from = f->first_seq;
 	}
-	mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: the bridge missed messages: sending again from seq %" PRIu64
-			" (%" PRIu64 " were in flight)", from, f->sent >= from ? f->sent - from + 1 : 0);
+	uint64_t inflight = f->sent >= from ? f->sent - from + 1 : 0;
+	if(!inflight) return; /* the bridge probing after silence: nothing is missing */
+	size_t cwnd = inflight < f->cwnd ? (size_t)inflight : f->cwnd;
+	f->cwnd = cwnd / 2 ? cwnd / 2 : 1;
+	plugin__log_repeated(&f->resend_log, MOSQ_LOG_NOTICE, "mqchat: the bridge missed messages: sending again from "
+			"seq %" PRIu64 " (%" PRIu64 " were in flight; now at most %zu at a time)", from, inflight, f->cwnd);
 	rewind_to(f, from);
 	pump(f);
 }

@@ -165,6 +165,23 @@ enum limit_verdict limits__request(struct mqchat *st, struct user_state *u, int6
 	return LIMIT_OK;
 }
 
+bool limits__flooding(struct user_state *u, int64_t now)
+{
+	if(now - u->over_since_ms >= 1000){
+		u->over_since_ms = now;
+		u->over_count = 0;
+	}
+	return ++u->over_count > LIMIT_FLOOD;
+}
+
+void limits__penalize(struct user_state *u, int64_t now)
+{
+	bool again = u->penalty_until_ms && now - u->penalty_until_ms < 60000;
+	u->penalty_ms = again && u->penalty_ms ? u->penalty_ms * 2 : 1000;
+	if(u->penalty_ms > 60000) u->penalty_ms = 60000;
+	u->penalty_until_ms = now + u->penalty_ms;
+}
+
 void limits__free(struct mqchat *st)
 {
 	STRMAP_FOREACH(&st->users_state, s){

@@ -35,6 +35,15 @@
 
 struct mqchat;
 
+/* A failure that may repeat every second (a full disk): logged once per LOG_REPEAT_MS
+ * with how often it happened meanwhile (plugin__log_repeated). One per call site; used
+ * by one thread. */
+#define LOG_REPEAT_MS 10000
+struct log_repeat {
+	int64_t last_ms;     /* when it was last logged, 0: never */
+	unsigned suppressed; /* times since, not logged */
+};
+
 /* ------------------------------------------------------------------ cache.c */
 
 /* Snapshot memory: chunks from mmap, bump-allocated, returned to the OS whole when the
@@ -118,6 +127,8 @@ struct feed {
 	char *store_cid;                     /* the bridge's store connection, NULL when gone */
 	const struct mosquitto *store_client;
 	uint64_t sent;                       /* highest seq sent on that connection */
+	size_t cwnd;                         /* most in flight now, <= window_messages (feed.c) */
+	struct log_repeat resend_log;
 	size_t inflight_bytes;               /* payload bytes of seq first_seq..sent */
 
 	bool refusing;                       /* feed__admit is saying no */
@@ -196,6 +207,10 @@ struct user_state {
 	int64_t last_ms;      /* when the buckets were last filled */
 	uint64_t last_seq;    /* feed seq of the newest message this user sent (this epoch) */
 	unsigned conns;       /* connections open now (auth.c counts up, disconnect.c down) */
+	int64_t over_since_ms; /* refusals of QoS 0 over a rate in the second from then */
+	unsigned over_count;
+	int64_t penalty_until_ms; /* flooded: its CONNECTs are refused until then (auth.c) */
+	int64_t penalty_ms;       /* the last penalty, doubled when it floods again soon */
 };
 
 /* One open connection of a user, by client id (auth.c, disconnect.c). */
@@ -219,6 +234,14 @@ enum limit_verdict { LIMIT_OK = 0, LIMIT_SEND_RATE, LIMIT_BYTE_RATE, LIMIT_REQUE
 /* Takes one send of len bytes from u's buckets, or says which bucket is empty. */
 enum limit_verdict limits__send(struct mqchat *st, struct user_state *u, uint32_t len, int64_t now);
 enum limit_verdict limits__request(struct mqchat *st, struct user_state *u, int64_t now);
+/* Counts a QoS 0 publish dropped for being over a rate; true when the user keeps sending
+ * far over it (LIMIT_FLOOD a second): the connection is then closed, or a flood would
+ * still cost the broker a packet read and a check each. */
+#define LIMIT_FLOOD 1000
+bool limits__flooding(struct user_state *u, int64_t now);
+/* After a flood: the user's CONNECTs are refused for a second, doubling (up to a minute)
+ * when it floods again within a minute of the last penalty. */
+void limits__penalize(struct user_state *u, int64_t now);
 void limits__free(struct mqchat *st);
 
 /* ------------------------------------------------------------------ the plugin */
@@ -257,15 +280,6 @@ struct pending_msg {
 	uint32_t payloadlen;
 	json_t *msg;
 	struct user_state *user;
-};
-
-/* A failure that may repeat every second (a full disk): logged once per LOG_REPEAT_MS
- * with how often it happened meanwhile (plugin__log_repeated). One per call site; used
- * by one thread. */
-#define LOG_REPEAT_MS 10000
-struct log_repeat {
-	int64_t last_ms;     /* when it was last logged, 0: never */
-	unsigned suppressed; /* times since, not logged */
 };
 
 struct control_log {
@@ -308,6 +322,7 @@ struct mqchat {
 	int64_t budget_tokens_us;     /* slow-hash time available now (auth.c); may be negative */
 	int64_t budget_last_us;       /* when it was last refilled (CLOCK_MONOTONIC), 0: never */
 
+	struct log_repeat flood_log;  /* acl.c over_rate */
 	int64_t log_window_ms;        /* rate limit for lines about client mistakes */
 	unsigned log_lines;
 	unsigned log_suppressed;

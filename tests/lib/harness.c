@@ -448,8 +448,12 @@ static int write_conf(h_env *env)
 			"listener %d 127.0.0.1\n"
 			"allow_anonymous false\n"
 			"per_listener_settings false\n"
-			"max_queued_messages 100000\n"
-			"persistence false\n"
+			/* as mosquitto.conf.example: a small per-session queue (the bridge needs
+			 * none: the plugin keeps what it has not confirmed) */
+			"max_queued_messages 1000\n"
+			"max_queued_bytes 16777216\n"
+			"set_tcp_nodelay true\n"
+			"persistence_location %s/\n"
 			"log_dest stderr\n"
 			"log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
 			"log_timestamp_format %%H:%%M:%%S\n"
@@ -457,8 +461,9 @@ static int write_conf(h_env *env)
 			"plugin_opt_db_path %s\n"
 			"plugin_opt_service_user %s\n"
 			"plugin_opt_service_password %s\n"
-			"%s",
-			me, env->port, env->plugin, env->db, H_SERVICE_USER, env->service_password, env->extra_opts);
+			"%s%s%s",
+			me, env->port, env->dir, env->plugin, env->db, H_SERVICE_USER, env->service_password, env->extra_opts,
+			strstr(env->broker_extra, "persistence true") ? "" : "persistence false\n", env->broker_extra);
 	return write_file(env->conf, buf, 0600);
 }
 
@@ -476,15 +481,22 @@ void h_env_no_limits(h_env *env)
 	h_env_plugin_opt(env, "request_rate", "0");
 }
 
+void h_env_broker_conf(h_env *env, const char *line)
+{
+	size_t used = strlen(env->broker_extra);
+
+	snprintf(env->broker_extra + used, sizeof(env->broker_extra) - used, "%s\n", line);
+}
+
 void h_env_bridge_arg(h_env *env, const char *flag, const char *value)
 {
-	for(int i = 0; i + 1 < 4; i += 2) {
+	for(int i = 0; i + 1 < 8; i += 2) {
 		if(env->bridge_args[i][0]) continue;
 		snprintf(env->bridge_args[i], sizeof(env->bridge_args[i]), "%s", flag);
 		snprintf(env->bridge_args[i + 1], sizeof(env->bridge_args[i + 1]), "%s", value);
 		return;
 	}
-	h_fail(__FILE__, __LINE__, "h_env_bridge_arg: at most two flags");
+	h_fail(__FILE__, __LINE__, "h_env_bridge_arg: at most four flags");
 }
 
 h_env *h_env_new(const char *test_name)
@@ -748,13 +760,13 @@ int h_broker_restart(h_env *env)
 int h_bridge_start(h_env *env)
 {
 	char port[16];
-	char *argv[16] = { (char *)env->bridge, "--host", "127.0.0.1", "--port", port, "--db", env->db,
+	char *argv[24] = { (char *)env->bridge, "--host", "127.0.0.1", "--port", port, "--db", env->db,
 		"--user", H_SERVICE_USER, "--password-file", env->bridge_pwfile, NULL };
 	int64_t until;
 	int status;
 	int argc = 11;
 
-	for(int i = 0; i < 4 && env->bridge_args[i][0]; i++) argv[argc++] = env->bridge_args[i];
+	for(int i = 0; i < 8 && env->bridge_args[i][0]; i++) argv[argc++] = env->bridge_args[i];
 	argv[argc] = NULL;
 
 	if(env->bridge_pid > 0) return 0;
@@ -854,6 +866,49 @@ static long long db_int_va(h_env *env, const char *sql, va_list ap)
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return v;
+}
+
+void *h_db_lock(h_env *env)
+{
+	sqlite3 *db = NULL;
+	if(sqlite3_open_v2(env->db, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		fprintf(stderr, "harness: opening %s to lock it: %s\n", env->db, sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 10000);
+	if(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		fprintf(stderr, "harness: BEGIN IMMEDIATE on %s: %s\n", env->db, sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return NULL;
+	}
+	return db;
+}
+
+void h_db_unlock(void *lock)
+{
+	if(!lock) return;
+	sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(lock);
+}
+
+bool h_sanitized(void)
+{
+	return getenv("MQCHAT_ASAN_PRELOAD") != NULL;
+}
+
+long h_rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	if(!f) return -1;
+	while(fgets(line, sizeof(line), f)) {
+		if(!strncmp(line, "VmRSS:", 6)) kb = strtol(line + 6, NULL, 10);
+	}
+	fclose(f);
+	return kb;
 }
 
 long long h_db_int(h_env *env, const char *sql, ...)
@@ -1020,6 +1075,8 @@ h_client *h_connect(h_env *env, const char *user, const char *password, const ch
 	if(!c->mosq) goto fail;
 	mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION,
 			protocol == H_PROTO_V5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
+	/* as real clients do (MQTT.js, paho): no Nagle delay on small packets */
+	mosquitto_int_option(c->mosq, MOSQ_OPT_TCP_NODELAY, 1);
 	if(user && mosquitto_username_pw_set(c->mosq, user, password)) goto fail;
 	mosquitto_connect_v5_callback_set(c->mosq, on_connect);
 	mosquitto_disconnect_v5_callback_set(c->mosq, on_disconnect);

@@ -49,7 +49,8 @@ typedef struct h_env {
 	size_t bridge_log_mark;      /* size of bridge_log when the bridge was last started */
 	h_client *clients;           /* every client still open */
 	char extra_opts[2048];       /* more plugin_opt_* lines (h_env_plugin_opt) */
-	char bridge_args[4][64];     /* more bridge flags (h_env_bridge_arg), "" = none */
+	char broker_extra[1024];     /* more mosquitto.conf lines (h_env_broker_conf) */
+	char bridge_args[8][64];     /* more bridge flags (h_env_bridge_arg), "" = none */
 } h_env;
 
 /* A received message. Free with h_msg_free. payload is NUL-terminated (len excludes it). */
@@ -102,7 +103,10 @@ void h_env_plugin_opt(h_env *env, const char *key, const char *value);
 /* No per-user rate limits (send_rate, send_bytes_rate, request_rate 0): for tests that
  * send faster than one user may. */
 void h_env_no_limits(h_env *env);
-/* Passes "--flag value" to every later start of the bridge (two at most). */
+/* Adds a line to mosquitto.conf from the broker's next start on ("persistence true": the
+ * harness sets persistence_location to the temp dir). */
+void h_env_broker_conf(h_env *env, const char *line);
+/* Passes "--flag value" to every later start of the bridge (four at most). */
 void h_env_bridge_arg(h_env *env, const char *flag, const char *value);
 
 /* Stops the bridge and the broker (SIGTERM; a non-zero exit status counts as a failure,
@@ -160,7 +164,19 @@ bool h_log_contains(const char *path, const char *needle);
 /* Prints the broker and bridge logs to stderr. */
 void h_dump_logs(const h_env *env);
 
+/* True in the AddressSanitizer build: its quarantine keeps freed memory (256 MB), so a
+ * process's RSS says nothing about what it holds. */
+bool h_sanitized(void);
+/* The resident set size of a process in kB (VmRSS), -1 if it cannot be read. */
+long h_rss_kb(pid_t pid);
+
 /* ------------------------------------------------------------ the database (read-only) */
+
+/* Holds the database's write lock (BEGIN IMMEDIATE on a connection of its own) until
+ * h_db_unlock: the bridge's writer cannot commit meanwhile (a stalled disk, another
+ * writer). NULL if the lock could not be taken. */
+void *h_db_lock(h_env *env);
+void h_db_unlock(void *lock);
 
 /* Runs sql (one row, first column an integer) with the NULL-terminated text parameters
  * bound to ?1, ?2, ... Returns the value, or -1 on any error (printed). */
