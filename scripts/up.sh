@@ -44,16 +44,25 @@ SERVICE_PW=$(newpw)$(newpw)
 printf '%s\n' "$SERVICE_PW" > "$RUN/service.pw"
 chmod 600 "$RUN/service.pw"
 
-# mosquitto.conf from the example: our port, plugin, database and service password.
-# Started as root, mosquitto would switch to the "mosquitto" user, which cannot read
-# ./run: keep it as the invoking user.
+# Every connection is a file descriptor: raise the soft limit as far as the hard one
+# allows, and keep max_connections below it (with room for the listeners and files).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+MAXCONN=10000
+if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt $((MAXCONN + 100)) ]; then MAXCONN=$((NOFILE - 100)); fi
+
+# mosquitto.conf from the example: our port, plugin, database, service password, and
+# persistence in ./run. Started as root, mosquitto would switch to the "mosquitto" user,
+# which cannot read ./run: keep it as the invoking user.
 sed -e "s|^listener 1883 127.0.0.1|listener $PORT 127.0.0.1|" \
 	-e "s|^plugin /path/to/mqchat_plugin.so|plugin $PLUGIN|" \
 	-e "s|^plugin_opt_db_path .*|plugin_opt_db_path $DB|" \
 	-e "s|^plugin_opt_service_user .*|plugin_opt_service_user mqchat-bridge|" \
 	-e "s|^plugin_opt_service_password .*|plugin_opt_service_password $SERVICE_PW|" \
+	-e "s|^persistence_location .*|persistence_location $RUN/|" \
+	-e "s|^max_connections .*|max_connections $MAXCONN|" \
 	mosquitto.conf.example > "$RUN/mosquitto.conf"
-printf '\n# added by scripts/up.sh\nuser %s\npersistence false\n' "$(id -un)" >> "$RUN/mosquitto.conf"
+printf '\n# added by scripts/up.sh\nuser %s\n' "$(id -un)" >> "$RUN/mosquitto.conf"
 chmod 600 "$RUN/mosquitto.conf"
 
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
