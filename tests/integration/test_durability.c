@@ -40,8 +40,8 @@ static void check_load(h_load *l, const char *what, int timeout_ms)
 
 static void broker_restart_bridge_5s_behind(h_env *env)
 {
-	h_load_opts o = { .room = room, .users = senders, .rate = 800, .tag = "restart" };
-	h_load *l = h_load_start(env, &o);
+	h_load_opts o = { .port = env->port, .db = env->db, .password = h_pw, .room = room, .users = senders, .rate = 800, .tag = "restart" };
+	h_load *l = h_load_start(&o);
 	H_REQUIRE(l);
 	h_sleep_ms(3000);
 	void *lock = h_db_lock(env);
@@ -72,8 +72,8 @@ static void gap_is_asked_again(h_env *env)
 	H_REQUIRE_INT(h_broker_start(env), ==, 0);
 	H_REQUIRE_INT(h_bridge_start(env), ==, 0);
 	size_t mark = h_file_size(env->bridge_log), bmark = h_file_size(env->broker_log);
-	h_load_opts o = { .room = room, .users = senders, .rate = 500, .tag = "gap" };
-	h_load *l = h_load_start(env, &o);
+	h_load_opts o = { .port = env->port, .db = env->db, .password = h_pw, .room = room, .users = senders, .rate = 500, .tag = "gap" };
+	h_load *l = h_load_start(&o);
 	H_REQUIRE(l);
 	h_sleep_ms(1000);
 	void *lock = h_db_lock(env);
@@ -92,8 +92,8 @@ static void gap_is_asked_again(h_env *env)
 static void crash_loss_is_logged(h_env *env)
 {
 	H_REQUIRE_INT(h_bridge_stop(env), ==, 0);
-	h_load_opts o = { .room = room, .users = senders, .rate = 300, .tag = "crash" };
-	h_load *l = h_load_start(env, &o);
+	h_load_opts o = { .port = env->port, .db = env->db, .password = h_pw, .room = room, .users = senders, .rate = 300, .tag = "crash" };
+	h_load *l = h_load_start(&o);
 	H_REQUIRE(l);
 	h_sleep_ms(3000);
 	h_load_stop(l, 2000);

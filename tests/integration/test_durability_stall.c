@@ -37,8 +37,8 @@ static void check_load(h_load *l, const char *what, int timeout_ms)
 
 static void writer_stalled_70s(h_env *env)
 {
-	h_load_opts o = { .room = room, .users = senders, .rate = 1500, .tag = "stall" };
-	h_load *l = h_load_start(env, &o);
+	h_load_opts o = { .port = env->port, .db = env->db, .password = h_pw, .room = room, .users = senders, .rate = 1500, .tag = "stall" };
+	h_load *l = h_load_start(&o);
 	H_REQUIRE(l);
 	h_sleep_ms(3000);
 	size_t mark = h_file_size(env->broker_log);

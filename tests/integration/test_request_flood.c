@@ -120,8 +120,8 @@ static void flood_does_not_hurt_others(h_env *env)
 	victim_p99(bob, &idle_lost); /* idle, for the record */
 
 	/* without the flood */
-	h_load_opts o = { .room = room, .users = senders, .rate = 300, .tag = "calm", .measure_lag = true };
-	h_load *l = h_load_start(env, &o);
+	h_load_opts o = { .port = env->port, .db = env->db, .password = h_pw, .room = room, .users = senders, .rate = 300, .tag = "calm", .measure_lag = true };
+	h_load *l = h_load_start(&o);
 	H_REQUIRE(l);
 	h_sleep_ms(1000);
 	int lost_a = 0, lost_b = 0;
@@ -135,7 +135,7 @@ static void flood_does_not_hurt_others(h_env *env)
 	size_t mark = h_file_size(env->broker_log);
 	H_REQUIRE(pthread_create(&f.thread, NULL, flood_main, &f) == 0);
 	o.tag = "flood";
-	h_load *lb = h_load_start(env, &o);
+	h_load *lb = h_load_start(&o);
 	H_REQUIRE(lb);
 	h_sleep_ms(1000);
 	int64_t t0 = h_now_ms();

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <mqtt_protocol.h>
 #include <pthread.h>
@@ -18,6 +19,8 @@
 
 #include "load.h"
 #include "mqchat_store.h"
+
+#include <mosquitto.h>
 
 #define INFLIGHT 32
 #define RECONNECT_MS 200
@@ -30,6 +33,7 @@ struct lmsg {
 struct sender {
 	h_load *l;
 	char user[MQC_NAME_MAX + 1];
+	char topic[256];
 	char cid[128];
 	struct mosquitto *mosq;
 	int gen;                  /* bumped at every new client, so ids never repeat */
@@ -45,9 +49,8 @@ struct sender {
 };
 
 struct h_load {
-	h_env *env;
 	h_load_opts o;
-	char tag[48], topic[256];
+	char tag[48];
 	struct sender *s;
 	int ns;
 	struct lmsg *msgs;
@@ -61,7 +64,15 @@ struct h_load {
 
 static int64_t now_ms(void)
 {
-	return h_now_ms();
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	while(nanosleep(&ts, &ts) == -1 && errno == EINTR){}
 }
 
 static int resend_push(struct sender *s, long i)
@@ -156,7 +167,7 @@ static void client_start(struct sender *s)
 	if(!s->mosq) return;
 	mosquitto_int_option(s->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
 	mosquitto_int_option(s->mosq, MOSQ_OPT_TCP_NODELAY, 1);
-	mosquitto_username_pw_set(s->mosq, s->user, h_pw(s->user));
+	mosquitto_username_pw_set(s->mosq, s->user, l->o.password(s->user));
 	mosquitto_connect_v5_callback_set(s->mosq, on_connect);
 	mosquitto_disconnect_v5_callback_set(s->mosq, on_disconnect);
 	mosquitto_publish_v5_callback_set(s->mosq, on_publish);
@@ -166,7 +177,7 @@ static void client_start(struct sender *s)
 	s->nearly = 0;
 	s->up = s->dead = false;
 	pthread_mutex_unlock(&l->mu);
-	if(mosquitto_connect_bind_v5(s->mosq, "127.0.0.1", l->env->port, 30, NULL, NULL) != MOSQ_ERR_SUCCESS
+	if(mosquitto_connect_bind_v5(s->mosq, "127.0.0.1", l->o.port, 30, NULL, NULL) != MOSQ_ERR_SUCCESS
 			|| mosquitto_loop_start(s->mosq) != MOSQ_ERR_SUCCESS){
 		pthread_mutex_lock(&l->mu);
 		s->dead = true;
@@ -182,7 +193,7 @@ static bool send_one(struct sender *s, long m)
 	int mid = 0;
 	snprintf(payload, sizeof(payload), "{\"type\":\"msg\",\"body\":\"%s-%ld\",\"client_msg_id\":\"%s-%ld\"}",
 			l->tag, m, l->tag, m);
-	int rc = mosquitto_publish_v5(s->mosq, &mid, l->topic, (int)strlen(payload), payload, l->o.qos, false, NULL);
+	int rc = mosquitto_publish_v5(s->mosq, &mid, s->topic, (int)strlen(payload), payload, l->o.qos, false, NULL);
 	pthread_mutex_lock(&l->mu);
 	l->attempts++;
 	/* dead: the connection went down while publishing, and on_disconnect already moved the
@@ -254,24 +265,23 @@ static void *load_main(void *arg)
 				if(m < 0 || !send_one(s, m)) break;
 			}
 		}
+		/* Messages go to the senders in strict turn, so each sends rate / senders a second
+		 * (within its own limits); one that cannot take its turn now (not connected, its
+		 * window full) keeps the message for when it can. */
 		while(!atomic_load(&l->stop_new) && (double)now >= next_at){
-			struct sender *s = NULL;
-			for(int k = 0; k < l->ns && !s; k++){
-				struct sender *c = &l->s[(rr + k) % l->ns];
-				pthread_mutex_lock(&l->mu);
-				if(c->up && !c->dead && c->ninflight < INFLIGHT) s = c;
-				pthread_mutex_unlock(&l->mu);
-			}
-			rr++;
-			if(!s) break; /* nobody can take it now: the rate catches up later */
+			struct sender *s = &l->s[rr++ % l->ns];
 			long m = new_message(l);
 			if(m < 0) break;
-			send_one(s, m);
+			pthread_mutex_lock(&l->mu);
+			bool can = s->up && !s->dead && s->ninflight < INFLIGHT && !s->nresend;
+			if(!can) resend_push(s, m);
+			pthread_mutex_unlock(&l->mu);
+			if(can) send_one(s, m);
 			next_at += step;
 		}
 		/* after a stop (nobody connected) the rate resumes, it does not burst to catch up */
 		if((double)now - next_at > 1000.0) next_at = (double)now;
-		h_sleep_ms(1);
+		sleep_ms(1);
 	}
 	for(int i = 0; i < l->ns; i++) client_drop(&l->s[i]);
 	return NULL;
@@ -285,7 +295,7 @@ static void *lag_main(void *arg)
 	char like[64];
 	sqlite3_int64 last = 0;
 	snprintf(like, sizeof(like), "%s-%%", l->tag);
-	if(sqlite3_open_v2(l->env->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) goto done;
+	if(sqlite3_open_v2(l->o.db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) goto done;
 	sqlite3_busy_timeout(db, 1000);
 	if(sqlite3_prepare_v2(db, "SELECT id, client_msg_id FROM messages WHERE id > ?1 AND client_msg_id LIKE ?2"
 				" ORDER BY id LIMIT 20000", -1, &st, NULL) != SQLITE_OK) goto done;
@@ -303,7 +313,7 @@ static void *lag_main(void *arg)
 			pthread_mutex_unlock(&l->mu);
 		}
 		sqlite3_reset(st);
-		h_sleep_ms(5);
+		sleep_ms(5);
 	}
 done:
 	sqlite3_finalize(st);
@@ -311,16 +321,14 @@ done:
 	return NULL;
 }
 
-h_load *h_load_start(h_env *env, const h_load_opts *o)
+h_load *h_load_start(const h_load_opts *o)
 {
 	static atomic_int runs;
 	h_load *l = calloc(1, sizeof(*l));
 	if(!l) return NULL;
-	l->env = env;
 	l->o = *o;
 	if(!l->o.qos) l->o.qos = 1;
-	snprintf(l->tag, sizeof(l->tag), "%s%d", o->tag ? o->tag : "load", atomic_fetch_add(&runs, 1));
-	h_topic_send(l->topic, o->room);
+	snprintf(l->tag, sizeof(l->tag), "%s%dp%d", o->tag ? o->tag : "load", atomic_fetch_add(&runs, 1), (int)getpid());
 	pthread_mutex_init(&l->mu, NULL);
 	while(o->users[l->ns]) l->ns++;
 	l->s = calloc((size_t)l->ns, sizeof(*l->s));
@@ -331,6 +339,7 @@ h_load *h_load_start(h_env *env, const h_load_opts *o)
 	for(int i = 0; i < l->ns; i++){
 		l->s[i].l = l;
 		snprintf(l->s[i].user, sizeof(l->s[i].user), "%s", o->users[i]);
+		snprintf(l->s[i].topic, sizeof(l->s[i].topic), "chat/rooms/%s/send", o->rooms ? o->rooms[i] : o->room);
 		l->s[i].dead = true;
 	}
 	if(pthread_create(&l->thread, NULL, load_main, l) != 0){
@@ -355,9 +364,9 @@ void h_load_stop(h_load *l, int drain_ms)
 {
 	atomic_store(&l->stop_new, true);
 	int64_t until = now_ms() + drain_ms;
-	while(unacked(l) && now_ms() < until) h_sleep_ms(20);
+	while(unacked(l) && now_ms() < until) sleep_ms(20);
 	/* the lag thread sees the last rows before it stops */
-	h_sleep_ms(l->o.measure_lag ? 500 : 0);
+	sleep_ms(l->o.measure_lag ? 500 : 0);
 	atomic_store(&l->stop_all, true);
 	pthread_join(l->thread, NULL);
 	if(l->lag_started) pthread_join(l->lag_thread, NULL);
@@ -407,7 +416,7 @@ int h_load_check(h_load *l, int timeout_ms, long *missing, long *dups)
 	int *count = calloc((size_t)(n ? n : 1), sizeof(*count));
 	*missing = *dups = -1;
 	snprintf(like, sizeof(like), "%s-%%", l->tag);
-	if(!count || sqlite3_open_v2(l->env->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) goto done;
+	if(!count || sqlite3_open_v2(l->o.db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) goto done;
 	sqlite3_busy_timeout(db, 2000);
 	if(sqlite3_prepare_v2(db, "SELECT client_msg_id, count(*) FROM messages WHERE client_msg_id LIKE ?1"
 				" GROUP BY client_msg_id", -1, &st, NULL) != SQLITE_OK) goto done;
@@ -427,7 +436,7 @@ int h_load_check(h_load *l, int timeout_ms, long *missing, long *dups)
 			if(count[i] > 1) (*dups)++;
 		}
 		if(!*missing || now_ms() >= until) break;
-		h_sleep_ms(200);
+		sleep_ms(200);
 	}
 done:
 	sqlite3_finalize(st);

@@ -8,6 +8,8 @@
  * h_client: those belong to the test's thread). Optionally a second thread polls the
  * database and records, per message, the time from its acknowledgement to its row
  * (publish -> stored lag).
+ *
+ * It does not depend on the test harness: bench/soak.c uses it too.
  */
 #ifndef MQCHAT_TEST_LOAD_H
 #define MQCHAT_TEST_LOAD_H
@@ -15,13 +17,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "harness.h"
-
 typedef struct h_load h_load;
 
 typedef struct h_load_opts {
-	const char *room;         /* every sender is a participant */
-	const char *const *users; /* the senders, NULL-terminated (passwords: h_pw) */
+	int port;                 /* the broker, on 127.0.0.1 */
+	const char *db;           /* the database (read-only: lag, h_load_check) */
+	const char *(*password)(const char *user);
+	const char *room;         /* every sender is a participant ... */
+	const char *const *rooms; /* ... or sender i sends to rooms[i] (NULL: room) */
+	const char *const *users; /* the senders, NULL-terminated */
 	int rate;                 /* messages per second, all senders together */
 	int qos;                  /* 1 (default) or 2 */
 	const char *tag;          /* client_msg_id prefix, unique in the database */
@@ -38,7 +42,7 @@ typedef struct h_load_result {
 	long lag_samples;
 } h_load_result;
 
-h_load *h_load_start(h_env *env, const h_load_opts *o);
+h_load *h_load_start(const h_load_opts *o);
 /* Stops creating messages; keeps resending the unacknowledged ones for up to drain_ms. */
 void h_load_stop(h_load *l, int drain_ms);
 void h_load_result_get(h_load *l, h_load_result *r);
