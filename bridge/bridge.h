@@ -34,13 +34,15 @@ void bridge__log(int level, const char *module, const char *fmt, ...)
 void bridge__log_set_level(int level);
 int bridge__log_enabled(int level);
 
-/* A failure that may repeat many times a second (a full disk): logged once per
- * LOG_REPEAT_MS, the next line saying how often it happened meanwhile. One per call
- * site, used by one thread. */
+/* A failure that may repeat many times a second (a full disk): logged at most `limit`
+ * times (0: once) per LOG_REPEAT_MS, the next line logged after that saying how often it
+ * happened meanwhile. One per call site (or per family of lines), used by one thread. */
 #define LOG_REPEAT_MS 10000
 struct log_repeat {
-	int64_t last_ms;
-	unsigned suppressed;
+	int64_t last_ms;     /* when the current interval began, 0: none yet */
+	unsigned lines;      /* logged in it */
+	unsigned limit;
+	unsigned suppressed; /* not logged since the last line that was */
 };
 void bridge__log_repeated(struct log_repeat *lr, int level, const char *module, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

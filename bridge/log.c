@@ -53,19 +53,22 @@ void bridge__log_repeated(struct log_repeat *lr, int level, const char *module, 
 	int64_t now = bridge__mono_ms();
 
 	if(level > log_level) return;
-	if(lr->last_ms && now - lr->last_ms < LOG_REPEAT_MS){
+	if(!lr->last_ms || now - lr->last_ms >= LOG_REPEAT_MS){
+		lr->last_ms = now;
+		lr->lines = 0;
+	}
+	if(lr->lines >= (lr->limit ? lr->limit : 1)){
 		lr->suppressed++;
 		return;
 	}
+	lr->lines++;
 	va_start(ap, fmt);
 	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if(lr->suppressed && n > 0 && (size_t)n < sizeof(msg)){
-		snprintf(msg + n, sizeof(msg) - (size_t)n, " (%u more times in the last %.0f s)", lr->suppressed,
-				(double)(now - lr->last_ms) / 1000.0);
+		snprintf(msg + n, sizeof(msg) - (size_t)n, " (and %u more times not logged before this)", lr->suppressed);
 	}
 	emit(level, module, msg);
-	lr->last_ms = now;
 	lr->suppressed = 0;
 }
 

@@ -144,6 +144,7 @@ static const char *const stmt_sql[S_COUNT_] = {
 
 struct requests {
 	sqlite3 *db;
+	struct log_repeat text_log; /* stored text that is not UTF-8 (column_fix) */
 	sqlite3_stmt *stmt[S_COUNT_];
 	requests_before_fn *before;
 	void *before_arg;
@@ -273,8 +274,8 @@ static void log_quote(char out[static 264], const unsigned char *t)
 
 /* The rare path of column_utf8: text that failed the check is copied with U+FFFD for each
  * bad byte, and one warning is logged. Apart so that the common path carries no buffers. */
-static __attribute__((noinline)) int column_fix(sqlite3_stmt *s, const char *what, const char *whose, int keycol,
-		const char **t, size_t *len, char **fixed)
+static __attribute__((noinline)) int column_fix(struct log_repeat *lr, sqlite3_stmt *s, const char *what,
+		const char *whose, int keycol, const char **t, size_t *len, char **fixed)
 {
 	char reason[256], key[264];
 	size_t n;
@@ -284,7 +285,7 @@ static __attribute__((noinline)) int column_fix(sqlite3_stmt *s, const char *wha
 	/* After the copy: reading keycol may convert that column and invalidate *t. */
 	key[0] = '\0';
 	if(keycol >= 0) log_quote(key, sqlite3_column_text(s, keycol));
-	bridge__log(BLOG_WARN, "requests", "%s of %s%s%s is %s; answering with U+FFFD replacements",
+	bridge__log_repeated(lr, BLOG_WARN, "requests", "%s of %s%s%s is %s; answering with U+FFFD replacements",
 			what, whose, keycol >= 0 ? " " : "", key, reason);
 	*t = *fixed;
 	*len = n;
@@ -295,25 +296,26 @@ static __attribute__((noinline)) int column_fix(sqlite3_stmt *s, const char *wha
  * else into *fixed (malloc'd, caller frees), and the warning says "<what> of <whose>
  * <column keycol of the row> is not valid UTF-8 (...)" (keycol -1: whose alone).
  * Returns 0, 1 if the column is NULL (*t NULL), -1 when out of memory. */
-static int column_utf8(sqlite3_stmt *s, int col, const char *what, const char *whose, int keycol,
-		const char **t, size_t *len, char **fixed)
+static int column_utf8(struct log_repeat *lr, sqlite3_stmt *s, int col, const char *what, const char *whose,
+		int keycol, const char **t, size_t *len, char **fixed)
 {
 	*fixed = NULL;
 	*t = (const char *)sqlite3_column_text(s, col);
 	if(!*t) return sqlite3_column_type(s, col) == SQLITE_NULL ? 1 : -1; /* else SQLite ran out of memory */
 	*len = (size_t)sqlite3_column_bytes(s, col);
 	if(mqc_utf8_valid_len(*t, *len) == *len) return 0;
-	return column_fix(s, what, whose, keycol, t, len, fixed);
+	return column_fix(lr, s, what, whose, keycol, t, len, fixed);
 }
 
 /* Column col as a JSON string, or JSON null for NULL. NULL only when out of memory. */
-static json_t *column_string(sqlite3_stmt *s, int col, const char *what, const char *whose, int keycol)
+static json_t *column_string(struct log_repeat *lr, sqlite3_stmt *s, int col, const char *what, const char *whose,
+		int keycol)
 {
 	const char *t;
 	size_t len;
 	char *fixed;
 	json_t *v;
-	int rc = column_utf8(s, col, what, whose, keycol, &t, &len, &fixed);
+	int rc = column_utf8(lr, s, col, what, whose, keycol, &t, &len, &fixed);
 
 	if(rc) return rc > 0 ? json_null() : NULL;
 	v = json_stringn_nocheck(t, len);
@@ -323,13 +325,13 @@ static json_t *column_string(sqlite3_stmt *s, int col, const char *what, const c
 
 /* Column col parsed as JSON. Returns 0 with *out (NULL for a NULL column), 1 if the text
  * is not JSON (*out NULL, jerr says why), -1 when out of memory. */
-static int column_json(sqlite3_stmt *s, int col, const char *what, const char *whose, int keycol,
-		json_t **out, json_error_t *jerr)
+static int column_json(struct log_repeat *lr, sqlite3_stmt *s, int col, const char *what, const char *whose,
+		int keycol, json_t **out, json_error_t *jerr)
 {
 	const char *t;
 	size_t len;
 	char *fixed;
-	int rc = column_utf8(s, col, what, whose, keycol, &t, &len, &fixed);
+	int rc = column_utf8(lr, s, col, what, whose, keycol, &t, &len, &fixed);
 
 	*out = NULL;
 	if(rc) return rc > 0 ? 0 : -1;
@@ -392,20 +394,20 @@ static int txn_commit(struct call *c)
 
 /* A stamped message from the MSG_COLS columns at col..col+6, exactly as delivered on
  * <prefix>/rooms/{room}/messages: id, room, from, ts, type, body?, attachment?, client_msg_id?. */
-static json_t *msg_from_row(sqlite3_stmt *s, int col, const char *room)
+static json_t *msg_from_row(struct log_repeat *lr, sqlite3_stmt *s, int col, const char *room)
 {
 	json_t *m = json_object();
 	int rc = 0;
 	if(!m) return NULL;
 	rc |= set(m, "id", json_integer(sqlite3_column_int64(s, col)));
 	rc |= set(m, "room", json_string(room));
-	rc |= set(m, "from", column_string(s, col + 1, "messages.sender", "message", col));
+	rc |= set(m, "from", column_string(lr, s, col + 1, "messages.sender", "message", col));
 	rc |= set(m, "ts", json_integer(sqlite3_column_int64(s, col + 2)));
-	rc |= set(m, "type", column_string(s, col + 3, "messages.type", "message", col));
-	rc |= set_present(m, "body", column_string(s, col + 4, "messages.body", "message", col));
+	rc |= set(m, "type", column_string(lr, s, col + 3, "messages.type", "message", col));
+	rc |= set_present(m, "body", column_string(lr, s, col + 4, "messages.body", "message", col));
 	json_error_t jerr;
 	json_t *att;
-	int j = column_json(s, col + 5, "messages.attachment", "message", col, &att, &jerr);
+	int j = column_json(lr, s, col + 5, "messages.attachment", "message", col, &att, &jerr);
 	if(j < 0){
 		rc = -1;
 	}else if(j == 0){
@@ -414,7 +416,7 @@ static json_t *msg_from_row(sqlite3_stmt *s, int col, const char *room)
 		bridge__log(BLOG_WARN, "requests", "messages.attachment of message %lld is not JSON (%s); sent without it",
 				(long long)sqlite3_column_int64(s, col), jerr.text);
 	}
-	rc |= set_present(m, "client_msg_id", column_string(s, col + 6, "messages.client_msg_id", "message", col));
+	rc |= set_present(m, "client_msg_id", column_string(lr, s, col + 6, "messages.client_msg_id", "message", col));
 	if(rc){
 		json_decref(m);
 		return NULL;
@@ -431,15 +433,15 @@ static int room_from_row(struct call *c, sqlite3_stmt *s, json_t **out)
 	int rc = 0;
 	*out = NULL;
 	if(!o) return OP_NOMEM;
-	rc |= set(o, "id", id = column_string(s, 0, "rooms.id", "room", 0));
-	rc |= set(o, "name", column_string(s, 1, "rooms.name", "room", 0));
-	rc |= set(o, "kind", column_string(s, 2, "rooms.kind", "room", 0));
-	rc |= set(o, "created_by", column_string(s, 3, "rooms.created_by", "room", 0));
+	rc |= set(o, "id", id = column_string(&c->r->text_log, s, 0, "rooms.id", "room", 0));
+	rc |= set(o, "name", column_string(&c->r->text_log, s, 1, "rooms.name", "room", 0));
+	rc |= set(o, "kind", column_string(&c->r->text_log, s, 2, "rooms.kind", "room", 0));
+	rc |= set(o, "created_by", column_string(&c->r->text_log, s, 3, "rooms.created_by", "room", 0));
 	rc |= set(o, "enabled", json_boolean(sqlite3_column_int(s, 4)));
 	rc |= set(o, "created_at", json_integer(sqlite3_column_int64(s, 5)));
 	/* json_group_array makes JSON of any text; once that text is valid UTF-8 only a NUL
 	 * byte in a user id (jansson refuses \u0000) can make it unreadable. */
-	int j = column_json(s, 6, "room_participants.user_id", "room", 0, &parts, &jerr);
+	int j = column_json(&c->r->text_log, s, 6, "room_participants.user_id", "room", 0, &parts, &jerr);
 	if(j > 0){
 		char key[264];
 		log_quote(key, sqlite3_column_text(s, 0));
@@ -452,7 +454,7 @@ static int room_from_row(struct call *c, sqlite3_stmt *s, json_t **out)
 	if(sqlite3_column_type(s, 7) == SQLITE_NULL){
 		rc |= set(o, "last_message", json_null());
 	}else{
-		rc |= set(o, "last_message", msg_from_row(s, 7, json_string_value(id) ? json_string_value(id) : ""));
+		rc |= set(o, "last_message", msg_from_row(&c->r->text_log, s, 7, json_string_value(id) ? json_string_value(id) : ""));
 	}
 	rc |= set(o, "unread", json_integer(sqlite3_column_int64(s, 14)));
 	if(rc){
@@ -557,7 +559,7 @@ static int members(struct call *c, const char *room, json_t **out)
 	if(!a) return OP_NOMEM;
 	bind_text(s, 1, room);
 	while((rc = sqlite3_step(s)) == SQLITE_ROW){
-		if(json_array_append_new(a, column_string(s, 0, "room_participants.user_id", "room", 1))){
+		if(json_array_append_new(a, column_string(&c->r->text_log, s, 0, "room_participants.user_id", "room", 1))){
 			sqlite3_reset(s);
 			json_decref(a);
 			return OP_NOMEM;
@@ -880,7 +882,7 @@ static int op_room_direct(struct call *c)
 		sqlite3_reset(s);
 		return rc;
 	}
-	json_t *room = rc == SQLITE_ROW ? column_string(s, 0, "rooms.id", "the direct room of", 1) : json_null();
+	json_t *room = rc == SQLITE_ROW ? column_string(&c->r->text_log, s, 0, "rooms.id", "the direct room of", 1) : json_null();
 	sqlite3_reset(s);
 	c->result = json_object();
 	if(!c->result || set(c->result, "room", room)) return OP_NOMEM;
@@ -1214,10 +1216,10 @@ static int op_contacts_list(struct call *c)
 		if(!o){
 			e = -1;
 		}else{
-			e |= set(o, "user", column_string(s, 0, "users.id", "user", 0));
-			e |= set(o, "display_name", column_string(s, 1, "users.display_name", "user", 0));
+			e |= set(o, "user", column_string(&c->r->text_log, s, 0, "users.id", "user", 0));
+			e |= set(o, "display_name", column_string(&c->r->text_log, s, 1, "users.display_name", "user", 0));
 			e |= set(o, "explicit", json_boolean(sqlite3_column_int(s, 2)));
-			e |= set(o, "direct_room", column_string(s, 3, "rooms.id", "the direct room with user", 0));
+			e |= set(o, "direct_room", column_string(&c->r->text_log, s, 3, "rooms.id", "the direct room with user", 0));
 			e |= json_array_append_new(list, o);
 		}
 		if(e){
@@ -1316,7 +1318,7 @@ static int op_history(struct call *c)
 			more = true;
 			break;
 		}
-		json_t *m = msg_from_row(s, 0, room);
+		json_t *m = msg_from_row(&c->r->text_log, s, 0, room);
 		/* Ascending rows are inserted at the front so the page reads newest first. */
 		if(!m || (asc ? json_array_insert_new(msgs, 0, m) : json_array_append_new(msgs, m))){
 			sqlite3_reset(s);
@@ -1629,6 +1631,7 @@ struct requests *requests__new(sqlite3 *db, const char *prefix)
 	/* Answers and events name rooms and users, never topics: the caller builds topics. */
 	(void)prefix;
 	r->db = db;
+	r->text_log.limit = 20; /* one bad row need not hide another's warning */
 	for(int i = 0; i < S_COUNT_; i++){
 		if(sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &r->stmt[i], NULL) != SQLITE_OK){
 			bridge__log(BLOG_ERROR, "requests", "cannot prepare statement %d (%s): %s; the bridge cannot serve requests",
