@@ -34,8 +34,12 @@ run_one() { # KIND ROUND
 	   run_loadgen "$BROKER_PID" "$BENCH_DIR/A.$r.json" --port "$PORT" --mode raw --label A "${common[@]}" ;;
 	B) start_baseline_b "$BENCH_DIR/users.txt"
 	   run_loadgen "$BROKER_PID" "$BENCH_DIR/B.$r.json" --port "$PORT" --mode raw --password "$BENCH_PW" --label B "${common[@]}" ;;
-	M) start_mqchat "$BENCH_DIR/chat.db" </dev/null
-	   run_loadgen "$BROKER_PID" "$BENCH_DIR/M.$r.json" --port "$PORT" --mode mqchat --password "$BENCH_PW" --label M "${common[@]}" ;;
+	M) # with the bridge: the plugin keeps every message until the bridge has committed it
+	   # and sends each to it (without a bridge its bound fills and it refuses sends)
+	   start_mqchat "$BENCH_DIR/chat.db" </dev/null
+	   start_bridge "$BENCH_DIR/chat.db" "$PORT"
+	   run_loadgen "$BROKER_PID" "$BENCH_DIR/M.$r.json" --port "$PORT" --mode mqchat --password "$BENCH_PW" --label M "${common[@]}"
+	   stop_pid "$BRIDGE_PID" ;;
 	esac
 	stop_pid "$BROKER_PID"
 }

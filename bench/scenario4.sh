@@ -81,6 +81,7 @@ A_RSS_PER=$(awk -v a="$rss0" -v b="$rss1" -v n="$IDLE" 'BEGIN { printf "%.2f", (
 
 # ---------------------------------------------------------------- mqchat
 start_mqchat "$BENCH_DIR/chat.db" </dev/null
+start_bridge "$BENCH_DIR/chat.db" "$PORT" # the plugin keeps every message until the bridge has it
 rss0=$(rss_kb "$BROKER_PID")
 connect_cost "$BENCH_DIR/M.first.json" "${idle[@]}" --password "$BENCH_PW" --label "M first connect"
 run_loadgen "$BROKER_PID" "$BENCH_DIR/M.none.json" --port "$PORT" --mode mqchat --password "$BENCH_PW" --label "M fan-out, none idle" "${fan[@]}"
@@ -91,6 +92,7 @@ unhold
 sleep 1
 connect_cost "$BENCH_DIR/M.re.json" "${idle[@]}" --password "$BENCH_PW" --label "M reconnect"
 connect_cost "$BENCH_DIR/M.wrong.json" --users "$WRONG" --user-prefix i --password wrong-password --label "M wrong password"
+stop_pid "$BRIDGE_PID"
 stop_pid "$BROKER_PID"
 M_RSS_PER=$(awk -v a="$rss0" -v b="$rss1" -v n="$IDLE" 'BEGIN { printf "%.2f", (b - a) / n }')
 
