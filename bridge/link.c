@@ -34,7 +34,11 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags, con
 	l->backoff_ms = 0;
 	bridge__log(BLOG_INFO, "mqtt", "%s connection up: %s:%d as %s, client id %s (%s session)", l->name,
 			l->cfg->host, l->cfg->port, l->cfg->user, l->client_id, (flags & 1) ? "resumed" : "new");
-	l->ops->connected(l->obj, flags & 1);
+	rc = mosquitto_subscribe_v5(mosq, &l->sub_mid, l->sub, 0, 0, NULL);
+	if(rc){
+		bridge__log(BLOG_ERROR, "mqtt", "subscribing to %s failed: %s; reconnecting", l->sub, mosquitto_strerror(rc));
+		mosquitto_disconnect_v5(mosq, MQTT_RC_UNSPECIFIED, NULL);
+	}
 }
 
 static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg,
@@ -48,10 +52,17 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_count, const int *granted,
 		const mosquitto_property *props)
 {
-	(void)mosq;
 	(void)props;
 	struct link *l = obj;
-	l->ops->subscribed(l->obj, mid, qos_count, granted);
+	if(mid != l->sub_mid) return;
+	if(qos_count < 1 || granted[0] > 2){
+		bridge__log(BLOG_ERROR, "mqtt", "broker refused the subscription to %s (reason 0x%02x): is %s the plugin's "
+				"service user? disconnecting to retry", l->sub, qos_count < 1 ? 0x80 : granted[0], l->cfg->user);
+		l->failure_logged = true;
+		mosquitto_disconnect_v5(mosq, MQTT_RC_UNSPECIFIED, NULL);
+		return;
+	}
+	l->ops->ready(l->obj);
 }
 
 static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason, const mosquitto_property *props)
@@ -71,7 +82,7 @@ static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str
 }
 
 int link__init(struct link *l, const char *name, const struct bridge_config *cfg, const char *client_id,
-		const struct link_ops *ops, void *obj)
+		const char *sub, const struct link_ops *ops, void *obj)
 {
 	memset(l, 0, sizeof(*l));
 	l->name = name;
@@ -79,7 +90,7 @@ int link__init(struct link *l, const char *name, const struct bridge_config *cfg
 	l->ops = ops;
 	l->obj = obj;
 	l->rand_state = (unsigned)time(NULL) ^ (unsigned)getpid() ^ (unsigned)(uintptr_t)l;
-	if(!(l->client_id = strdup(client_id))) goto nomem;
+	if(!(l->client_id = strdup(client_id)) || !(l->sub = strdup(sub))) goto nomem;
 	l->mosq = mosquitto_new(l->client_id, false, l);
 	if(!l->mosq) goto nomem;
 	mosquitto_int_option(l->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
@@ -110,8 +121,10 @@ void link__free(struct link *l)
 	if(l->mosq) mosquitto_destroy(l->mosq);
 	mosquitto_property_free_all(&l->connect_props);
 	free(l->client_id);
+	free(l->sub);
 	l->mosq = NULL;
 	l->client_id = NULL;
+	l->sub = NULL;
 }
 
 /* Picks the next attempt's time; logs `failure` (the whole sentence) with the delay, or

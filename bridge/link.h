@@ -20,11 +20,10 @@
 
 /* What the owner is told, on its own thread, from inside link__io. */
 struct link_ops {
-	void (*connected)(void *obj, bool session_present); /* CONNACK accepted */
+	void (*ready)(void *obj);   /* CONNACK accepted and the link's subscription granted */
 	void (*message)(void *obj, const struct mosquitto_message *msg, const mosquitto_property *props);
-	void (*subscribed)(void *obj, int mid, int qos_count, const int *granted);
-	void (*published)(void *obj, int mid);              /* may be NULL */
-	void (*lost)(void *obj);                            /* the connection went down */
+	void (*published)(void *obj, int mid); /* may be NULL */
+	void (*lost)(void *obj);    /* the connection went down (also before ready) */
 };
 
 struct link {
@@ -35,6 +34,8 @@ struct link {
 	mosquitto_property *connect_props;
 	const struct link_ops *ops;
 	void *obj;
+	char *sub;              /* subscribed at QoS 0 on every connect */
+	int sub_mid;
 	bool tcp_up;            /* a connection exists (CONNACK may still be pending) */
 	bool connected;         /* CONNACK accepted */
 	bool failure_logged;    /* this attempt's failure was already logged */
@@ -44,9 +45,10 @@ struct link {
 };
 
 /* Sets up (does not connect). The session is persistent (clean start off, expiry
- * 0xFFFFFFFF) and asks for Receive Maximum 65535. 0, or -1 (logged). */
+ * 0xFFFFFFFF) and asks for Receive Maximum --receive-maximum. sub: the filter subscribed
+ * at every connect (a refusal disconnects and retries). 0, or -1 (logged). */
 int link__init(struct link *l, const char *name, const struct bridge_config *cfg, const char *client_id,
-		const struct link_ops *ops, void *obj);
+		const char *sub, const struct link_ops *ops, void *obj);
 void link__free(struct link *l);
 
 /* Connects when due (call once per loop iteration). */

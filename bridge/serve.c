@@ -327,29 +327,10 @@ static void on_request(struct serve *sv, const char *user, const struct mosquitt
 
 /* ------------------------------------------------------------------ the connection */
 
-static void serve_connected(void *obj, bool session_present)
+static void serve_ready(void *obj)
 {
-	(void)session_present;
 	struct serve *sv = obj;
 	sv->outstanding = 0;
-	int rc = mosquitto_subscribe_v5(sv->link.mosq, &sv->sub_mid, sv->sub_req, 0, 0, NULL);
-	if(rc){
-		bridge__log(BLOG_ERROR, "mqtt", "subscribing to %s failed: %s; reconnecting", sv->sub_req, mosquitto_strerror(rc));
-		mosquitto_disconnect_v5(sv->link.mosq, MQTT_RC_UNSPECIFIED, NULL);
-	}
-}
-
-static void serve_subscribed(void *obj, int mid, int qos_count, const int *granted)
-{
-	struct serve *sv = obj;
-	if(mid != sv->sub_mid) return;
-	if(qos_count < 1 || granted[0] > 2){
-		bridge__log(BLOG_ERROR, "mqtt", "broker refused the subscription to %s (reason 0x%02x): is %s the plugin's "
-				"service user? disconnecting to retry", sv->sub_req, qos_count < 1 ? 0x80 : granted[0], sv->cfg->user);
-		sv->link.failure_logged = true;
-		mosquitto_disconnect_v5(sv->link.mosq, MQTT_RC_UNSPECIFIED, NULL);
-		return;
-	}
 	json_t *j = json_pack("{s:s, s:s}", "op", "hello", "role", "requests");
 	if(!j || link__publish_json(&sv->link, BRIDGE_CONTROL_TOPIC, j, NULL, NULL)){
 		bridge__log(BLOG_ERROR, "mqtt", "could not say hello on the request connection; reconnecting");
@@ -391,9 +372,8 @@ static void serve_lost(void *obj)
 }
 
 static const struct link_ops serve_ops = {
-	.connected = serve_connected,
+	.ready = serve_ready,
 	.message = serve_message,
-	.subscribed = serve_subscribed,
 	.published = serve_published,
 	.lost = serve_lost,
 };
@@ -497,11 +477,10 @@ int serve__start(struct serve *sv, const struct bridge_config *cfg, const char *
 	ingest__busy_poll(sv->db, &sv->busy_polls);
 	if(!(sv->req = requests__new(sv->db, cfg->prefix))) return -1;
 	requests__set_before(sv->req, before_op, sv);
-	size_t n = strlen(cfg->prefix) + sizeof("/users/+/req");
-	if(!(sv->sub_req = malloc(n))) return -1;
-	snprintf(sv->sub_req, n, "%s/users/+/req", cfg->prefix);
+	char sub[256];
+	snprintf(sub, sizeof(sub), "%s/users/+/req", cfg->prefix);
 	snprintf(cid, sizeof(cid), "%s:req", cfg->client_id);
-	if(link__init(&sv->link, "requests", cfg, cid, &serve_ops, sv)) return -1;
+	if(link__init(&sv->link, "requests", cfg, cid, sub, &serve_ops, sv)) return -1;
 	if(pthread_create(&sv->thread, NULL, serve_main, sv) != 0){
 		bridge__log(BLOG_ERROR, "requests", "cannot start the request thread");
 		return -1;
@@ -535,7 +514,6 @@ void serve__stop(struct serve *sv)
 	if(sv->req) requests__free(sv->req);
 	if(sv->db) sqlite3_close(sv->db);
 	if(sv->wake_fd >= 0) close(sv->wake_fd);
-	free(sv->sub_req);
 	memset(sv, 0, sizeof(*sv));
 	sv->wake_fd = -1;
 }

@@ -35,8 +35,6 @@ struct serve {
 	sqlite3 *db;
 	int busy_polls;             /* ingest__busy_poll's bound for db */
 	struct requests *req;
-	char *sub_req;              /* <prefix>/users/+/req: see serve.c */
-	int sub_mid;
 	struct parked *head, *tail; /* requests waiting, in arrival order */
 	size_t nparked;
 	unsigned outstanding;       /* answers published, not yet acknowledged by the broker */

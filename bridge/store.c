@@ -133,30 +133,11 @@ static void on_data(struct store *s, const char *seqs, const struct mosquitto_me
 	s->resend_pending = false;
 }
 
-static void store_connected(void *obj, bool session_present)
-{
-	(void)session_present;
-	struct store *s = obj;
-	s->subscribed = s->feeding = false;
-	int rc = mosquitto_subscribe_v5(s->link.mosq, &s->sub_mid, s->sub_send, 0, 0, NULL);
-	if(rc){
-		bridge__log(BLOG_ERROR, "mqtt", "subscribing to %s failed: %s; reconnecting", s->sub_send, mosquitto_strerror(rc));
-		mosquitto_disconnect_v5(s->link.mosq, MQTT_RC_UNSPECIFIED, NULL);
-	}
-}
-
-static void store_subscribed(void *obj, int mid, int qos_count, const int *granted)
+static void store_ready(void *obj)
 {
 	struct store *s = obj;
-	if(mid != s->sub_mid) return;
-	if(qos_count < 1 || granted[0] > 2){
-		bridge__log(BLOG_ERROR, "mqtt", "broker refused the subscription to %s (reason 0x%02x): is %s the plugin's "
-				"service user? disconnecting to retry", s->sub_send, qos_count < 1 ? 0x80 : granted[0], s->cfg->user);
-		s->link.failure_logged = true;
-		mosquitto_disconnect_v5(s->link.mosq, MQTT_RC_UNSPECIFIED, NULL);
-		return;
-	}
 	s->subscribed = true;
+	s->feeding = false;
 	send_hello(s);
 }
 
@@ -181,9 +162,8 @@ static void store_lost(void *obj)
 }
 
 static const struct link_ops store_ops = {
-	.connected = store_connected,
+	.ready = store_ready,
 	.message = store_message,
-	.subscribed = store_subscribed,
 	.lost = store_lost,
 };
 
@@ -192,16 +172,14 @@ int store__init(struct store *s, const struct bridge_config *cfg, struct ingest 
 	memset(s, 0, sizeof(*s));
 	s->cfg = cfg;
 	s->ing = ing;
-	size_t n = strlen(cfg->prefix) + sizeof("/rooms/+/send");
-	if(!(s->sub_send = malloc(n))) return -1;
-	snprintf(s->sub_send, n, "%s/rooms/+/send", cfg->prefix);
-	return link__init(&s->link, "store", cfg, cfg->client_id, &store_ops, s);
+	char sub[256];
+	snprintf(sub, sizeof(sub), "%s/rooms/+/send", cfg->prefix);
+	return link__init(&s->link, "store", cfg, cfg->client_id, sub, &store_ops, s);
 }
 
 void store__free(struct store *s)
 {
 	link__free(&s->link);
-	free(s->sub_send);
 }
 
 /* Confirms the saved watermark to the plugin when it moved (in the plugin's epoch only:

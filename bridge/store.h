@@ -17,8 +17,6 @@ struct store {
 	struct link link;
 	const struct bridge_config *cfg;
 	struct ingest *ing;
-	char *sub_send;          /* <prefix>/rooms/+/send */
-	int sub_mid;
 	bool subscribed;         /* the SUBACK came: hello was sent */
 	int64_t hello_at;        /* when hello was sent, 0: not on this connection */
 	bool feeding;            /* the plugin answered hello: its messages are taken */

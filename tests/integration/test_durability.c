@@ -17,31 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "harness.h"
-#include "load.h"
+#include "durability.h"
 
-#define NSENDERS 10
-static char room[65];
-static const char *senders[NSENDERS + 1] = { "u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9", NULL };
-
-static void check_load(h_load *l, const char *what, int timeout_ms)
-{
-	long missing = -1, dups = -1;
-	h_load_result r;
-	h_load_result_get(l, &r);
-	h_load_check(l, timeout_ms, &missing, &dups);
-	fprintf(stderr, "%s: %ld acknowledged, %ld unacknowledged at the end, %ld sends (resends included), "
-			"%ld refusals (connection closed, no PUBACK); %ld missing, %ld stored twice\n", what, r.acked,
-			r.unacked, r.attempts, r.refusals, missing, dups);
-	H_CHECK_INT(r.acked, >, 0);
-	H_CHECK_INT(missing, ==, 0);
-	H_CHECK_INT(dups, ==, 0);
-}
 
 static void broker_restart_bridge_5s_behind(h_env *env)
 {
-	h_load_opts o = { .port = env->port, .db = env->db, .password = h_pw, .room = room, .users = senders, .rate = 800, .tag = "restart" };
-	h_load *l = h_load_start(&o);
+	h_load *l = durability_load(env, 800, "restart");
 	H_REQUIRE(l);
 	h_sleep_ms(3000);
 	void *lock = h_db_lock(env);
@@ -72,8 +53,7 @@ static void gap_is_asked_again(h_env *env)
 	H_REQUIRE_INT(h_broker_start(env), ==, 0);
 	H_REQUIRE_INT(h_bridge_start(env), ==, 0);
 	size_t mark = h_file_size(env->bridge_log), bmark = h_file_size(env->broker_log);
-	h_load_opts o = { .port = env->port, .db = env->db, .password = h_pw, .room = room, .users = senders, .rate = 500, .tag = "gap" };
-	h_load *l = h_load_start(&o);
+	h_load *l = durability_load(env, 500, "gap");
 	H_REQUIRE(l);
 	h_sleep_ms(1000);
 	void *lock = h_db_lock(env);
@@ -92,8 +72,7 @@ static void gap_is_asked_again(h_env *env)
 static void crash_loss_is_logged(h_env *env)
 {
 	H_REQUIRE_INT(h_bridge_stop(env), ==, 0);
-	h_load_opts o = { .port = env->port, .db = env->db, .password = h_pw, .room = room, .users = senders, .rate = 300, .tag = "crash" };
-	h_load *l = h_load_start(&o);
+	h_load *l = durability_load(env, 300, "crash");
 	H_REQUIRE(l);
 	h_sleep_ms(3000);
 	h_load_stop(l, 2000);
@@ -120,14 +99,7 @@ static void crash_loss_is_logged(h_env *env)
 
 int main(void)
 {
-	h_env *env = h_env_new("durability");
-	for(int i = 0; i < NSENDERS; i++) h_user(env, senders[i]);
-	if(h_room_create(env, room, "u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9", (char *)NULL)){
-		h_failures++;
-		return h_env_finish(env);
-	}
-	h_env_no_limits(env);
-	h_env_plugin_opt(env, "unconfirmed_max_messages", "20000");
+	h_env *env = durability_env("durability");
 	h_env_broker_conf(env, "persistence true");
 	h_env_start(env);
 	H_RUN(env, broker_restart_bridge_5s_behind);

@@ -14,31 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "harness.h"
-#include "load.h"
+#include "durability.h"
 
-#define NSENDERS 10
-static char room[65];
-static const char *senders[NSENDERS + 1] = { "u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9", NULL };
-
-static void check_load(h_load *l, const char *what, int timeout_ms)
-{
-	long missing = -1, dups = -1;
-	h_load_result r;
-	h_load_result_get(l, &r);
-	h_load_check(l, timeout_ms, &missing, &dups);
-	fprintf(stderr, "%s: %ld acknowledged, %ld unacknowledged at the end, %ld sends (resends included), "
-			"%ld refusals (connection closed, no PUBACK); %ld missing, %ld stored twice\n", what, r.acked,
-			r.unacked, r.attempts, r.refusals, missing, dups);
-	H_CHECK_INT(r.acked, >, 0);
-	H_CHECK_INT(missing, ==, 0);
-	H_CHECK_INT(dups, ==, 0);
-}
 
 static void writer_stalled_70s(h_env *env)
 {
-	h_load_opts o = { .port = env->port, .db = env->db, .password = h_pw, .room = room, .users = senders, .rate = 1500, .tag = "stall" };
-	h_load *l = h_load_start(&o);
+	h_load *l = durability_load(env, 1500, "stall");
 	H_REQUIRE(l);
 	h_sleep_ms(3000);
 	size_t mark = h_file_size(env->broker_log);
@@ -69,14 +50,7 @@ static void writer_stalled_70s(h_env *env)
 
 int main(void)
 {
-	h_env *env = h_env_new("durability_stall");
-	for(int i = 0; i < NSENDERS; i++) h_user(env, senders[i]);
-	if(h_room_create(env, room, "u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9", (char *)NULL)){
-		h_failures++;
-		return h_env_finish(env);
-	}
-	h_env_no_limits(env);
-	h_env_plugin_opt(env, "unconfirmed_max_messages", "20000");
+	h_env *env = durability_env("durability_stall");
 	h_env_start(env);
 	H_RUN(env, writer_stalled_70s);
 	return h_env_finish(env);
