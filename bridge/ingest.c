@@ -105,7 +105,7 @@ struct ingest {
 	size_t agg_nused;
 	int64_t retry_ms;
 	char err[256];       /* why the last commit failed */
-	struct log_repeat commit_log, ckpt_log;
+	struct log_repeat commit_log, ckpt_log, skip_log;
 	uint64_t failures;   /* commit attempts failed in a row */
 
 	/* shared */
@@ -115,11 +115,12 @@ struct ingest {
 	size_t work_len;    /* work.len as handed over (work.len itself is the writer's) */
 	uint64_t attempts;
 	struct ingest_stats stats;
-	_Atomic uint64_t wm_epoch, wm_seq;   /* the saved watermark (writer) */
+	uint64_t wm_epoch, wm_seq;           /* the saved watermark (writer; read and written under mu:
+	                                      * a new epoch with an old seq would confirm what is not committed) */
 	_Atomic uint64_t committed_lsn;      /* writer */
 	_Atomic uint64_t recv_epoch, recv_seq, recv_lsn; /* the last message taken (store thread) */
 	_Atomic uint64_t commit_target;      /* a request waits for this lsn to be committed */
-	atomic_bool watching, failing;
+	atomic_bool watching, failing, reading;
 	_Atomic uint32_t pend[PEND_SLOTS];
 	int efd;          /* wakes the store thread */
 	int progress_efd; /* wakes the request thread */
@@ -252,14 +253,20 @@ static void watermark_read(struct ingest *ing)
 				"everything it keeps", sqlite3_errmsg(ing->db));
 	}
 	sqlite3_finalize(st);
-	atomic_store(&ing->wm_epoch, epoch);
-	atomic_store(&ing->wm_seq, seq);
+	ing->wm_epoch = epoch;
+	ing->wm_seq = seq;
+	/* What was committed counts as taken: a request marked with an older seq of this
+	 * epoch need not wait (ingest__seen), and the hello answer's first is compared to it. */
+	atomic_store(&ing->recv_epoch, epoch);
+	atomic_store(&ing->recv_seq, seq);
 }
 
 void ingest__watermark(struct ingest *ing, uint64_t *epoch, uint64_t *seq)
 {
-	*epoch = atomic_load(&ing->wm_epoch);
-	*seq = atomic_load(&ing->wm_seq);
+	pthread_mutex_lock(&ing->mu);
+	*epoch = ing->wm_epoch;
+	*seq = ing->wm_seq;
+	pthread_mutex_unlock(&ing->mu);
 }
 
 /* ------------------------------------------------------------------ the counter table */
@@ -349,8 +356,8 @@ static enum store_res store_one(struct ingest *ing, const mqc_stamped *m)
 
 	if(room_entry(ing, m->room, &r) == S_ERROR) return S_ERROR;
 	if(!r->known){
-		bridge__log(BLOG_WARN, "ingest", "message %" PRIu64 " from %s for unknown room %s skipped",
-				m->id, m->from, m->room);
+		bridge__log_repeated(&ing->skip_log, BLOG_WARN, "ingest", "message %" PRIu64 " from %s for unknown room %s "
+				"skipped (a room deleted since)", m->id, m->from, m->room);
 		return S_SKIPPED;
 	}
 	bool older = id <= r->last;
@@ -513,8 +520,10 @@ static void *writer(void *arg)
 		size_t committed = ing->work.len;
 		if(rc == 0){
 			if(ing->work.lsn){
-				atomic_store(&ing->wm_epoch, ing->work.epoch);
-				atomic_store(&ing->wm_seq, ing->work.seq);
+				pthread_mutex_lock(&ing->mu);
+				ing->wm_epoch = ing->work.epoch;
+				ing->wm_seq = ing->work.seq;
+				pthread_mutex_unlock(&ing->mu);
 				atomic_store(&ing->committed_lsn, ing->work.lsn);
 			}
 			for(size_t i = 0; i < ing->work.len; i++){
@@ -919,6 +928,18 @@ void ingest__progress_clear(struct ingest *ing)
 void ingest__watch_seen(struct ingest *ing, bool on)
 {
 	atomic_store(&ing->watching, on);
+}
+
+void ingest__set_reading(struct ingest *ing, bool on)
+{
+	if(atomic_load_explicit(&ing->reading, memory_order_relaxed) == on) return;
+	atomic_store(&ing->reading, on);
+	notify_fd(ing->progress_efd); /* a request waiting softly need not wait any more */
+}
+
+bool ingest__reading(const struct ingest *ing)
+{
+	return atomic_load(&ing->reading);
 }
 
 void ingest__stats_take(struct ingest *ing, struct ingest_stats *out)

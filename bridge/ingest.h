@@ -120,5 +120,9 @@ void ingest__want_commit(struct ingest *ing, uint64_t lsn);
 int ingest__progress_fd(const struct ingest *ing);
 void ingest__progress_clear(struct ingest *ing);
 void ingest__watch_seen(struct ingest *ing, bool on);
+/* Whether the store connection is reading the plugin's messages now (connected, fed, not
+ * stopped by a full batch): set by the store thread every loop. */
+void ingest__set_reading(struct ingest *ing, bool on);
+bool ingest__reading(const struct ingest *ing);
 
 #endif

@@ -1401,15 +1401,17 @@ static int op_read(struct call *c)
 	if((rc = arg_int(c, "upto", 1, (int64_t)MQC_ID_MAX, &upto, &present))) return rc;
 	if(!present) return fail(c, "invalid", "upto: required");
 	/* The message may be one the user just received, still in a batch: the room is read
-	 * as history is (and access checked again inside the transaction). */
+	 * as history is, and the message looked for before the write transaction (a request
+	 * waiting for it retries on every commit: it must not take the write lock each time).
+	 * Access is checked again inside the transaction. */
 	if((rc = room_access(c, room, &ra))) return rc;
 	if((rc = about_to(c, REQ_SEES_ROOM, room))) return rc;
-	if((rc = txn_begin(c))) return rc;
-	if((rc = room_access(c, room, &ra))) return rc;
 	sqlite3_stmt *s = st(c, S_MSG_IN_ROOM);
 	sqlite3_bind_int64(s, 1, upto);
 	bind_text(s, 2, room);
-	if((rc = query_int(c, s, "looking up a message", &one, &found))) return rc;
+	rc = query_int(c, s, "looking up a message", &one, &found);
+	sqlite3_reset(s);
+	if(rc) return rc;
 	if(!found){
 		/* A message received a moment ago may not be stored yet: a recent id waits for it
 		 * (the caller decides how long), an old or future one is refused now. */
@@ -1417,6 +1419,8 @@ static int op_read(struct call *c)
 		if(ms > now - 60000 && ms < now + 5000 && (rc = about_to(c, REQ_NEEDS_MESSAGE, room))) return rc;
 		return fail(c, "invalid", "upto: %" PRId64 " is not a message of room %s", upto, room);
 	}
+	if((rc = txn_begin(c))) return rc;
+	if((rc = room_access(c, room, &ra))) return rc;
 	s = st(c, S_MARKER_SET);
 	bind_text(s, 1, c->user);
 	bind_text(s, 2, room);

@@ -7,11 +7,15 @@
  * it: same connection, in order), then the events and the answer.
  *
  * What a request must see (docs/protocol.md "Consistency"): every message its sender
- * published before it, and in the rooms it reads every message the store connection had
- * taken when the request arrived. The plugin marks a request with the (epoch, seq) of its
- * sender's newest message not yet confirmed ("mqchat-after"); the request waits until the
- * store connection took it, then the consistency hook (before_op) lets it read a room only
- * once what was taken of that room before it arrived is committed. A request that must
+ * published before it, every message the plugin had sent the bridge when the request
+ * arrived (so a message its requester received live is in the history it asks for), and
+ * in the rooms it reads only once what of them was taken is committed. The plugin marks
+ * a request with two (epoch, seq): "mqchat-after", its sender's newest message not yet
+ * confirmed, which the request always waits for; and "mqchat-seen", the last message the
+ * plugin had sent the store connection, which it waits for only while the store
+ * connection is reading (then it is a socket read away), and at most SOFT_MAX_MS. Then the
+ * consistency hook (before_op) lets it read a room only once what was taken of that room
+ * before is committed. A request that must
  * wait is parked, never waited for: the thread goes on answering others, and retries the
  * parked ones whenever ingest reports progress. A user's later requests queue behind its
  * parked one (answers keep their order). After PARK_MAX_MS a request is answered anyway,
@@ -41,10 +45,17 @@
 #include "serve.h"
 
 #define PARK_MAX_MS 10000
+#define SOFT_MAX_MS 250
 #define PARK_LIMIT 10000
 #define OUT_MAX 2000
 #define READ_BURST 256
 #define DB_BUSY_MS 5000
+
+/* A message the store connection must have taken before the request is answered. */
+struct mark {
+	bool on;
+	uint64_t epoch, seq;
+};
 
 struct parked {
 	struct parked *next;
@@ -52,8 +63,8 @@ struct parked {
 	void *payload;
 	size_t len;
 	mosquitto_property *props;  /* the request's, owned */
-	bool marked;                /* waits for the store connection to take (epoch, seq) */
-	uint64_t mark_epoch, mark_seq;
+	struct mark hard, soft;     /* waits for the store connection to take them (see the top) */
+	int64_t soft_until_ms;
 	uint64_t arrival;           /* received lsn it must see; 0 until its mark was taken */
 	uint64_t since_ns;
 	int64_t deadline_ms;
@@ -86,8 +97,9 @@ static char *response_topic(struct serve *sv, const char *user, const mosquitto_
 			topic = want;
 			want = NULL;
 		}else{
-			bridge__log(BLOG_INFO, "mqtt", "request from %s names response topic '%.200s', not %s or %s/... "
-					"(at most %d bytes below it); answering on %s", user, want, own, own, MQC_MAX_RES_TOPIC, own);
+			bridge__log_repeated(&sv->topic_log, BLOG_INFO, "mqtt", "request from %s names response topic '%.200s', "
+					"not %s or %s/... (at most %d bytes below it); answering on %s", user, want, own, own,
+					MQC_MAX_RES_TOPIC, own);
 		}
 	}
 	free(want);
@@ -207,12 +219,12 @@ static bool user_parked(const struct serve *sv, const char *user)
 static void update_watch(struct serve *sv)
 {
 	bool any = false;
-	for(const struct parked *p = sv->head; p && !any; p = p->next) any = p->marked;
+	for(const struct parked *p = sv->head; p && !any; p = p->next) any = p->hard.on || p->soft.on;
 	ingest__watch_seen(sv->ing, any);
 }
 
 static void park(struct serve *sv, const char *user, const void *payload, size_t len, const mosquitto_property *props,
-		bool marked, uint64_t epoch, uint64_t seq, uint64_t arrival)
+		const struct mark *hard, const struct mark *soft, uint64_t arrival)
 {
 	struct parked *p = calloc(1, sizeof(*p));
 	if(!p || !(p->payload = malloc(len ? len : 1)) || (props && mosquitto_property_copy_all(&p->props, props))){
@@ -224,18 +236,20 @@ static void park(struct serve *sv, const char *user, const void *payload, size_t
 	snprintf(p->user, sizeof(p->user), "%s", user);
 	if(len) memcpy(p->payload, payload, len);
 	p->len = len;
-	p->marked = marked;
-	p->mark_epoch = epoch;
-	p->mark_seq = seq;
+	p->hard = *hard;
+	p->soft = *soft;
 	p->arrival = arrival;
 	p->since_ns = stat_now_ns();
 	p->deadline_ms = bridge__mono_ms() + PARK_MAX_MS;
+	p->soft_until_ms = bridge__mono_ms() + SOFT_MAX_MS;
 	if(sv->tail) sv->tail->next = p;
 	else sv->head = p;
 	sv->tail = p;
 	sv->nparked++;
-	if(marked) ingest__watch_seen(sv->ing, true);
+	if(hard->on || soft->on) ingest__watch_seen(sv->ing, true);
 }
+
+static bool marks_pending(struct serve *sv, struct mark *hard, struct mark *soft, int64_t soft_until, int64_t now);
 
 /* Retries the parked requests in order; a user's requests stay behind its first one that
  * still has to wait. */
@@ -251,20 +265,16 @@ static void run_parked(struct serve *sv)
 		bool wait = overflow;
 		for(size_t i = 0; i < nblocked && !wait; i++) wait = !strcmp(blocked[i], p->user);
 		bool late = now >= p->deadline_ms;
-		if(!wait && p->marked && !late){
-			if(ingest__seen(sv->ing, p->mark_epoch, p->mark_seq)){
-				p->marked = false;
-				p->arrival = ingest__received_lsn(sv->ing);
-			}else{
-				wait = true;
-			}
+		if(!wait && !late && (p->hard.on || p->soft.on)){
+			if(marks_pending(sv, &p->hard, &p->soft, p->soft_until_ms, now)) wait = true;
+			else p->arrival = ingest__received_lsn(sv->ing);
 		}
 		if(!wait){
 			if(late){
 				sv->answered_late++;
 				bridge__log_repeated(&sv->late_log, BLOG_WARN, "requests", "answering a request from %s that waited "
 						"%d ms for the store (%s); it may miss messages sent before it (%" PRIu64 " so since start)",
-						p->user, PARK_MAX_MS, p->marked ? "its sender's message never arrived" : "no commit",
+						p->user, PARK_MAX_MS, p->hard.on ? "its sender's message never arrived" : "no commit",
 						sv->answered_late);
 			}
 			if(run(sv, p->user, p->payload, p->len, p->props, p->arrival, late)){
@@ -286,32 +296,49 @@ static void run_parked(struct serve *sv)
 	update_watch(sv);
 }
 
-/* "<epoch>:<seq>" from the plugin's mqchat-after user property. */
-static bool read_mark(const mosquitto_property *props, uint64_t *epoch, uint64_t *seq)
+/* The plugin's marks: "mqchat-after" (hard) and "mqchat-seen" (soft) user properties,
+ * "<epoch>:<seq>" each. */
+static void read_marks(const mosquitto_property *props, struct mark *hard, struct mark *soft)
 {
 	char *name = NULL, *value = NULL;
-	bool found = false;
 	const mosquitto_property *p = props;
-	while((p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, p != props))){
-		if(!strcmp(name, "mqchat-after")){
-			unsigned long long e, s;
-			found = sscanf(value, "%llu:%llu", &e, &s) == 2;
-			*epoch = e;
-			*seq = s;
+	bool skip = false; /* after the first match, search on from the one after it */
+	memset(hard, 0, sizeof(*hard));
+	memset(soft, 0, sizeof(*soft));
+	while((p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, skip))){
+		skip = true;
+		struct mark *m = !strcmp(name, "mqchat-after") ? hard : !strcmp(name, "mqchat-seen") ? soft : NULL;
+		unsigned long long e, q;
+		if(m && sscanf(value, "%llu:%llu", &e, &q) == 2){
+			m->on = true;
+			m->epoch = e;
+			m->seq = q;
 		}
 		free(name);
 		free(value);
 		name = value = NULL;
-		if(found) break;
 	}
-	return found;
+}
+
+/* Whether a request must still wait for its marks; a mark that is satisfied is cleared.
+ * The soft one is given up while the store connection is not reading (its writer is
+ * stuck, or it is reconnecting) and after soft_until. */
+static bool marks_pending(struct serve *sv, struct mark *hard, struct mark *soft, int64_t soft_until, int64_t now)
+{
+	if(hard->on && ingest__seen(sv->ing, hard->epoch, hard->seq)) hard->on = false;
+	if(soft->on && (ingest__seen(sv->ing, soft->epoch, soft->seq) || !ingest__reading(sv->ing) || now >= soft_until)){
+		soft->on = false;
+	}
+	return hard->on || soft->on;
 }
 
 static void on_request(struct serve *sv, const char *user, const struct mosquitto_message *msg,
 		const mosquitto_property *props)
 {
-	uint64_t epoch = 0, seq = 0;
-	bool marked = read_mark(props, &epoch, &seq) && !ingest__seen(sv->ing, epoch, seq);
+	struct mark hard, soft;
+	int64_t now = bridge__mono_ms();
+	read_marks(props, &hard, &soft);
+	bool marked = marks_pending(sv, &hard, &soft, now + SOFT_MAX_MS, now);
 	uint64_t arrival = ingest__received_lsn(sv->ing);
 	bool behind = sv->head && user_parked(sv, user);
 	if(!marked && !behind && run(sv, user, msg->payload, (size_t)msg->payloadlen, props, arrival, false)) return;
@@ -322,7 +349,10 @@ static void on_request(struct serve *sv, const char *user, const struct mosquitt
 		run(sv, user, msg->payload, (size_t)msg->payloadlen, props, arrival, true);
 		return;
 	}
-	park(sv, user, msg->payload, (size_t)msg->payloadlen, props, marked, epoch, seq, arrival);
+	park(sv, user, msg->payload, (size_t)msg->payloadlen, props, &hard, &soft, arrival);
+	/* The mark may have been taken between the check and park() turning watching on (no
+	 * wake-up then): look again now rather than at the next commit. */
+	if(marked) run_parked(sv);
 }
 
 /* ------------------------------------------------------------------ the connection */
@@ -416,9 +446,11 @@ static void *serve_main(void *arg)
 
 		int64_t wait = 1000, lw = link__timeout_ms(&sv->link), now = bridge__mono_ms();
 		if(lw >= 0 && lw < wait) wait = lw;
-		if(sv->head){
-			int64_t d = sv->head->deadline_ms - now;
+		for(const struct parked *p = sv->head; p; p = p->next){
+			/* the first deadline; a soft mark's is the nearest while one waits */
+			int64_t d = (p->soft.on ? p->soft_until_ms : p->deadline_ms) - now;
 			if(d < wait) wait = d < 0 ? 0 : d;
+			if(!p->soft.on) break;
 		}
 		short events;
 		bool reading = sv->outstanding < OUT_MAX;
@@ -465,6 +497,7 @@ int serve__start(struct serve *sv, const struct bridge_config *cfg, const char *
 	sv->ing = ing;
 	sv->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	sv->stats_since_ms = bridge__mono_ms();
+	sv->topic_log.limit = 20;
 	if(sv->wake_fd < 0){
 		bridge__log(BLOG_ERROR, "requests", "eventfd: %s", strerror(errno));
 		return -1;

@@ -49,7 +49,7 @@ struct serve {
 	struct op_stat stats[SERVE_STAT_SLOTS];
 	int64_t stats_since_ms;
 	uint64_t answered_late, refused_busy;
-	struct log_repeat late_log, full_log;
+	struct log_repeat late_log, full_log, topic_log;
 };
 
 /* Opens its database connection, prepares the request API and starts the thread. 0, or -1

@@ -92,6 +92,13 @@ static void on_hello(struct store *s, const struct mosquitto_message *msg)
 	}
 	uint64_t epoch = (uint64_t)json_integer_value(e), first = (uint64_t)json_integer_value(f), taken_epoch, taken_seq;
 	ingest__taken(s->ing, &taken_epoch, &taken_seq);
+	if(s->feeding && epoch == s->epoch && first > s->next){
+		/* Sent again because we asked for messages it no longer keeps: it had them
+		 * confirmed, so this database is behind what it said it committed. */
+		bridge__log(BLOG_ERROR, "ingest", "LOST: the plugin no longer keeps seq %" PRIu64 "..%" PRIu64 " of epoch %"
+				PRIu64 " (confirmed earlier, not in this database); taking from seq %" PRIu64, s->next, first - 1,
+				epoch, first);
+	}
 	s->epoch = epoch;
 	/* What this process took but has not committed yet is in its batches: not again. */
 	s->next = taken_epoch == epoch && taken_seq + 1 > first ? taken_seq + 1 : first;
@@ -236,6 +243,7 @@ void store__step(struct store *s, int extra_fd, short *extra_revents, int64_t ma
 
 	short events;
 	bool reading = !blocked;
+	ingest__set_reading(s->ing, reading && s->feeding);
 	int sock = link__fd(&s->link, reading, &events);
 	struct pollfd fds[3] = {
 		{ .fd = ingest__fd(s->ing), .events = POLLIN },

@@ -157,6 +157,13 @@ static int check_send(struct mqchat *st, struct mosquitto_evt_acl_check *ed, con
 				ed->topic, user, cid, ed->payloadlen, st->opt.limits.max_payload);
 		return MOSQ_ERR_ACL_DENIED;
 	}
+	if(!feed__admit(&st->feed, ed->payloadlen)){
+		plugin__log_client(st, "refused publish to %s from %s (%s): %zu messages wait for the bridge to store "
+				"them%s", ed->topic, user, cid, st->feed.count,
+				ed->qos ? "; closing without an acknowledgement, the client sends it again" : "; dropped (QoS 0)");
+		return retry_later(ed);
+	}
+
 	struct user_state *us = limits__user(st, user);
 	enum limit_verdict v = us ? limits__send(st, us, ed->payloadlen, mqc_now_ms()) : LIMIT_OK;
 	if(v != LIMIT_OK){
@@ -167,13 +174,6 @@ static int check_send(struct mqchat *st, struct mosquitto_evt_acl_check *ed, con
 				ed->qos ? "; closing without an acknowledgement, the client sends it again" : "; dropped (QoS 0)");
 		return over_rate(st, ed, us, user);
 	}
-	if(!feed__admit(&st->feed, ed->payloadlen)){
-		plugin__log_client(st, "refused publish to %s from %s (%s): %zu messages wait for the bridge to store "
-				"them%s", ed->topic, user, cid, st->feed.count,
-				ed->qos ? "; closing without an acknowledgement, the client sends it again" : "; dropped (QoS 0)");
-		return retry_later(ed);
-	}
-
 	json_t *msg = NULL;
 	mqc_msg_err err = mqc_msg_parse(ed->payload, ed->payloadlen, &st->opt.limits, &msg, reason, sizeof(reason));
 	if(err != MQC_MSG_OK){

@@ -99,6 +99,7 @@ int feed__init(struct feed *f)
 	}
 	f->epoch = e;
 	f->first_seq = 1;
+	atomic_store(&f->pub_first, 1);
 	f->cwnd = f->window_messages;
 	return 0;
 }
@@ -226,6 +227,11 @@ void feed__hello(struct feed *f, const struct mosquitto *client, uint64_t epoch,
 	f->store_client = client;
 
 	if(epoch == f->epoch){
+		if(seq + 1 < f->first_seq){
+			mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: LOST: the bridge has up to seq %" PRIu64 " of this run, but it "
+					"confirmed up to %" PRIu64 " before (its database is behind): those are no longer kept", seq,
+					f->first_seq - 1);
+		}
 		if(seq > last_seq(f)){
 			mosquitto_log_printf(MOSQ_LOG_WARNING, "mqchat: the bridge says it has seq %" PRIu64 ", past the last "
 					"one stamped (%" PRIu64 "); taking it as %" PRIu64, seq, last_seq(f), last_seq(f));
@@ -241,6 +247,14 @@ void feed__hello(struct feed *f, const struct mosquitto *client, uint64_t epoch,
 					"(seq %" PRIu64 "..%" PRIu64 ", and any stamped after its last check) never reached the database",
 					epoch, f->crashed_last - seq, seq + 1, f->crashed_last);
 		}
+		f->crashed_epoch = 0;
+	}else if(f->crashed_epoch){
+		/* The bridge's watermark is of a run before the one that crashed: that run's
+		 * messages the bridge never confirmed are gone too. */
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: LOST: the broker's previous run (epoch %" PRIu64 ") stopped without "
+				"saving its unconfirmed messages, and the bridge has none of its confirmations (it is at epoch %" PRIu64
+				"): about %" PRIu64 " messages it kept at its last check are lost", f->crashed_epoch, epoch,
+				f->crashed_last >= f->crashed_first ? f->crashed_last - f->crashed_first + 1 : 0);
 		f->crashed_epoch = 0;
 	}else if(f->spool_epoch && epoch == f->spool_epoch){
 		/* The spool holds the previous run's unconfirmed messages from seq spool_first on:
@@ -280,12 +294,19 @@ void feed__resend(struct feed *f, uint64_t epoch, uint64_t from)
 {
 	if(epoch != f->epoch || !f->store_cid) return;
 	if(from < f->first_seq){
-		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: the bridge asked for seq %" PRIu64 " on, but seq %" PRIu64
-				".. are all that is kept (the rest was confirmed); sending from there", from, f->first_seq);
+		/* It asks for what it confirmed before (its database is behind, or a bug): tell it
+		 * where the kept messages start, or it would ask forever. */
+		plugin__log_repeated(&f->behind_log, MOSQ_LOG_ERR, "mqchat: LOST: the bridge asked for seq %" PRIu64 " on, but it "
+				"had confirmed up to %" PRIu64 " and those are no longer kept; sending from seq %" PRIu64, from,
+				f->first_seq - 1, f->first_seq);
+		publish_hello(f, f->store_cid);
 		from = f->first_seq;
 	}
 	uint64_t inflight = f->sent >= from ? f->sent - from + 1 : 0;
-	if(!inflight) return; /* the bridge probing after silence: nothing is missing */
+	if(!inflight){
+		pump(f); /* the bridge probing after silence: nothing is missing, unless a publish failed */
+		return;
+	}
 	size_t cwnd = inflight < f->cwnd ? (size_t)inflight : f->cwnd;
 	f->cwnd = cwnd / 2 ? cwnd / 2 : 1;
 	plugin__log_repeated(&f->resend_log, MOSQ_LOG_NOTICE, "mqchat: the bridge missed messages: sending again from "
@@ -441,6 +462,8 @@ fail:
 	fclose(fp);
 	while(f->count) pop_front(f);
 	f->first_seq = 1;
+	atomic_store(&f->pub_first, 1);
+	atomic_store(&f->pub_last, 0);
 	return -1;
 }
 

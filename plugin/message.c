@@ -110,14 +110,15 @@ static int stamp(struct mqchat *st, struct mosquitto_evt_message *ed, const char
 		return MQCHAT_RETRY_LATER;
 	}
 	if(cmid) limits__dedupe_add(&st->dedupe, user, room, roomlen, cmid, id, now);
+	if(ed->qos == 2) qos2__remember(st, ed->client, ed->topic, ed->payload, ed->payloadlen);
 	json_decref(msg);
 	if(us) us->last_seq = seq;
 
 	/* The broker takes the payload; the topic is copied. A failure here only costs the
 	 * participants their live copy: the message is kept and will be stored. */
 	if(mosquitto_broker_publish(NULL, topic, (int)len, payload, 1, false, NULL) != MOSQ_ERR_SUCCESS){
-		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: could not publish message %" PRIu64 " to %s (it is kept "
-				"and will be stored)", id, topic);
+		plugin__log_repeated(&st->publish_log, MOSQ_LOG_ERR, "mqchat: could not publish message %" PRIu64 " to %s "
+				"(it is kept and will be stored)", id, topic);
 		mosquitto_free(payload);
 	}
 	mosquitto_free(topic);
@@ -138,12 +139,18 @@ static int forward_request(struct mqchat *st, struct mosquitto_evt_message *ed, 
 
 	mosquitto_property *props = NULL;
 	if(ed->properties && mosquitto_property_copy_all(&props, ed->properties) != MOSQ_ERR_SUCCESS) goto nomem;
-	/* The marker only when the bridge may not have the user's newest message yet. */
+	/* The marks (bridge/serve.c), only when the bridge may not have committed them yet:
+	 * the user's newest message (waited for), and the last message sent to the bridge
+	 * (waited for while the bridge reads: what its requester received live). */
+	char mark[48];
 	struct user_state *us = strmap__get(&st->users_state, user, strlen(user));
 	if(us && us->last_seq >= st->feed.first_seq){
-		char mark[48];
 		snprintf(mark, sizeof(mark), "%" PRIu64 ":%" PRIu64, st->feed.epoch, us->last_seq);
 		if(mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "mqchat-after", mark)) goto nomem;
+	}
+	if(st->feed.store_cid && st->feed.sent >= st->feed.first_seq){
+		snprintf(mark, sizeof(mark), "%" PRIu64 ":%" PRIu64, st->feed.epoch, st->feed.sent);
+		if(mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "mqchat-seen", mark)) goto nomem;
 	}
 	char *copy = mosquitto_malloc(ed->payloadlen ? ed->payloadlen : 1);
 	if(!copy) goto nomem;

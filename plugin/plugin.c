@@ -254,6 +254,7 @@ static int spool_open(struct mqchat *st)
 	snprintf(state, sizeof(state), "%s.state", st->opt.spool_path);
 	if(feed__state_read(state, &epoch, &last, &first) == 0 && epoch != st->feed.spool_epoch){
 		st->feed.crashed_epoch = epoch;
+		st->feed.crashed_first = first;
 		st->feed.crashed_last = last;
 		if(last >= first){
 			mosquitto_log_printf(MOSQ_LOG_WARNING, "mqchat: the previous broker run (epoch %" PRIu64 ") did not stop "

@@ -128,7 +128,7 @@ struct feed {
 	const struct mosquitto *store_client;
 	uint64_t sent;                       /* highest seq sent on that connection */
 	size_t cwnd;                         /* most in flight now, <= window_messages (feed.c) */
-	struct log_repeat resend_log;
+	struct log_repeat resend_log, behind_log;
 	size_t inflight_bytes;               /* payload bytes of seq first_seq..sent */
 
 	bool refusing;                       /* feed__admit is saying no */
@@ -139,7 +139,7 @@ struct feed {
 	uint64_t spool_epoch, spool_first, spool_upto;
 	bool spool_pending;                  /* loaded messages not yet all confirmed */
 	atomic_bool spool_consumed;          /* [atomic] the reload thread may delete the spool */
-	uint64_t crashed_epoch, crashed_last;
+	uint64_t crashed_epoch, crashed_first, crashed_last;
 	_Atomic uint64_t pub_first, pub_last; /* [atomic] first kept and last stamped seq */
 };
 
@@ -173,10 +173,14 @@ struct qos2 {
 	struct qos2_entry *oldest, *newest; /* every entry, by age */
 	size_t entries;
 	unsigned window_s;
+	struct log_repeat full_log;
 };
-/* True if this QoS 2 send is a resend of one already stamped (do not stamp it again);
- * otherwise remembers it and returns false. */
+/* True if this QoS 2 send is a resend of one already stamped: do not stamp it again. */
 bool qos2__is_resend(struct mqchat *st, const struct mosquitto *client, const char *topic,
+		const void *payload, uint32_t len);
+/* Remembers a QoS 2 send that was stamped and kept (only then: a resend of one that was
+ * not must be stamped). */
+void qos2__remember(struct mqchat *st, const struct mosquitto *client, const char *topic,
 		const void *payload, uint32_t len);
 /* The broker released a QoS 2 message (it reaches subscribers now): it cannot be resent. */
 void qos2__released(struct mqchat *st, const char *topic, const void *payload, uint32_t len);
@@ -323,6 +327,7 @@ struct mqchat {
 	int64_t budget_last_us;       /* when it was last refilled (CLOCK_MONOTONIC), 0: never */
 
 	struct log_repeat flood_log;  /* acl.c over_rate */
+	struct log_repeat publish_log; /* message.c */
 	int64_t log_window_ms;        /* rate limit for lines about client mistakes */
 	unsigned log_lines;
 	unsigned log_suppressed;

@@ -12,7 +12,10 @@
  *   - not yet released by the broker. The broker releases a QoS 2 message to subscribers
  *     once, at PUBREL; the release runs the READ check of the bridge's subscription to
  *     .../send (acl.c check_service), which calls qos2__released. After that the client
- *     can only resend the PUBREL, never the PUBLISH, so the entry goes;
+ *     can only resend the PUBREL, never the PUBLISH, so the entry goes. The release shows
+ *     only the content, not the sender: every entry with that content goes (if two clients
+ *     sent the same bytes, the other's resend would be stamped again: a duplicate at
+ *     worst, never a loss);
  *   - within dedupe_window_s (entries of clients that never come back expire).
  *
  * What is left: if the bridge's .../send subscription is missing (never connected since a
@@ -39,19 +42,23 @@ struct qos2_client {
 	uint32_t live;      /* entries that point here */
 };
 
+struct qos2_ref;
+
 struct qos2_entry {
 	char *key;          /* "<client id>\x01<16 hex digits>": first member, the entries_by_key key */
-	const char *hkey;   /* the hex digits, inside key: the released-map key */
 	struct qos2_client *client;
 	uint32_t gen;
 	int64_t expires_ms;
 	struct qos2_entry *older, *newer; /* age list, oldest first */
+	struct qos2_entry *same;          /* the next entry with this content */
+	struct qos2_ref *ref;
 };
 
-/* released map value: the entry a hash was last seen for. */
+/* released map value: every entry with one content hash. */
 struct qos2_ref {
-	char *hkey;         /* first member: == entry->hkey */
-	struct qos2_entry *e;
+	char *hkey;         /* first member: points at hbuf */
+	char hbuf[17];
+	struct qos2_entry *head;
 };
 
 static uint64_t content_hash(const char *topic, const void *payload, uint32_t len)
@@ -71,32 +78,44 @@ static uint64_t content_hash(const char *topic, const void *payload, uint32_t le
 	return h;
 }
 
+static void client_maybe_free(struct qos2 *q, struct qos2_client *c)
+{
+	if(c->live) return;
+	strmap__del(&q->clients, c->cid, strlen(c->cid));
+	free(c->cid);
+	free(c);
+}
+
 static void entry_drop(struct qos2 *q, struct qos2_entry *e)
 {
+	struct qos2_client *c = e->client;
+	struct qos2_ref *r = e->ref;
 	strmap__del(&q->entries_by_key, e->key, strlen(e->key));
-	struct qos2_ref *r = strmap__get(&q->released, e->hkey, 16);
-	if(r && r->e == e){
-		strmap__del(&q->released, e->hkey, 16);
+	struct qos2_entry **pp = &r->head;
+	while(*pp != e) pp = &(*pp)->same;
+	*pp = e->same;
+	if(!r->head){
+		strmap__del(&q->released, r->hkey, 16);
 		free(r);
 	}
 	if(e->older) e->older->newer = e->newer;
 	else q->oldest = e->newer;
 	if(e->newer) e->newer->older = e->older;
 	else q->newest = e->older;
-	e->client->live--;
+	c->live--;
 	q->entries--;
 	free(e->key);
 	free(e);
+	client_maybe_free(q, c);
 }
 
 static void expire(struct qos2 *q, int64_t now)
 {
-	while(q->oldest && (q->oldest->expires_ms <= now || q->entries > QOS2_MAX)){
-		if(q->entries > QOS2_MAX){
-			mosquitto_log_printf(MOSQ_LOG_WARNING, "mqchat: more than %d QoS 2 sends await release; forgetting the "
-					"oldest (a resend of it after a reconnect would be stamped again)", QOS2_MAX);
-		}
-		entry_drop(q, q->oldest);
+	bool over = q->entries > QOS2_MAX;
+	while(q->oldest && (q->oldest->expires_ms <= now || q->entries > QOS2_MAX)) entry_drop(q, q->oldest);
+	if(over){
+		plugin__log_repeated(&q->full_log, MOSQ_LOG_WARNING, "mqchat: more than %d QoS 2 sends await release; "
+				"forgot the oldest (a resend of one after a reconnect would be stamped again)", QOS2_MAX);
 	}
 }
 
@@ -120,12 +139,13 @@ static struct qos2_client *client_get(struct qos2 *q, const char *cid, bool crea
 	return c;
 }
 
-static void client_maybe_free(struct qos2 *q, struct qos2_client *c)
+/* "<client id>\x01<hash>" into buf (client ids are at most 65535 bytes: MQTT). */
+static char *entry_key(const char *cid, uint64_t h)
 {
-	if(c->live) return;
-	strmap__del(&q->clients, c->cid, strlen(c->cid));
-	free(c->cid);
-	free(c);
+	size_t n = strlen(cid) + 18;
+	char *key = malloc(n);
+	if(key) snprintf(key, n, "%s\x01%016" PRIx64, cid, h);
+	return key;
 }
 
 bool qos2__is_resend(struct mqchat *st, const struct mosquitto *client, const char *topic,
@@ -133,59 +153,69 @@ bool qos2__is_resend(struct mqchat *st, const struct mosquitto *client, const ch
 {
 	struct qos2 *q = &st->qos2;
 	const char *cid = mosquitto_client_id(client);
-	int64_t now = mqc_now_ms();
-	if(!cid) return false;
-	expire(q, now);
-
-	size_t cidlen = strlen(cid);
-	char *key = malloc(cidlen + 1 + 16 + 1);
-	if(!key) return false; /* not remembered: a resend would be stamped again, nothing worse */
-	snprintf(key, cidlen + 18, "%s\x01%016" PRIx64, cid, content_hash(topic, payload, len));
-
+	if(!cid || !q->entries) return false;
+	expire(q, mqc_now_ms());
+	char *key = entry_key(cid, content_hash(topic, payload, len));
+	if(!key) return false; /* a resend would be stamped again, nothing worse */
 	struct qos2_entry *e = strmap__get(&q->entries_by_key, key, strlen(key));
-	if(e){
-		/* Kept until the release: the client may reconnect and resend more than once. */
-		if(e->gen < e->client->gen && e->gen >= e->client->valid_gen){
-			free(key);
-			return true;
-		}
-		/* The same bytes again on the same connection (or after a clean start): a new message. */
-		entry_drop(q, e);
-	}
+	free(key);
+	/* Kept until the release: the client may reconnect and resend more than once. The
+	 * same bytes again on the same connection (or after a clean start) are a new message. */
+	return e && e->gen < e->client->gen && e->gen >= e->client->valid_gen;
+}
 
+void qos2__remember(struct mqchat *st, const struct mosquitto *client, const char *topic,
+		const void *payload, uint32_t len)
+{
+	struct qos2 *q = &st->qos2;
+	const char *cid = mosquitto_client_id(client);
+	if(!cid) return;
+	int64_t now = mqc_now_ms();
+	expire(q, now);
+	uint64_t h = content_hash(topic, payload, len);
+	char *key = entry_key(cid, h);
+	if(!key) return;
+	struct qos2_entry *old = strmap__get(&q->entries_by_key, key, strlen(key));
+	if(old) entry_drop(q, old); /* the same bytes sent again as a new message: this one counts */
+
+	char hkey[17];
+	snprintf(hkey, sizeof(hkey), "%016" PRIx64, h);
 	struct qos2_client *c = client_get(q, cid, true);
-	struct qos2_ref *r = calloc(1, sizeof(*r));
-	e = calloc(1, sizeof(*e));
-	if(!c || !r || !e) goto nomem;
+	struct qos2_ref *r = strmap__get(&q->released, hkey, 16), *fresh = NULL;
+	struct qos2_entry *e = calloc(1, sizeof(*e));
+	int err;
+	if(!c || !e) goto nomem;
+	if(!r){
+		if(!(r = fresh = calloc(1, sizeof(*r)))) goto nomem;
+		memcpy(r->hbuf, hkey, sizeof(hkey));
+		r->hkey = r->hbuf;
+		strmap__put(&q->released, r->hkey, 16, r, &err);
+		if(err) goto nomem;
+	}
 	e->key = key;
-	e->hkey = key + cidlen + 1;
 	e->client = c;
 	e->gen = c->gen;
 	e->expires_ms = now + (int64_t)q->window_s * 1000;
-	int err;
 	strmap__put(&q->entries_by_key, e->key, strlen(e->key), e, &err);
-	if(err) goto nomem;
-	r->hkey = (char *)e->hkey;
-	r->e = e;
-	struct qos2_ref *prev = strmap__put(&q->released, r->hkey, 16, r, &err);
 	if(err){
-		strmap__del(&q->entries_by_key, e->key, strlen(e->key));
+		if(fresh) strmap__del(&q->released, fresh->hkey, 16);
 		goto nomem;
 	}
-	free(prev); /* another client's entry with the same content: it now expires instead */
+	e->ref = r;
+	e->same = r->head;
+	r->head = e;
 	c->live++;
 	q->entries++;
 	e->older = q->newest;
 	if(q->newest) q->newest->newer = e;
 	else q->oldest = e;
 	q->newest = e;
-	return false;
+	return;
 nomem:
-	free(r);
+	free(fresh);
 	free(e);
 	free(key);
 	if(c) client_maybe_free(q, c);
-	return false;
 }
 
 void qos2__released(struct mqchat *st, const char *topic, const void *payload, uint32_t len)
@@ -195,10 +225,12 @@ void qos2__released(struct mqchat *st, const char *topic, const void *payload, u
 	char hkey[17];
 	snprintf(hkey, sizeof(hkey), "%016" PRIx64, content_hash(topic, payload, len));
 	struct qos2_ref *r = strmap__get(&q->released, hkey, 16);
-	if(!r) return;
-	struct qos2_client *c = r->e->client;
-	entry_drop(q, r->e);
-	client_maybe_free(q, c);
+	/* The last entry's drop frees r. */
+	while(r && r->head){
+		bool last = !r->head->same;
+		entry_drop(q, r->head);
+		if(last) break;
+	}
 }
 
 void qos2__connected(struct mqchat *st, const char *cid, bool clean_start)
@@ -211,11 +243,7 @@ void qos2__connected(struct mqchat *st, const char *cid, bool clean_start)
 
 void qos2__free(struct qos2 *q)
 {
-	while(q->oldest){
-		struct qos2_client *c = q->oldest->client;
-		entry_drop(q, q->oldest);
-		client_maybe_free(q, c);
-	}
+	while(q->oldest) entry_drop(q, q->oldest);
 	STRMAP_FOREACH(&q->clients, s){
 		struct qos2_client *c = s->val;
 		free(c->cid);

@@ -59,7 +59,9 @@ user $(id -un)
 listener $PORT 127.0.0.1
 allow_anonymous false
 per_listener_settings false
-max_queued_messages 100000
+max_queued_messages 1000
+max_queued_bytes 16777216
+set_tcp_nodelay true
 persistence false
 log_dest stderr
 plugin $MQCHAT_PLUGIN
