@@ -86,8 +86,8 @@ static void sigkill_while_flowing(h_env *env)
 static void sigkill_right_after_receiving(h_env *env)
 {
 	/* The harshest timing: the bridge has the messages (the broker's queue for it is
-	 * empty) but may not have committed them when it dies. Only the plugin's replay
-	 * buffer can save them. */
+	 * empty) but may not have committed them when it dies. Only the plugin's feed
+	 * (which keeps every message until it is confirmed) can save them. */
 	const int n = 300;
 	h_client *alice = h_login(env, "alice", H_PROTO_V5);
 

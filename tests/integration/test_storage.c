@@ -104,7 +104,7 @@ static void bridge_restart_stores_nothing_twice(h_env *env)
 {
 	long long before = h_db_int(env, "SELECT count(*) FROM messages", (char *)NULL);
 
-	/* A restarted bridge replays what the plugin still buffers: INSERT OR IGNORE keeps
+	/* A restarted bridge gets again what the plugin still keeps: INSERT OR IGNORE keeps
 	 * the count where it was. */
 	H_REQUIRE_INT(h_bridge_restart(env), ==, 0);
 	h_sleep_ms(1000);
