@@ -7,13 +7,13 @@
  * it: same connection, in order), then the events and the answer.
  *
  * What a request must see (docs/protocol.md "Consistency"): every message its sender
- * published before it, every message the plugin had sent the bridge when the request
- * arrived (so a message its requester received live is in the history it asks for), and
- * in the rooms it reads only once what of them was taken is committed. The plugin marks
- * a request with two (epoch, seq): "mqchat-after", its sender's newest message not yet
- * confirmed, which the request always waits for; and "mqchat-seen", the last message the
- * plugin had sent the store connection, which it waits for only while the store
- * connection is reading (then it is a socket read away), and at most SOFT_MAX_MS. Then the
+ * published before it, every message of the room it names that was stamped before it
+ * (so a message its requester received live is in the history it asks for), and in the
+ * rooms it reads only once what of them was taken is committed. The plugin marks a
+ * request with two (epoch, seq): "mqchat-after", its sender's newest message not yet
+ * confirmed, which the request always waits for; and "mqchat-seen", the newest message of
+ * the room the request names, which it waits for only while the store connection is
+ * reading (then it is at most a window away), and at most SOFT_MAX_MS. Then the
  * consistency hook (before_op) lets it read a room only once what was taken of that room
  * before is committed. A request that must
  * wait is parked, never waited for: the thread goes on answering others, and retries the

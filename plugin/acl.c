@@ -188,6 +188,7 @@ static int check_send(struct mqchat *st, struct mosquitto_evt_acl_check *ed, con
 	st->pending.payloadlen = ed->payloadlen;
 	st->pending.msg = msg;
 	st->pending.user = us;
+	st->pending.room = r;
 	return MOSQ_ERR_SUCCESS;
 }
 

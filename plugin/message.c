@@ -70,6 +70,7 @@ static int stamp(struct mqchat *st, struct mosquitto_evt_message *ed, const char
 	}
 	json_t *msg = st->pending.msg;
 	struct user_state *us = st->pending.user;
+	struct cache_room *croom = st->pending.room;
 	st->pending.msg = NULL;
 	plugin__pending_clear(st);
 
@@ -113,6 +114,7 @@ static int stamp(struct mqchat *st, struct mosquitto_evt_message *ed, const char
 	if(ed->qos == 2) qos2__remember(st, ed->client, ed->topic, ed->payload, ed->payloadlen);
 	json_decref(msg);
 	if(us) us->last_seq = seq;
+	if(croom) plugin__room_stamped(st, croom, seq);
 
 	/* The broker takes the payload; the topic is copied. A failure here only costs the
 	 * participants their live copy: the message is kept and will be stored. */
@@ -123,6 +125,22 @@ static int stamp(struct mqchat *st, struct mosquitto_evt_message *ed, const char
 	}
 	mosquitto_free(topic);
 	return MOSQ_ERR_SUCCESS;
+}
+
+/* The room a request names ("room"), if it is short enough to read and a known room:
+ * only while some room has unconfirmed messages (otherwise no mark is needed at all). */
+#define REQUEST_PEEK_MAX 4096
+static struct cache_room *request_room(struct mqchat *st, const struct mosquitto_evt_message *ed)
+{
+	if(!st->nhot || ed->payloadlen > REQUEST_PEEK_MAX) return NULL;
+	json_t *j = json_loadb(ed->payload, ed->payloadlen, 0, NULL);
+	json_t *room = json_object_get(j, "room");
+	struct cache_room *r = NULL;
+	if(json_is_string(room) && mqc_name_valid(json_string_value(room), json_string_length(room))){
+		r = cache__room(st->cache, json_string_value(room), json_string_length(room));
+	}
+	json_decref(j);
+	return r;
 }
 
 static int forward_request(struct mqchat *st, struct mosquitto_evt_message *ed, const char *user)
@@ -140,16 +158,18 @@ static int forward_request(struct mqchat *st, struct mosquitto_evt_message *ed, 
 	mosquitto_property *props = NULL;
 	if(ed->properties && mosquitto_property_copy_all(&props, ed->properties) != MOSQ_ERR_SUCCESS) goto nomem;
 	/* The marks (bridge/serve.c), only when the bridge may not have committed them yet:
-	 * the user's newest message (waited for), and the last message sent to the bridge
-	 * (waited for while the bridge reads: what its requester received live). */
+	 * the user's newest message (waited for), and the newest message of the room the
+	 * request names (waited for while the bridge reads: what its requester may have
+	 * received live there). */
 	char mark[48];
 	struct user_state *us = strmap__get(&st->users_state, user, strlen(user));
 	if(us && us->last_seq >= st->feed.first_seq){
 		snprintf(mark, sizeof(mark), "%" PRIu64 ":%" PRIu64, st->feed.epoch, us->last_seq);
 		if(mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "mqchat-after", mark)) goto nomem;
 	}
-	if(st->feed.store_cid && st->feed.sent >= st->feed.first_seq){
-		snprintf(mark, sizeof(mark), "%" PRIu64 ":%" PRIu64, st->feed.epoch, st->feed.sent);
+	struct cache_room *r = request_room(st, ed);
+	if(r && r->last_seq >= st->feed.first_seq){
+		snprintf(mark, sizeof(mark), "%" PRIu64 ":%" PRIu64, st->feed.epoch, r->last_seq);
 		if(mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "mqchat-seen", mark)) goto nomem;
 	}
 	char *copy = mosquitto_malloc(ed->payloadlen ? ed->payloadlen : 1);

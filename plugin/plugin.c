@@ -226,6 +226,7 @@ static void state_free(struct mqchat *st)
 	limits__dedupe_free(&st->dedupe);
 	limits__free(st);
 	free(st->req_cid);
+	free(st->hot);
 	tick__free(st);
 	auth__free(st);
 	free(st->rooms_prefix);
@@ -373,6 +374,32 @@ void plugin__ctl_log_clear(struct mqchat *st)
 	st->ctl_log.len = 0;
 }
 
+/* Drops the rooms whose last message is confirmed from st->hot. */
+static void hot_prune(struct mqchat *st)
+{
+	size_t k = 0;
+	for(size_t i = 0; i < st->nhot; i++){
+		if(st->hot[i]->last_seq >= st->feed.first_seq) st->hot[k++] = st->hot[i];
+	}
+	st->nhot = k;
+}
+
+void plugin__room_stamped(struct mqchat *st, struct cache_room *room, uint64_t seq)
+{
+	bool hot = room->last_seq >= st->feed.first_seq;
+	room->last_seq = seq;
+	if(hot) return;
+	if(st->nhot == st->hot_cap) hot_prune(st);
+	if(st->nhot == st->hot_cap){
+		size_t cap = st->hot_cap ? st->hot_cap * 2 : 256;
+		struct cache_room **h = realloc(st->hot, cap * sizeof(*h));
+		if(!h) return; /* its mark is lost at the next swap: a request may not wait for it */
+		st->hot = h;
+		st->hot_cap = cap;
+	}
+	st->hot[st->nhot++] = room;
+}
+
 void plugin__swap_if_ready(struct mqchat *st)
 {
 	if(!atomic_load_explicit(&st->next_cache, memory_order_relaxed)) return;
@@ -404,6 +431,18 @@ void plugin__swap_if_ready(struct mqchat *st)
 		 * disabled user from now on; the tick disconnects it. */
 		if(gone && !ou->disabled) tick__kick_later(st, ou->name);
 	}
+
+	/* Requests are marked with their room's last seq while it is unconfirmed (message.c):
+	 * the new snapshot's rooms take it over. */
+	hot_prune(st);
+	for(size_t i = 0; i < st->nhot; i++){
+		struct cache_room *nr = cache__room(next, st->hot[i]->id, strlen(st->hot[i]->id));
+		if(nr) nr->last_seq = st->hot[i]->last_seq;
+		st->hot[i] = nr;
+	}
+	size_t k = 0;
+	for(size_t i = 0; i < st->nhot; i++) if(st->hot[i]) st->hot[k++] = st->hot[i];
+	st->nhot = k;
 
 	st->cache = next;
 	int64_t known = atomic_load(&st->known_acl_version);

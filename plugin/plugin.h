@@ -65,6 +65,8 @@ struct cache_room {
 	uint32_t *members; /* user idx, sorted ascending; in the arena unless members_heap */
 	uint32_t nmembers;
 	int64_t version;   /* rooms.version: updates with a version <= this are stale */
+	uint64_t last_seq; /* feed seq of its newest stamped message (broker thread; kept across swaps
+	                    * while unconfirmed: plugin.c hot rooms) */
 	bool enabled;
 	bool members_heap; /* members came from a control message (malloc), free it on replace */
 };
@@ -284,6 +286,7 @@ struct pending_msg {
 	uint32_t payloadlen;
 	json_t *msg;
 	struct user_state *user;
+	struct cache_room *room;
 };
 
 struct control_log {
@@ -318,6 +321,8 @@ struct mqchat {
 	struct dedupe dedupe;
 	struct strmap users_state;    /* name -> struct user_state */
 	struct strmap conns;          /* client id -> struct conn (users' open connections) */
+	struct cache_room **hot;      /* rooms whose last_seq may be unconfirmed (message.c, the swap) */
+	size_t nhot, hot_cap;
 	char *req_cid;                /* the bridge's request connection (its hello), NULL before */
 	const struct mosquitto *req_client;
 	uint64_t requests_dropped;    /* requests with no request connection to take them */
@@ -345,6 +350,8 @@ struct mqchat {
 
 /* Drops the message acl.c validated for MOSQ_EVT_MESSAGE (acl.c). */
 void plugin__pending_clear(struct mqchat *st);
+/* Records that room got message seq (message.c); the swap carries unconfirmed ones over. */
+void plugin__room_stamped(struct mqchat *st, struct cache_room *room, uint64_t seq);
 /* Frees every room update in the control log (plugin.c). */
 void plugin__ctl_log_clear(struct mqchat *st);
 
