@@ -27,15 +27,23 @@ static const char usage_text[] =
 "Commands:\n"
 "  init                         create the database, or migrate it to this build's\n"
 "                               schema version; prints the version\n"
-"  user add NAME [--display-name X] [--iterations N]\n"
+"  user add NAME [--display-name X] [--iterations N | --no-password]\n"
 "                               add a user; the password is read from standard input\n"
 "                               (one line, trailing newline stripped, must not be empty;\n"
 "                               on a terminal it is asked for twice, without echo)\n"
 "  user passwd NAME [--iterations N]\n"
-"                               set a user's password (read as for user add)\n"
+"                               set a user's password (read as for user add); it\n"
+"                               revokes all of the user's device tokens\n"
+"  (--no-password: the user logs in with device tokens or a JWT only)\n"
 "  user disable NAME            refuse the user's logins (takes effect on the broker\n"
 "  user enable NAME             within one reload poll; existing sessions: see docs)\n"
+"                               (disabling revokes the user's device tokens)\n"
 "  user list                    id, state, display name, one user a line\n"
+"  token add USER NAME [--expires-in SECONDS]\n"
+"                               make a device token (docs/logging-in.md); prints its\n"
+"                               secret, USER's MQTT password from then on, this once\n"
+"  token list USER              id, name, created, expires, last used (ms), a line each\n"
+"  token revoke USER ID         the token stops working within one reload poll\n"
 "  room create [--name X] USER USER [USER...]\n"
 "                               two distinct users make their direct room (if the pair\n"
 "                               already has one, that one is printed); more make a group\n"
@@ -57,7 +65,8 @@ struct opts {
 	const char *display_name;
 	const char *room_name;
 	const char *iterations;
-	bool has_display_name, has_room_name, has_iterations;
+	const char *expires_in;
+	bool has_display_name, has_room_name, has_iterations, has_expires_in, no_password;
 	int argc;          /* positional arguments, command words included */
 	char **argv;
 };
@@ -265,6 +274,15 @@ static void free_secret(char *s, size_t len)
 	}
 }
 
+/* "eyJ...": three dot-separated parts, the form the plugin takes for a JWT. */
+static bool looks_jwt(const char *s, size_t len)
+{
+	size_t dots = 0;
+	if(len < 10 || memcmp(s, "eyJ", 3) != 0) return false;
+	for(size_t i = 0; i < len; i++) if(s[i] == '.') dots++;
+	return dots == 2;
+}
+
 /* Reads the password (twice on a terminal) and hashes it into hash. */
 static int read_password_hash(const struct opts *o, const char *user, char hash[MQC_PW_HASH_MAX])
 {
@@ -287,6 +305,12 @@ static int read_password_hash(const struct opts *o, const char *user, char hash[
 	}
 	if(memchr(pw, '\0', len)){
 		fail_msg("password for user %s contains a NUL byte: refused", user);
+		goto done;
+	}
+	/* The plugin checks a password of these forms as a token or a JWT, never as a
+	 * password: it could never log in. */
+	if(mqc_token_looks(pw, len) || looks_jwt(pw, len)){
+		fail_msg("password for user %s has the form of a device token or a JWT: refused (pick another)", user);
 		goto done;
 	}
 	if(isatty(STDIN_FILENO)){
@@ -334,7 +358,7 @@ static int cmd_user_add(const struct opts *o)
 	sqlite3 *db = NULL;
 	int rc = 1, exists;
 
-	if(o->argc != 3) return fail_msg("usage: user add NAME [--display-name X] [--iterations N]");
+	if(o->argc != 3) return fail_msg("usage: user add NAME [--display-name X] [--iterations N | --no-password]");
 	name = o->argv[2];
 	if(!check_name("user", name)) return 1;
 	if(o->has_display_name && !check_text("--display-name", o->display_name, mqc_display_name_check)) return 1;
@@ -345,7 +369,8 @@ static int cmd_user_add(const struct opts *o)
 		fail_msg("user %s already exists (use user passwd to change the password)", name);
 		goto done;
 	}
-	if(read_password_hash(o, name, hash)) goto done;
+	if(o->no_password) hash[0] = '\0'; /* logs in with a device token or a JWT only */
+	else if(read_password_hash(o, name, hash)) goto done;
 	snprintf(now, sizeof(now), "%lld", (long long)mqc_now_ms());
 	{
 		const char *args[] = { name, o->has_display_name ? o->display_name : NULL, hash, now };
@@ -656,6 +681,113 @@ done:
 /* ---------------------------------------------------------------- arguments */
 
 /* Splits argv into options (anywhere) and positional words. */
+/* ---------------------------------------------------------------- device tokens */
+
+static int cmd_token_add(const struct opts *o)
+{
+	char secret[MQC_TOKEN_LEN + 1], hash[MQC_TOKEN_HASH_HEX + 1], id[MQC_TOKEN_ID_LEN + 1];
+	char now[24], exp[24];
+	sqlite3 *db = NULL;
+	int rc = 1;
+	long long expires_in = 0;
+
+	if(o->argc != 4) return fail_msg("usage: token add USER NAME [--expires-in SECONDS]");
+	const char *user = o->argv[2], *name = o->argv[3];
+	if(!check_name("user", user)) return 1;
+	if(!check_text("token name", name, mqc_token_name_check)) return 1;
+	if(o->has_expires_in){
+		char *end;
+		expires_in = strtoll(o->expires_in, &end, 10);
+		if(*end || expires_in < 60 || expires_in > 10LL * 366 * 24 * 3600){
+			return fail_msg("--expires-in %s: expected whole seconds, 60 to 316224000 (10 years)", o->expires_in);
+		}
+	}
+	memset(secret, 0, sizeof(secret));
+	if(db_open(o, MQC_OPEN_READWRITE, &db)) return 1;
+	if(tx_begin(db)) goto done;
+	if(user_exists(db, user) != 1){
+		fail_msg("no such user: %s", user);
+		goto done;
+	}
+	if(mqc_token_new(secret, hash, id)){
+		fail_msg("no randomness for a token");
+		goto done;
+	}
+	int64_t t = mqc_now_ms();
+	snprintf(now, sizeof(now), "%lld", (long long)t);
+	snprintf(exp, sizeof(exp), "%lld", (long long)(t + expires_in * 1000));
+	{
+		const char *args[] = { id, user, name, hash, now, o->has_expires_in ? exp : NULL };
+		if(run(db, "INSERT INTO tokens(id, user_id, name, hash, created_at, expires_at)"
+					" VALUES (?, ?, ?, ?, CAST(? AS INTEGER), CAST(? AS INTEGER))", 6, args, NULL)) goto done;
+	}
+	if(tx_commit(db)) goto done;
+	/* the secret alone on stdout (TOKEN=$(mqchat-admin token add ...)); shown this once */
+	printf("%s\n", secret);
+	fflush(stdout);
+	fprintf(stderr, "mqchat-admin: token %s (%s) added for user %s%s; the secret is shown only now\n", id, name,
+			user, o->has_expires_in ? ", expiring" : "");
+	rc = 0;
+done:
+	memset(secret, 0, sizeof(secret));
+	if(db) tx_rollback(db);
+	sqlite3_close(db);
+	return rc;
+}
+
+static int cmd_token_list(const struct opts *o)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *stmt = NULL;
+	int rc;
+
+	if(o->argc != 3) return fail_msg("usage: token list USER");
+	const char *user = o->argv[2];
+	if(!check_name("user", user)) return 1;
+	if(db_open(o, MQC_OPEN_READONLY, &db)) return 1;
+	const char *args[] = { user };
+	if(prep(db, "SELECT id, name, created_at, expires_at, last_used_at FROM tokens WHERE user_id = ?"
+				" ORDER BY created_at, id", &stmt, 1, args)){
+		sqlite3_close(db);
+		return 1;
+	}
+	while((rc = sqlite3_step(stmt)) == SQLITE_ROW){
+		const unsigned char *e = sqlite3_column_text(stmt, 3), *u = sqlite3_column_text(stmt, 4);
+		printf("%s\t%s\t%lld\t%s\t%s\n", (const char *)sqlite3_column_text(stmt, 0),
+				(const char *)sqlite3_column_text(stmt, 1), (long long)sqlite3_column_int64(stmt, 2),
+				e ? (const char *)e : "-", u ? (const char *)u : "-");
+	}
+	if(rc != SQLITE_DONE) db_fail(db, "listing tokens");
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	return rc == SQLITE_DONE ? 0 : 1;
+}
+
+static int cmd_token_revoke(const struct opts *o)
+{
+	sqlite3 *db = NULL;
+	int rc = 1, changes = 0;
+
+	if(o->argc != 4) return fail_msg("usage: token revoke USER ID");
+	const char *user = o->argv[2], *id = o->argv[3];
+	if(!check_name("user", user) || !check_name("token", id)) return 1;
+	if(db_open(o, MQC_OPEN_READWRITE, &db)) return 1;
+	const char *args[] = { id, user };
+	if(tx_begin(db)) goto done;
+	if(run(db, "DELETE FROM tokens WHERE id = ? AND user_id = ?", 2, args, &changes)) goto done;
+	if(!changes){
+		fail_msg("user %s has no token %s", user, id);
+		goto done;
+	}
+	if(tx_commit(db)) goto done;
+	printf("token %s of user %s revoked (its connections close within one reload poll)\n", id, user);
+	rc = 0;
+done:
+	if(db) tx_rollback(db);
+	sqlite3_close(db);
+	return rc;
+}
+
 static int parse_args(int argc, char **argv, struct opts *o, bool *help)
 {
 	int i;
@@ -675,6 +807,8 @@ static int parse_args(int argc, char **argv, struct opts *o, bool *help)
 		else if(!strcmp(a, "--display-name")){ val = &o->display_name; flag = &o->has_display_name; }
 		else if(!strcmp(a, "--name")){ val = &o->room_name; flag = &o->has_room_name; }
 		else if(!strcmp(a, "--iterations")){ val = &o->iterations; flag = &o->has_iterations; }
+		else if(!strcmp(a, "--expires-in")){ val = &o->expires_in; flag = &o->has_expires_in; }
+		else if(!strcmp(a, "--no-password")){ o->no_password = true; continue; }
 		else if(!strcmp(a, "--")){
 			for(i++; i < argc; i++) o->argv[o->argc++] = argv[i];
 			break;
@@ -728,6 +862,9 @@ int main(int argc, char **argv)
 		if(o.has_display_name && !(is_user && !strcmp(sub, "add"))) bad = "--display-name";
 		else if(o.has_iterations && !(is_user && (!strcmp(sub, "add") || !strcmp(sub, "passwd")))) bad = "--iterations";
 		else if(o.has_room_name && !(is_room && !strcmp(sub, "create"))) bad = "--name";
+		else if(o.has_expires_in && !(!strcmp(cmd, "token") && !strcmp(sub, "add"))) bad = "--expires-in";
+		else if(o.no_password && !(is_user && !strcmp(sub, "add"))) bad = "--no-password";
+		else if(o.no_password && o.has_iterations) bad = "--iterations (with --no-password)";
 		if(bad){
 			free(o.argv);
 			return fail_msg("option %s does not apply to '%s%s%s' (see mqchat-admin --help)",
@@ -742,6 +879,10 @@ int main(int argc, char **argv)
 		else if(!strcmp(sub, "disable")) rc = cmd_user_set_disabled(&o, true);
 		else if(!strcmp(sub, "enable")) rc = cmd_user_set_disabled(&o, false);
 		else if(!strcmp(sub, "list")) rc = cmd_user_list(&o);
+	}else if(!strcmp(cmd, "token")){
+		if(!strcmp(sub, "add")) rc = cmd_token_add(&o);
+		else if(!strcmp(sub, "list")) rc = cmd_token_list(&o);
+		else if(!strcmp(sub, "revoke")) rc = cmd_token_revoke(&o);
 	}else if(!strcmp(cmd, "room")){
 		if(!strcmp(sub, "create")) rc = cmd_room_create(&o);
 		else if(!strcmp(sub, "list")) rc = cmd_room_list(&o);

@@ -5,8 +5,8 @@
 # with the bridge keeping up; after CRASH_AT (10) seconds the broker is killed with SIGKILL
 # and started again at once (the same config, persistence on); the load goes on to
 # DURATION (20) s. mqchat-soak then counts the acknowledged messages that are not stored:
-# that is the loss, by id. The plugin's own count of it (its "LOST: ... at least N" line
-# after the restart) is printed beside it.
+# that is the loss, by id. The plugin's own count of it (its "LOST:" line
+# after the restart: "... N messages it had stamped ...") is printed beside it.
 #
 #   bench/broker_crash.sh    (BUILD=path/to/build, ROUNDS, RATE, CRASH_AT, DURATION)
 set -euo pipefail
@@ -47,7 +47,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	wait "$soak" || true
 	lost=$(grep '^{' "$BENCH_DIR/soak.$r.out" | jq .missing)
 	acked=$(grep '^{' "$BENCH_DIR/soak.$r.out" | jq .acked)
-	logged=$(grep -o 'at least [0-9]*' "$BENCH_DIR/m$r-after.log" | grep -o '[0-9]*' || echo 0)
+	logged=$(grep -oE '(at least [0-9]+|[0-9]+ messages it had stamped)' "$BENCH_DIR/m$r-after.log" | grep -oE '[0-9]+' | head -1 || echo 0)
 	echo "# round $r: $acked acknowledged, $lost lost to the broker crash (by id), ${logged:-0} logged as LOST by the plugin"
 	lost_all+=("$lost")
 	logged_all+=("${logged:-0}")

@@ -78,6 +78,8 @@ struct opts {
 	int broker_pid;          /* read its CPU time over the measurement window */
 	const char *ready_file;   /* created once every connection is up and subscribed */
 	unsigned connect_retries; /* rounds of retrying refused connects (not with --connect-only) */
+	unsigned reconnect_ms;    /* reconnect a dropped connection after this long (0: it stays down) */
+	bool client_msg_id;       /* each message carries client_msg_id "<pub>-<seq>" */
 };
 
 static struct opts O = {
@@ -117,7 +119,12 @@ static void usage(void)
 		"                               password-hash budget refuses first logins past it)\n"
 		"  --ready-file F               create F when connected and subscribed (--publishers 0\n"
 		"                               holds idle connections for --warmup + --duration)\n"
-		"  --broker-pid PID             report that process's CPU time over the measurement window\n");
+		"  --broker-pid PID             report that process's CPU time over the measurement window\n"
+		"  --reconnect-ms MS            a connection the broker closes comes back after MS (as paho and\n"
+		"                               MQTT.js do after 1 s), and libmosquitto sends its unacknowledged\n"
+		"                               QoS 1 publishes again (0: it stays down)\n"
+		"  --client-msg-id              every message carries client_msg_id \"<pub>-<seq>\" (the plugin's\n"
+		"                               dedupe key, so a resend after a lost PUBACK is delivered once)\n");
 }
 
 /* ------------------------------------------------------------ time, histogram */
@@ -203,6 +210,8 @@ struct conn {
 	struct pub **pubs;
 	unsigned npubs;
 	bool is_sink;
+	int64_t reconnect_at; /* --reconnect-ms: when to come back (0: not waiting) */
+	bool reconnecting;    /* reconnect_due started a connect; its CONNACK is not a first connect */
 };
 
 struct pub {
@@ -225,12 +234,13 @@ static struct pub *pubs;
 static int ep;
 static char *payload_buf;
 static size_t body_off; /* where the body starts in payload_buf */
+static size_t cmid_off; /* where client_msg_id's value starts in it (--client-msg-id), or 0 */
 
 static int64_t t_window_start, t_window_end;
 static uint64_t delivered, dups, delivered_all, gaps, sink_delivered, sink_window;
 static uint64_t sink_recv_window; /* sink deliveries received while the window was open */
 static struct hist lat, sink_lat, store_lat;
-static uint64_t connects_ok, connects_failed, connects_refused[256], dropped;
+static uint64_t connects_ok, connects_failed, connects_refused[256], dropped, reconnects;
 static unsigned outstanding_connects;
 static volatile sig_atomic_t stop_flag;
 
@@ -377,6 +387,12 @@ static void conn_dead(struct conn *c, const char *why, int rc)
 	c->dead = true;
 	if(c->fd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 	c->fd = -1;
+	if(c->reconnecting){
+		/* closed before the reconnect's CONNACK (refused): try again later */
+		c->reconnecting = false;
+		if(!stop_flag) c->reconnect_at = now_ns() + (int64_t)O.reconnect_ms * 1000000;
+		return;
+	}
 	if(!c->connected && c->started && !c->failed){
 		/* Closed before any CONNACK: count it as a failed connect. */
 		c->failed = true;
@@ -384,8 +400,38 @@ static void conn_dead(struct conn *c, const char *why, int rc)
 		if(outstanding_connects) outstanding_connects--;
 	}else if(c->connected && !stop_flag && !O.connect_only){
 		dropped++;
-		if(dropped <= 5) fprintf(stderr, "mqchat-loadgen: %s lost its connection (%s: %s)\n",
-				mosquitto_userdata(c->mosq) == c ? names[c->idx] : "?", why, mosquitto_strerror(rc));
+		if(dropped <= 5) fprintf(stderr, "mqchat-loadgen: %s lost its connection (%s: %s)%s\n",
+				mosquitto_userdata(c->mosq) == c ? names[c->idx] : "?", why, mosquitto_strerror(rc),
+				O.reconnect_ms && c->npubs ? "; reconnecting" : "");
+		if(O.reconnect_ms && c->npubs && !c->is_sink) c->reconnect_at = now_ns() + (int64_t)O.reconnect_ms * 1000000;
+	}
+	c->connected = false;
+}
+
+/* --reconnect-ms: the same libmosquitto object connects again; on its CONNACK it sends its
+ * unacknowledged QoS 1 publishes again (message__retry_check), as a real client does. */
+static void reconnect_due(int64_t now)
+{
+	if(!O.reconnect_ms) return;
+	for(unsigned i = 0; i < nusers; i++){
+		struct conn *c = &conns[i];
+		if(!c->reconnect_at || now < c->reconnect_at) continue;
+		c->reconnect_at = 0;
+		int rc = mosquitto_reconnect(c->mosq);
+		if(rc){
+			c->reconnect_at = now + (int64_t)O.reconnect_ms * 1000000;
+			continue;
+		}
+		c->fd = mosquitto_socket(c->mosq);
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
+		if(epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev)){
+			c->reconnect_at = now + (int64_t)O.reconnect_ms * 1000000;
+			continue;
+		}
+		c->out_armed = true;
+		c->dead = false;
+		c->reconnecting = true;
+		reconnects++;
 	}
 }
 
@@ -395,6 +441,13 @@ static void on_connect(struct mosquitto *m, void *ud, int rc)
 {
 	(void)m;
 	struct conn *c = ud;
+	if(c->reconnecting){
+		/* a reconnect (reconnect_due): not a first connect, not counted in the connect figures */
+		c->reconnecting = false;
+		if(rc == 0) c->connected = true;
+		else c->reconnect_at = now_ns() + (int64_t)O.reconnect_ms * 1000000;
+		return;
+	}
 	if(outstanding_connects) outstanding_connects--;
 	c->connack_rc = rc;
 	if(rc == 0){
@@ -611,6 +664,11 @@ static int pub_send(struct pub *p, int64_t now)
 	int hl = snprintf(head, sizeof(head), "%" PRId64 ":%u:%u:", now, p->idx, p->seq + 1);
 	size_t body_len = O.size > (unsigned)hl ? O.size : (unsigned)hl;
 	memcpy(payload_buf + body_off, head, (size_t)hl);
+	if(cmid_off){
+		char id[24];
+		snprintf(id, sizeof(id), "%08u-%010u", p->idx % 100000000u, p->seq + 1);
+		memcpy(payload_buf + cmid_off, id, 19);
+	}
 	/* padding after the head is already 'x' from setup; close the JSON after body_len */
 	size_t total = body_off + body_len;
 	payload_buf[total] = '"';
@@ -782,6 +840,8 @@ static int parse_args(int argc, char **argv)
 		else if(!strcmp(a, "--broker-pid")){ NEEDV(); O.broker_pid = atoi(v); }
 		else if(!strcmp(a, "--ready-file")){ NEEDV(); O.ready_file = v; }
 		else if(!strcmp(a, "--connect-retries")){ NEEDV(); O.connect_retries = (unsigned)strtoul(v, NULL, 10); }
+		else if(!strcmp(a, "--reconnect-ms")){ NEEDV(); O.reconnect_ms = (unsigned)strtoul(v, NULL, 10); }
+		else if(!strcmp(a, "--client-msg-id")) O.client_msg_id = true;
 		else if(!strcmp(a, "--help") || !strcmp(a, "-h")){ usage(); exit(0); }
 		else{
 			fprintf(stderr, "mqchat-loadgen: unknown option %s\n", a);
@@ -976,13 +1036,19 @@ int main(int argc, char **argv)
 		c->pubs[c->npubs++] = &pubs[k];
 		for(unsigned j = 0; j < c->nrooms; j++) if(c->rooms[j] == pubs[k].room) pubs[k].echo = true;
 	}
-	/* One payload buffer: {"type":"msg","body":"<head><padding>"} */
+	/* One payload buffer: {"type":"msg","body":"<head><padding>"}, or with --client-msg-id
+	 * {"type":"msg","client_msg_id":"PPPPPPPP-SSSSSSSSSS","body":"..."} (fixed width, patched
+	 * per message) */
 	{
 		static const char pre[] = "{\"type\":\"msg\",\"body\":\"";
-		size_t cap = sizeof(pre) + O.size + 128;
+		static const char pre_id[] = "{\"type\":\"msg\",\"client_msg_id\":\"00000000-0000000000\",\"body\":\"";
+		const char *pr = O.client_msg_id ? pre_id : pre;
+		size_t plen = strlen(pr);
+		size_t cap = plen + 1 + O.size + 128;
 		payload_buf = xcalloc(cap, 1);
-		memcpy(payload_buf, pre, sizeof(pre) - 1);
-		body_off = sizeof(pre) - 1;
+		memcpy(payload_buf, pr, plen);
+		body_off = plen;
+		cmid_off = O.client_msg_id ? strlen("{\"type\":\"msg\",\"client_msg_id\":\"") : 0;
 		memset(payload_buf + body_off, 'x', cap - body_off - 1);
 	}
 
@@ -1038,7 +1104,7 @@ int main(int argc, char **argv)
 	if(O.db_path){
 		if(pthread_create(&db_thread, NULL, db_poller, NULL) == 0) db_started = true;
 	}
-	int64_t last_misc = t0, last_delivery_change = t0;
+	int64_t last_misc = t0, last_delivery_change = t0, last_reconnect_check = t0;
 	uint64_t last_delivered_seen = 0, total_sent = 0;
 	unsigned rr = 0;
 	bool cpu0_taken = false;
@@ -1086,13 +1152,20 @@ int main(int argc, char **argv)
 				last_delivery_change = now;
 			}
 			bool acked = true;
-			for(unsigned k = 0; k < O.publishers && O.qos == 1; k++) if(pubs[k].inflight && !pubs[k].c->dead) acked = false;
+			for(unsigned k = 0; k < O.publishers && O.qos == 1; k++){
+				const struct conn *pc = pubs[k].c;
+				if(pubs[k].inflight && (!pc->dead || pc->reconnect_at || pc->reconnecting)) acked = false;
+			}
 			if((acked && now - last_delivery_change > 500000000LL) || now >= t_drain_end) break;
 			if(!O.publishers && now >= t_window_end) break;
 		}
 		if(now - last_misc > 1000000000LL){
 			misc_all();
 			last_misc = now;
+		}
+		if(O.reconnect_ms && now - last_reconnect_check > 10000000LL){
+			reconnect_due(now);
+			last_reconnect_check = now;
 		}
 		poll_once(1);
 	}
@@ -1125,19 +1198,20 @@ int main(int argc, char **argv)
 			",\"stored_rows\":%" PRIu64 ",\"stored_lag_p50_us\":%" PRIu64 ",\"stored_lag_p99_us\":%" PRIu64
 			",\"stored_lag_p999_us\":%" PRIu64 ",\"stored_lag_n\":%" PRIu64 ",\"stored_in_window\":%" PRIu64
 			",\"connect_s\":%.3f,\"connects_per_s\":%.1f,\"connect_failures\":%" PRIu64 ",\"dropped\":%" PRIu64
-			",\"client_cpu_s\":%.2f,\"broker_cpu_s\":%.2f,\"broker_cpu_us_per_delivery\":%.3f}\n",
+			",\"reconnects\":%" PRIu64 ",\"client_cpu_s\":%.2f,\"broker_cpu_s\":%.2f,\"broker_cpu_us_per_delivery\":%.3f}\n",
 			O.label, O.raw ? "raw" : "mqchat", O.qos, nusers, nrooms, O.publishers, O.size, dur, sent_window, sent_total, acked,
 			delivered, expected, lost, dups, gaps, (double)sent_window / dur, (double)delivered / dur,
 			h_pct(&lat, 50), h_pct(&lat, 99), h_pct(&lat, 99.9), lat.max,
 			sink_window, (double)sink_window / dur, h_pct(&sink_lat, 99), (double)sink_recv_window / dur,
 			(uint64_t)atomic_load(&db_rows), h_pct(&store_lat, 50), h_pct(&store_lat, 99), h_pct(&store_lat, 99.9), store_lat.count,
 			(uint64_t)atomic_load(&db_rows_window),
-			connect_elapsed, cps, first_failed, dropped, cpu1 - cpu0, bcpu, bcpu_per);
+			connect_elapsed, cps, first_failed, dropped, reconnects, cpu1 - cpu0, bcpu, bcpu_per);
 	printf("# %s %s qos%d: sent %" PRIu64 " (%.0f msg/s), delivered %" PRIu64 " of %" PRIu64 " (%.0f/s), lost %" PRIu64
 			", dup %" PRIu64 ", latency p50/p99/p99.9 %" PRIu64 "/%" PRIu64 "/%" PRIu64 " us, connect %.2f s (%.0f/s), loadgen cpu %.0f%%, broker cpu %.0f%% = %.2f us/delivery\n",
 			O.label, O.raw ? "raw" : "mqchat", O.qos, sent_window, (double)sent_window / dur, delivered, expected,
 			(double)delivered / dur, lost, dups, h_pct(&lat, 50), h_pct(&lat, 99), h_pct(&lat, 99.9),
 			connect_elapsed, cps, 100.0 * (cpu1 - cpu0) / dur, 100.0 * bcpu / dur, bcpu_per);
+	if(dropped) printf("# %s: %" PRIu64 " connections closed by the broker, %" PRIu64 " reconnects\n", O.label, dropped, reconnects);
 	fflush(stdout);
 	if(O.sent_file){
 		FILE *f = fopen(O.sent_file, "w");

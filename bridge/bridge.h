@@ -15,9 +15,11 @@
 #define BRIDGE_CONTROL_TOPIC "$CONTROL/mqchat/v1"
 /* What the plugin sends one bridge connection only (no subscription needed):
  * .../store the hello answer, .../store/<seq> a message to store (store.c),
- * .../req/<user> a user's request (serve.c). */
+ * .../req/<user> a user's request (serve.c), .../used a token's use (serve.c). */
 #define BRIDGE_STORE_TOPIC BRIDGE_CONTROL_TOPIC "/store"
 #define BRIDGE_REQ_TOPIC BRIDGE_CONTROL_TOPIC "/req"
+/* .../used: a device token's last use, to the request connection (serve.c). */
+#define BRIDGE_USED_TOPIC BRIDGE_CONTROL_TOPIC "/used"
 
 enum bridge_log_level {
 	BLOG_ERROR = 0,

@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "bridge.h"
 #include "mqchat_store.h"
 #include "requests.h"
@@ -74,6 +76,11 @@ enum stmt_id {
 	S_MSG_IN_ROOM,
 	S_MARKER_SET,
 	S_MARKER_GET,
+	S_TOKEN_INSERT,
+	S_TOKEN_COUNT,
+	S_TOKENS_LIST,
+	S_TOKEN_DELETE,
+	S_TOKEN_USED,
 	S_COUNT_
 };
 
@@ -140,10 +147,23 @@ static const char *const stmt_sql[S_COUNT_] = {
 	[S_MARKER_SET] = "INSERT INTO read_markers(user_id, room_id, last_read_id) VALUES (?1, ?2, ?3)"
 		" ON CONFLICT(user_id, room_id) DO UPDATE SET last_read_id = max(last_read_id, excluded.last_read_id)",
 	[S_MARKER_GET] = "SELECT last_read_id FROM read_markers WHERE user_id = ?1 AND room_id = ?2",
+	[S_TOKEN_INSERT] = "INSERT INTO tokens(id, user_id, name, hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_TOKEN_COUNT] = "SELECT count(*) FROM tokens WHERE user_id = ?1",
+	[S_TOKENS_LIST] = "SELECT id, name, created_at, expires_at, last_used_at FROM tokens WHERE user_id = ?1"
+		" ORDER BY created_at, id",
+	[S_TOKEN_DELETE] = "DELETE FROM tokens WHERE id = ?1 AND user_id = ?2",
+	[S_TOKEN_USED] = "UPDATE tokens SET last_used_at = max(coalesce(last_used_at, 0), ?3) WHERE id = ?1 AND user_id = ?2",
 };
+
+/* Token uses reported by the plugin, not yet written (requests__flush_used). */
+#define USED_MAX 1024
+struct used { char user[MQC_NAME_MAX + 1], id[MQC_TOKEN_ID_LEN + 1]; int64_t at; };
 
 struct requests {
 	sqlite3 *db;
+	struct used used_q[USED_MAX];
+	size_t used_n;
+	int64_t used_first_ms;
 	struct log_repeat text_log; /* stored text that is not UTF-8 (column_fix) */
 	sqlite3_stmt *stmt[S_COUNT_];
 	requests_before_fn *before;
@@ -1439,6 +1459,201 @@ static int op_read(struct call *c)
 	return txn_commit(c);
 }
 
+/* ---------------------------------------------------------------- device tokens */
+
+/* The plugin's control message for a token change, sent before the answer. */
+static int token_control(struct call *c, const char *op, const char *id, const char *hash, int64_t expires_at)
+{
+	int64_t acl_to = 0;
+	int rc = acl_version(c, &acl_to);
+	if(rc) return rc;
+	json_t *o = json_object();
+	if(!o) return OP_NOMEM;
+	int e = 0;
+	e |= set(o, "op", json_string(op));
+	e |= set(o, "user", json_string(c->user));
+	e |= set(o, "id", json_string(id));
+	if(hash){
+		e |= set(o, "hash", json_string(hash));
+		e |= set(o, "expires_at", expires_at ? json_integer(expires_at) : json_null());
+	}
+	e |= set(o, "acl_from", json_integer(c->acl_from));
+	e |= set(o, "acl_to", json_integer(acl_to));
+	if(e){
+		json_decref(o);
+		return OP_NOMEM;
+	}
+	return append(&c->controls, o);
+}
+
+static int op_token_create(struct call *c)
+{
+	json_t *jname = json_object_get(c->req, "name");
+	int64_t expires_in = 0;
+	bool has_exp;
+	char why[160];
+	if(!json_is_string(jname)) return fail(c, "invalid", "name: required, a string (the device)");
+	mqc_text_err te = mqc_token_name_check(json_string_value(jname), json_string_length(jname), why, sizeof(why));
+	if(te) return fail(c, te == MQC_TEXT_TOO_LONG ? "too_large" : "invalid", "name: %s", why);
+	int rc = arg_int(c, "expires_in", 60, REQ_TOKEN_MAX_EXPIRES_S, &expires_in, &has_exp);
+	if(rc) return rc;
+	if((rc = txn_begin(c))) return rc;
+	int64_t n;
+	bool found;
+	sqlite3_stmt *s = st(c, S_TOKEN_COUNT);
+	bind_text(s, 1, c->user);
+	if((rc = query_int(c, s, "counting tokens", &n, &found))) return rc;
+	if(n >= REQ_MAX_TOKENS){
+		return fail(c, "conflict", "you have %" PRId64 " tokens, the most one user may have; revoke one first", n);
+	}
+	char secret[MQC_TOKEN_LEN + 1], hash[MQC_TOKEN_HASH_HEX + 1], id[MQC_TOKEN_ID_LEN + 1];
+	if(mqc_token_new(secret, hash, id)) return fail(c, "internal", "no randomness for a token");
+	int64_t now = mqc_now_ms(), expires_at = has_exp ? now + expires_in * 1000 : 0;
+	s = st(c, S_TOKEN_INSERT);
+	bind_text(s, 1, id);
+	bind_text(s, 2, c->user);
+	sqlite3_bind_text(s, 3, json_string_value(jname), (int)json_string_length(jname), SQLITE_TRANSIENT);
+	bind_text(s, 4, hash);
+	sqlite3_bind_int64(s, 5, now);
+	if(expires_at) sqlite3_bind_int64(s, 6, expires_at);
+	else sqlite3_bind_null(s, 6);
+	rc = exec_done(c, s, "storing a token");
+	if(!rc) rc = token_control(c, "token", id, hash, expires_at);
+	if(!rc){
+		c->result = json_object();
+		int e = !c->result;
+		if(!e){
+			e |= set(c->result, "id", json_string(id));
+			e |= set(c->result, "name", json_stringn(json_string_value(jname), json_string_length(jname)));
+			e |= set(c->result, "token", json_string(secret));
+			e |= set(c->result, "created_at", json_integer(now));
+			e |= set(c->result, "expires_at", expires_at ? json_integer(expires_at) : json_null());
+		}
+		rc = e ? OP_NOMEM : OP_OK;
+	}
+	OPENSSL_cleanse(secret, sizeof(secret));
+	if(rc) return rc;
+	bridge__log(BLOG_INFO, "requests", "token.create: %s made token %s (%.64s)%s", c->user, id, json_string_value(jname),
+			expires_at ? ", expiring" : "");
+	return txn_commit(c);
+}
+
+static int op_tokens_list(struct call *c)
+{
+	json_t *list = json_array();
+	if(!list) return OP_NOMEM;
+	sqlite3_stmt *s = st(c, S_TOKENS_LIST);
+	bind_text(s, 1, c->user);
+	int rc;
+	while((rc = sqlite3_step(s)) == SQLITE_ROW){
+		json_t *o = json_object();
+		int e = !o;
+		if(!e){
+			e |= set(o, "id", column_string(&c->r->text_log, s, 0, "tokens.id", "user", 0));
+			e |= set(o, "name", column_string(&c->r->text_log, s, 1, "tokens.name", "user", 0));
+			e |= set(o, "created_at", json_integer(sqlite3_column_int64(s, 2)));
+			e |= set(o, "expires_at", sqlite3_column_type(s, 3) == SQLITE_NULL ? json_null() : json_integer(sqlite3_column_int64(s, 3)));
+			e |= set(o, "last_used_at", sqlite3_column_type(s, 4) == SQLITE_NULL ? json_null() : json_integer(sqlite3_column_int64(s, 4)));
+			e |= json_array_append_new(list, o);
+		}
+		if(e){
+			sqlite3_reset(s);
+			json_decref(list);
+			return OP_NOMEM;
+		}
+	}
+	if(rc != SQLITE_DONE){
+		rc = dbfail(c, "listing tokens");
+		sqlite3_reset(s);
+		json_decref(list);
+		return rc;
+	}
+	sqlite3_reset(s);
+	c->result = json_object();
+	if(!c->result){
+		json_decref(list);
+		return OP_NOMEM;
+	}
+	return set(c->result, "tokens", list) ? OP_NOMEM : OP_OK;
+}
+
+static int op_token_revoke(struct call *c)
+{
+	const char *id;
+	int rc = arg_name(c, "id", true, &id);
+	if(rc) return rc;
+	if((rc = txn_begin(c))) return rc;
+	sqlite3_stmt *s = st(c, S_TOKEN_DELETE);
+	bind_text(s, 1, id);
+	bind_text(s, 2, c->user);
+	if((rc = exec_done(c, s, "revoking a token"))) return rc;
+	/* someone else's token does not exist for you */
+	if(sqlite3_changes(c->r->db) != 1) return fail(c, "not_found", "you have no token %s", id);
+	if((rc = token_control(c, "token.revoke", id, NULL, 0))) return rc;
+	c->result = json_object();
+	if(!c->result || set(c->result, "id", json_string(id)) || set(c->result, "revoked", json_true())) return OP_NOMEM;
+	bridge__log(BLOG_INFO, "requests", "token.revoke: %s revoked token %s", c->user, id);
+	return txn_commit(c);
+}
+
+/* ---------------------------------------------------------------- token last use */
+
+
+int requests__token_used(struct requests *r, const void *payload, size_t len)
+{
+	json_t *j = json_loadb(payload, len, 0, NULL);
+	const char *user = json_string_value(json_object_get(j, "user"));
+	const char *id = json_string_value(json_object_get(j, "id"));
+	json_t *at = json_object_get(j, "at");
+	int rc = -1;
+	if(user && id && json_is_integer(at) && mqc_name_valid(user, strlen(user)) && strlen(id) == MQC_TOKEN_ID_LEN
+			&& mqc_name_valid(id, strlen(id))){
+		if(r->used_n == USED_MAX) requests__flush_used(r, true);
+		struct used *u = &r->used_q[r->used_n++];
+		snprintf(u->user, sizeof(u->user), "%s", user);
+		snprintf(u->id, sizeof(u->id), "%s", id);
+		u->at = json_integer_value(at);
+		if(r->used_n == 1) r->used_first_ms = mqc_now_ms();
+		rc = 0;
+	}
+	json_decref(j);
+	return rc;
+}
+
+void requests__flush_used(struct requests *r, bool now)
+{
+	if(!r->used_n || (!now && mqc_now_ms() - r->used_first_ms < 1000)) return;
+	if(!sqlite3_get_autocommit(r->db)) return;
+	sqlite3_stmt *b = r->stmt[S_BEGIN], *cm = r->stmt[S_COMMIT], *s = r->stmt[S_TOKEN_USED];
+	sqlite3_reset(b);
+	if(sqlite3_step(b) != SQLITE_DONE){
+		sqlite3_reset(b);
+		bridge__log(BLOG_WARN, "requests", "cannot record %zu tokens' last use now: %s; trying again later", r->used_n,
+				sqlite3_errmsg(r->db));
+		r->used_first_ms = mqc_now_ms();
+		return;
+	}
+	sqlite3_reset(b);
+	for(size_t i = 0; i < r->used_n; i++){
+		sqlite3_bind_text(s, 1, r->used_q[i].id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, r->used_q[i].user, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, r->used_q[i].at);
+		sqlite3_step(s);
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+	}
+	sqlite3_reset(cm);
+	if(sqlite3_step(cm) != SQLITE_DONE){
+		bridge__log(BLOG_WARN, "requests", "cannot record %zu tokens' last use: %s", r->used_n, sqlite3_errmsg(r->db));
+		sqlite3_reset(cm);
+		sqlite3_reset(r->stmt[S_ROLLBACK]);
+		sqlite3_step(r->stmt[S_ROLLBACK]);
+		sqlite3_reset(r->stmt[S_ROLLBACK]);
+	}
+	sqlite3_reset(cm);
+	r->used_n = 0;
+}
+
 /* ---------------------------------------------------------------- dispatch */
 
 struct op {
@@ -1463,6 +1678,9 @@ static const struct op ops[] = {
 	{"history", op_history, {"room", "before", "after", "limit", "from", NULL}},
 	{"count", op_count, {"room", "from", NULL}},
 	{"read", op_read, {"room", "upto", NULL}},
+	{"token.create", op_token_create, {"name", "expires_in", NULL}},
+	{"tokens.list", op_tokens_list, {NULL}},
+	{"token.revoke", op_token_revoke, {"id", NULL}},
 };
 
 _Static_assert(sizeof(ops) / sizeof(ops[0]) == REQ_OPS, "REQ_OPS is the number of ops");

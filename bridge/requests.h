@@ -29,11 +29,13 @@
 #define REQ_MAX_REQ_ID 256         /* bytes of a string req_id */
 #define REQ_PAGE_DEFAULT 50        /* history and rooms.list page size */
 #define REQ_PAGE_MAX 100
+#define REQ_MAX_TOKENS 100         /* device tokens of one user */
+#define REQ_TOKEN_MAX_EXPIRES_S (10LL * 366 * 24 * 3600) /* token.create expires_in: 60 s .. ~10 years */
 
 struct requests;
 
 /* The ops of docs/protocol.md, in a fixed order (for per-op statistics). */
-#define REQ_OPS 15
+#define REQ_OPS 18
 const char *requests__op_name(int index);
 
 /* Prepares every statement. prefix (the topic prefix) is not needed: answers and events
@@ -74,5 +76,11 @@ void requests__set_before(struct requests *r, requests_before_fn *fn, void *arg)
  * *out is all NULL. Hazard: if memory ran out after the COMMIT, the change stands
  * without its controls, and the plugin learns it only at its next reload (acl_version). */
 int requests__handle(struct requests *r, const char *user, const void *payload, size_t len, struct req_out *out);
+
+/* A device token's last use, from the plugin ($CONTROL/mqchat/v1/used): queued, and
+ * written by requests__flush_used in one transaction (when `now`, or a second after the
+ * first queued). 0, or -1 for a malformed report. Request thread only. */
+int requests__token_used(struct requests *r, const void *payload, size_t len);
+void requests__flush_used(struct requests *r, bool now);
 
 #endif

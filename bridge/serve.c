@@ -377,6 +377,12 @@ static void serve_message(void *obj, const struct mosquitto_message *msg, const 
 	struct serve *sv = obj;
 	size_t tl = strlen(BRIDGE_REQ_TOPIC);
 	const char *user = msg->topic + tl + 1;
+	if(!strcmp(msg->topic, BRIDGE_USED_TOPIC)){
+		if(requests__token_used(sv->req, msg->payload, (size_t)msg->payloadlen)){
+			bridge__log_repeated(&sv->topic_log, BLOG_WARN, "mqtt", "ignored a malformed token use report from the plugin");
+		}
+		return;
+	}
 	if(strncmp(msg->topic, BRIDGE_REQ_TOPIC, tl) || msg->topic[tl] != '/'){
 		bridge__log(BLOG_WARN, "mqtt", "ignored a message on unexpected topic %s (request connection)", msg->topic);
 		return;
@@ -474,7 +480,9 @@ static void *serve_main(void *arg)
 			if(sv->head) run_parked(sv);
 		}
 		if(sock >= 0) link__io(&sv->link, n > 0 ? fds[2].revents : 0, reading, READ_BURST, keep_reading);
+		requests__flush_used(sv->req, false);
 	}
+	requests__flush_used(sv->req, true);
 	/* Answer what waits (the store thread commits what it holds next), then leave. */
 	while(sv->head){
 		struct parked *p = sv->head;

@@ -118,12 +118,20 @@ static bool conn_room(struct mqchat *st, const char *user, const char *cid)
 	return !us || us->conns < st->opt.max_connections_per_user;
 }
 
+static void set_login(struct conn *c, const struct login *how)
+{
+	free(c->token_id);
+	c->token_id = how && how->token_id ? strdup(how->token_id) : NULL;
+	c->expires_ms = how ? how->expires_ms : 0;
+}
+
 /* Credentials verified: counted until its MOSQ_EVT_DISCONNECT (disconnect.c), unless the
  * user has max_connections_per_user open. That refusal is not "not authorised" (the
  * credentials are right, and are checked first so a wrong password always says so): the
  * connection is closed without a CONNACK (MQTT 5: DISCONNECT 0x80 first), and the client
  * comes back later. */
-static int admitted(struct mqchat *st, const struct mosquitto *client, const char *user, const char *cid)
+static int admitted(struct mqchat *st, const struct mosquitto *client, const char *user, const char *cid,
+		const struct login *how)
 {
 	if(!cid) return MOSQ_ERR_SUCCESS;
 	struct user_state *flooded = strmap__get(&st->users_state, user, strlen(user));
@@ -151,6 +159,7 @@ static int admitted(struct mqchat *st, const struct mosquitto *client, const cha
 			c->user = us;
 		}
 		c->client = client;
+		set_login(c, how);
 		return MOSQ_ERR_SUCCESS;
 	}
 	int err;
@@ -161,6 +170,7 @@ static int admitted(struct mqchat *st, const struct mosquitto *client, const cha
 	}
 	c->client = client;
 	c->user = us;
+	set_login(c, how);
 	strmap__put(&st->conns, c->cid, len, c, &err);
 	if(err){
 		free(c->cid);
@@ -196,6 +206,57 @@ static bool budget_allows(struct mqchat *st)
 static void budget_spend(struct mqchat *st, int64_t t0_us, int64_t t1_us)
 {
 	st->budget_tokens_us -= t1_us - t0_us;
+}
+
+/* A CONNECT whose password has a device token's form (token.c). One SHA-256 and a table
+ * lookup: no budget, no backoff (a wrong token costs a microsecond, and a backoff would let
+ * anyone lock a user's devices out). */
+static int token_login(struct mqchat *st, const struct mosquitto *client, const char *user, const char *pw,
+		size_t pwlen, const char *cid, const char *addr)
+{
+	char hash[MQC_TOKEN_HASH_HEX + 1];
+	if(mqc_token_hash_hex(pw, pwlen, hash)) return MQCHAT_RETRY_LATER;
+	struct cache_token *t = cache__token(st->cache, hash);
+	OPENSSL_cleanse(hash, sizeof(hash));
+	if(!t || strcmp(t->user->name, user) != 0){
+		/* A token of another user says nothing about it here: the same words either way. */
+		plugin__log_client(st, "refused %s (%s) from %s: unknown or revoked device token", user, cid, addr);
+		return MOSQ_ERR_AUTH;
+	}
+	int64_t now = mqc_now_ms();
+	if(t->expires_at && now >= t->expires_at){
+		plugin__log_client(st, "refused %s (%s) from %s: device token %s expired %lld s ago", user, cid, addr,
+				t->byid.id, (long long)((now - t->expires_at) / 1000));
+		return MOSQ_ERR_AUTH;
+	}
+	if(t->user->disabled){
+		plugin__log_client(st, "refused %s (%s) from %s: user disabled", user, cid, addr);
+		return MOSQ_ERR_AUTH;
+	}
+	struct login how = { .token_id = t->byid.id, .expires_ms = t->expires_at };
+	int rc = admitted(st, client, user, cid, &how);
+	if(rc == MOSQ_ERR_SUCCESS) token__used(st, t);
+	return rc;
+}
+
+/* A CONNECT whose password is a JWT (jwt.c): the user must exist and not be disabled. */
+static int jwt_login(struct mqchat *st, const struct mosquitto *client, const char *user, const char *pw,
+		size_t pwlen, const char *cid, const char *addr)
+{
+	char reason[256];
+	int64_t exp_ms = 0;
+	if(jwt__verify(st->jwt, pw, pwlen, user, mqc_now_ms(), &exp_ms, reason, sizeof(reason))){
+		plugin__log_client(st, "refused %s (%s) from %s: JWT %s", user, cid, addr, reason);
+		return MOSQ_ERR_AUTH;
+	}
+	struct cache_user *u = cache__user(st->cache, user, strlen(user));
+	if(!u || !u->pwhash || u->disabled){
+		plugin__log_client(st, "refused %s (%s) from %s: JWT valid, but %s", user, cid, addr,
+				!u || !u->pwhash ? "no such user (JWT users must exist in users: mqchat-admin user add)" : "user disabled");
+		return MOSQ_ERR_AUTH;
+	}
+	struct login how = { .token_id = NULL, .expires_ms = exp_ms };
+	return admitted(st, client, user, cid, &how);
 }
 
 int auth__basic(int event, void *event_data, void *userdata)
@@ -235,6 +296,11 @@ int auth__basic(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_AUTH;
 	}
 
+	/* A device token or a JWT: checked without the slow hash, and never as a password (a
+	 * password cannot have a token's form: mqchat-admin refuses one). */
+	if(mqc_token_looks(pw, pwlen)) return token_login(st, ed->client, user, pw, pwlen, cid, addr);
+	if(st->jwt && jwt__looks(pw, pwlen)) return jwt_login(st, ed->client, user, pw, pwlen, cid, addr);
+
 	struct cache_user *u = cache__user(st->cache, user, ulen);
 	if(!u || !u->pwhash || !*u->pwhash || u->disabled){
 		plugin__log_client(st, "refused %s (%s) from %s: %s", user, cid, addr,
@@ -247,7 +313,7 @@ int auth__basic(int event, void *event_data, void *userdata)
 	struct auth_entry *e = entry_get(st, user, false);
 	if(e && e->has_mac && CRYPTO_memcmp(e->mac, mac, sizeof(mac)) == 0){
 		OPENSSL_cleanse(mac, sizeof(mac));
-		return admitted(st, ed->client, user, cid); /* a known password: no slow hash */
+		return admitted(st, ed->client, user, cid, NULL); /* a known password: no slow hash */
 	}
 
 	int64_t now = mqc_now_ms();
@@ -257,18 +323,26 @@ int auth__basic(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_AUTH;
 	}
 	if(!budget_allows(st)){
-		plugin__log_client(st, "refused %s (%s) from %s: password checks are over budget (%u ms/s); retry later",
+		/* Not "not authorised": the credentials were not even looked at. Closed without a
+		 * CONNACK, which paho and MQTT.js treat as a network failure and retry
+		 * (docs/logging-in.md); a CONNACK 0x87/0x05 would read as a wrong password, and
+		 * MQTT.js would never retry. */
+		plugin__log_client(st, "refused %s (%s) from %s: password checks are over budget (%u ms/s); closed without "
+				"a CONNACK (the client should retry; devices should log in with a token)",
 				user, cid, addr, st->opt.auth_hash_budget_ms);
-		return MOSQ_ERR_AUTH;
+		return MQCHAT_RETRY_LATER;
 	}
 
 	int64_t t0 = mono_us();
 	int ok = mqc_password_verify(pw, pwlen, u->pwhash);
-	budget_spend(st, t0, mono_us());
+	int64_t t1 = mono_us();
+	budget_spend(st, t0, t1);
+	mosquitto_log_printf(MOSQ_LOG_DEBUG, "mqchat: slow password check for %s (%s): %lld us, %s", user, cid,
+			(long long)(t1 - t0), ok == 1 ? "right" : "wrong");
 
 	if(!(e = entry_get(st, user, true))){
 		/* no memory to remember: still correct */
-		return ok == 1 ? admitted(st, ed->client, user, cid) : MOSQ_ERR_AUTH;
+		return ok == 1 ? admitted(st, ed->client, user, cid, NULL) : MOSQ_ERR_AUTH;
 	}
 	if(ok == 1){
 		memcpy(e->mac, mac, sizeof(mac));
@@ -276,7 +350,7 @@ int auth__basic(int event, void *event_data, void *userdata)
 		e->fails = 0;
 		e->next_try_ms = 0;
 		OPENSSL_cleanse(mac, sizeof(mac));
-		return admitted(st, ed->client, user, cid);
+		return admitted(st, ed->client, user, cid, NULL);
 	}
 	OPENSSL_cleanse(mac, sizeof(mac));
 	if(ok < 0){

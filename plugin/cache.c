@@ -59,6 +59,18 @@ static void arena_free(struct arena *a)
 	a->head = NULL;
 }
 
+void *cache__arena_alloc(struct cache *c, size_t n)
+{
+	void *p = arena_alloc(&c->arena, n);
+	if(p) memset(p, 0, n);
+	return p;
+}
+
+char *cache__arena_strdup(struct cache *c, const char *s)
+{
+	return arena_strndup(&c->arena, s, strlen(s));
+}
+
 /* Users and rooms live in the arena (mmap memory is zeroed). */
 static struct cache_user *user_add(struct cache *c, const char *name, size_t len)
 {
@@ -267,6 +279,28 @@ struct cache *cache__load(sqlite3 *db, char *reason, size_t reasonlen)
 		goto fail;
 	}
 	sqlite3_finalize(st);
+	st = NULL;
+
+	/* Device tokens (schema 003): by the hash of their secret. */
+	if(sqlite3_prepare_v2(db, "SELECT id, user_id, hash, coalesce(expires_at, 0) FROM tokens", -1, &st, NULL) != SQLITE_OK){
+		step_fail(db, "tokens", reason, reasonlen);
+		goto fail;
+	}
+	while((rc = sqlite3_step(st)) == SQLITE_ROW){
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+		const char *uid = (const char *)sqlite3_column_text(st, 1);
+		const char *hash = (const char *)sqlite3_column_text(st, 2);
+		if(!id || !uid || !hash) continue;
+		if(cache__token_add(c, uid, id, hash, sqlite3_column_int64(st, 3), false)){
+			snprintf(reason, reasonlen, "out of memory loading tokens");
+			goto fail;
+		}
+	}
+	if(rc != SQLITE_DONE){
+		step_fail(db, "tokens", reason, reasonlen);
+		goto fail;
+	}
+	sqlite3_finalize(st);
 	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	return c;
 
@@ -277,6 +311,81 @@ fail:
 	return NULL;
 }
 
+/* ------------------------------------------------------------------ device tokens (token.c) */
+
+static void token_free(struct cache_token *t)
+{
+	if(!t || !t->heap) return;
+	free(t->hash);
+	free(t->byid.id);
+	free(t);
+}
+
+struct cache_token *cache__token(const struct cache *c, const char *hash)
+{
+	return strmap__get(&c->tokens, hash, strlen(hash));
+}
+
+struct cache_token *cache__token_by_id(const struct cache *c, const char *id)
+{
+	struct token_idref *r = strmap__get(&c->tokens_by_id, id, strlen(id));
+	return r ? r->t : NULL;
+}
+
+bool cache__token_del(struct cache *c, const char *id)
+{
+	struct token_idref *r = strmap__del(&c->tokens_by_id, id, strlen(id));
+	if(!r) return false;
+	struct cache_token *t = r->t;
+	strmap__del(&c->tokens, t->hash, strlen(t->hash));
+	token_free(t);
+	return true;
+}
+
+int cache__token_add(struct cache *c, const char *user, const char *id, const char *hash, int64_t expires_at, bool heap)
+{
+	size_t ulen = strlen(user);
+	struct cache_user *u = cache__user(c, user, ulen);
+	if(!u) return 0; /* a token of a user this snapshot does not know cannot log anyone in */
+	cache__token_del(c, id);
+	struct cache_token *old = cache__token(c, hash);
+	if(old) cache__token_del(c, old->byid.id);
+	struct cache_token *t = heap ? calloc(1, sizeof(*t)) : cache__arena_alloc(c, sizeof(*t));
+	if(!t) return -1;
+	t->heap = heap;
+	t->hash = heap ? strdup(hash) : cache__arena_strdup(c, hash);
+	t->byid.id = heap ? strdup(id) : cache__arena_strdup(c, id);
+	t->byid.t = t;
+	t->user = u;
+	t->expires_at = expires_at;
+	if(!t->hash || !t->byid.id){
+		token_free(t);
+		return -1;
+	}
+	int err = 0;
+	strmap__put(&c->tokens, t->hash, strlen(t->hash), t, &err);
+	if(err){
+		token_free(t);
+		return -1;
+	}
+	strmap__put(&c->tokens_by_id, t->byid.id, strlen(t->byid.id), &t->byid, &err);
+	if(err){
+		strmap__del(&c->tokens, t->hash, strlen(t->hash));
+		token_free(t);
+		return -1;
+	}
+	return 0;
+}
+
+void cache__tokens_free(struct cache *c)
+{
+	STRMAP_FOREACH(&c->tokens, s){
+		token_free(s->val);
+	}
+	strmap__free(&c->tokens);
+	strmap__free(&c->tokens_by_id);
+}
+
 void cache__free(struct cache *c)
 {
 	if(!c) return;
@@ -285,6 +394,7 @@ void cache__free(struct cache *c)
 		if(r->members_heap) free(r->members);
 	}
 	free(c->users_by_idx);
+	cache__tokens_free(c);
 	strmap__free(&c->rooms);
 	strmap__free(&c->users);
 	arena_free(&c->arena);

@@ -11,6 +11,8 @@
  *       the store connection: what it has committed, and a gap it saw (feed.c).
  *   {"op":"hello","role":"requests"}
  *       the request connection: message.c forwards requests to this client id.
+ *   {"op":"token",...}, {"op":"token.revoke",...}
+ *       a device token made or revoked (token.c).
  *
  * Only the service user may publish here (acl.c denies everyone else; checked again).
  */
@@ -170,6 +172,8 @@ int control__handle(int event, void *event_data, void *userdata)
 		}else{
 			feed__resend(&st->feed, epoch, n);
 		}
+	}else if(!strcmp(op, "token") || !strcmp(op, "token.revoke")){
+		token__control(st, j, op[5] == '.');
 	}else if(!strcmp(op, "hello")){
 		handle_hello(st, ed->client, j);
 	}else{

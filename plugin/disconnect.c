@@ -29,6 +29,7 @@ int disconnect__handle(int event, void *event_data, void *userdata)
 	if(c && c->client == ed->client){
 		strmap__del(&st->conns, cid, len);
 		if(c->user && c->user->conns) c->user->conns--;
+		free(c->token_id);
 		free(c->cid);
 		free(c);
 	}

@@ -30,13 +30,17 @@
  *
  * Broker stop: feed__spool_save writes what is kept to the spool file; the next start
  * loads it (feed__spool_load) as the first messages of its new epoch. A crash cannot save
- * anything: the reload thread records the epoch and the last seq every interval
- * (feed__state_write), so the next start can say how many were lost (feed__hello).
+ * anything, so it counts what it loses instead: the broker thread keeps this run's epoch,
+ * last stamped and first kept seq in a shared mapping of <spool>.live (feed__live_open),
+ * which survives the process, and the reload thread also records them every interval in
+ * <spool>.state (feed__state_write), for a crash of the whole machine. The next start
+ * says how many were lost once the bridge tells it how far it got (feed__hello).
  *
  * Everything here runs on the broker thread, except the two file functions named so.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +177,7 @@ int feed__add(struct feed *f, uint64_t id, const char *topic, const void *payloa
 	f->bytes += entry_bytes(&e);
 	*seq = last_seq(f);
 	atomic_store_explicit(&f->pub_last, *seq, memory_order_relaxed);
+	if(f->live) __atomic_store_n(&f->live->last, *seq, __ATOMIC_RELAXED);
 	pump(f);
 	return 0;
 }
@@ -182,6 +187,7 @@ static void confirm(struct feed *f, uint64_t seq)
 {
 	while(f->count && f->first_seq <= seq) pop_front(f);
 	atomic_store_explicit(&f->pub_first, f->first_seq, memory_order_relaxed);
+	if(f->live) __atomic_store_n(&f->live->first, f->first_seq, __ATOMIC_RELAXED);
 	if(f->sent < f->first_seq - 1){
 		f->sent = f->first_seq - 1;
 		f->inflight_bytes = 0;
@@ -240,8 +246,20 @@ void feed__hello(struct feed *f, const struct mosquitto *client, uint64_t epoch,
 		confirm(f, seq);
 	}else if(f->crashed_epoch && epoch == f->crashed_epoch){
 		/* The previous run ended without saving what it kept: what it stamped after the
-		 * bridge's watermark is gone. Its last recorded seq is a lower bound. */
-		if(f->crashed_last > seq){
+		 * bridge's watermark is gone. The live record says exactly how far it stamped; the
+		 * last check (the .state file, after a crash of the machine) is a lower bound. */
+		if(f->crashed_exact){
+			if(f->crashed_last > seq){
+				mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: LOST: the broker's previous run (epoch %" PRIu64 ") stopped "
+						"without saving its unconfirmed messages: %" PRIu64 " messages it had stamped (seq %" PRIu64
+						"..%" PRIu64 ") never reached the database; every one of them whose PUBACK had gone out is lost",
+						epoch, f->crashed_last - seq, seq + 1, f->crashed_last);
+			}else{
+				mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: the broker's previous run (epoch %" PRIu64 ") stopped "
+						"without saving, but the bridge has every message it stamped (up to seq %" PRIu64 "): nothing lost",
+						epoch, f->crashed_last);
+			}
+		}else if(f->crashed_last > seq){
 			mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: LOST: the broker's previous run (epoch %" PRIu64 ") stopped "
 					"without saving its unconfirmed messages; at least %" PRIu64 " messages it had acknowledged "
 					"(seq %" PRIu64 "..%" PRIu64 ", and any stamped after its last check) never reached the database",
@@ -465,6 +483,52 @@ fail:
 	atomic_store(&f->pub_first, 1);
 	atomic_store(&f->pub_last, 0);
 	return -1;
+}
+
+#define LIVE_MAGIC 0x6d71636865766c31ULL /* "mqchevl1" */
+#define LIVE_SIZE 4096
+
+int feed__live_read(const char *path, uint64_t *epoch, uint64_t *last, uint64_t *first)
+{
+	struct feed_live rec;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if(fd < 0) return -1;
+	ssize_t n = pread(fd, &rec, sizeof(rec), 0);
+	close(fd);
+	if(n != (ssize_t)sizeof(rec) || rec.magic != LIVE_MAGIC || !rec.epoch) return -1;
+	*epoch = rec.epoch;
+	*last = rec.last;
+	*first = rec.first;
+	return 0;
+}
+
+int feed__live_open(struct feed *f, const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if(fd < 0) return -1;
+	if(ftruncate(fd, LIVE_SIZE) != 0){
+		close(fd);
+		return -1;
+	}
+	void *p = mmap(NULL, LIVE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if(p == MAP_FAILED) return -1;
+	struct feed_live *l = p;
+	/* the magic last: a record is valid only once its epoch is this run's */
+	__atomic_store_n(&l->magic, 0, __ATOMIC_RELAXED);
+	l->epoch = f->epoch;
+	l->last = last_seq(f);
+	l->first = f->first_seq;
+	__atomic_store_n(&l->magic, LIVE_MAGIC, __ATOMIC_RELEASE);
+	f->live = l;
+	return 0;
+}
+
+void feed__live_close(struct feed *f)
+{
+	if(!f->live) return;
+	munmap(f->live, LIVE_SIZE);
+	f->live = NULL;
 }
 
 /* "<epoch> <last seq> <first kept seq>\n": what a crash would lose, for the next start. */

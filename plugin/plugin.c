@@ -146,6 +146,8 @@ static int parse_options(struct options *o, struct mosquitto_opt *opts, int n)
 				mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_clientid_policy = '%s': expected prefix or any", val);
 				rc = -1;
 			}
+		}else if(!strncmp(k, "jwt_", 4)){
+			/* jwt.c reads these */
 		}else{
 			mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: unknown option plugin_opt_%s", k);
 			rc = -1;
@@ -220,7 +222,11 @@ static void state_free(struct mqchat *st)
 	cache__free(st->cache);
 	plugin__ctl_log_clear(st);
 	free(st->ctl_log.items);
+	token__log_clear(st);
+	free(st->tok_log.items);
+	jwt__free(st->jwt);
 	plugin__pending_clear(st);
+	feed__live_close(&st->feed);
 	feed__free(&st->feed);
 	qos2__free(&st->qos2);
 	limits__dedupe_free(&st->dedupe);
@@ -252,8 +258,21 @@ static int spool_open(struct mqchat *st)
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: loaded %d unconfirmed messages from %s (the last stop); "
 				"the bridge gets them first", n, st->opt.spool_path);
 	}
+	uint64_t lepoch, llast, lfirst;
+	snprintf(state, sizeof(state), "%s.live", st->opt.spool_path);
+	bool live = feed__live_read(state, &lepoch, &llast, &lfirst) == 0;
 	snprintf(state, sizeof(state), "%s.state", st->opt.spool_path);
-	if(feed__state_read(state, &epoch, &last, &first) == 0 && epoch != st->feed.spool_epoch){
+	bool checked = feed__state_read(state, &epoch, &last, &first) == 0;
+	if(live && lepoch != st->feed.spool_epoch && (!checked || lepoch == epoch || epoch == st->feed.spool_epoch)){
+		/* the live record is of the same run as the last check, or of a later one */
+		st->feed.crashed_epoch = lepoch;
+		st->feed.crashed_first = lfirst;
+		st->feed.crashed_last = llast;
+		st->feed.crashed_exact = true;
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "mqchat: the previous broker run (epoch %" PRIu64 ") did not stop "
+				"cleanly: it had stamped up to seq %" PRIu64 " and kept %" PRIu64 " not confirmed stored; the bridge's "
+				"watermark will say how many are lost", lepoch, llast, llast >= lfirst ? llast - lfirst + 1 : 0);
+	}else if(checked && epoch != st->feed.spool_epoch){
 		st->feed.crashed_epoch = epoch;
 		st->feed.crashed_first = first;
 		st->feed.crashed_last = last;
@@ -262,6 +281,12 @@ static int spool_open(struct mqchat *st)
 					"cleanly: about %" PRIu64 " messages it had acknowledged were not confirmed stored at its last "
 					"check; the bridge's watermark will say how many are lost", epoch, last - first + 1);
 		}
+	}
+	/* This run's live record (after the spool: its messages are this epoch's first). */
+	snprintf(state, sizeof(state), "%s.live", st->opt.spool_path);
+	if(feed__live_open(&st->feed, state)){
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "mqchat: cannot map %s: %s; a broker crash will be counted from "
+				"the reload thread's last check only", state, strerror(errno));
 	}
 	return 0;
 }
@@ -293,6 +318,7 @@ MQCHAT_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void 
 	st->identifier = identifier;
 
 	if(parse_options(&st->opt, opts, opt_count)) goto fail;
+	if(jwt__init(opts, opt_count, &st->jwt)) goto fail;
 
 	char *p = concat(st->opt.prefix, "/");
 	if(p){
@@ -416,6 +442,7 @@ void plugin__swap_if_ready(struct mqchat *st)
 		}
 	}
 	plugin__ctl_log_clear(st);
+	token__replay(st, next);
 
 	/* Users disabled or deleted since the old snapshot lose their connections and their
 	 * cached credentials. (A changed password needs nothing here: the cached MAC binds the
@@ -445,6 +472,7 @@ void plugin__swap_if_ready(struct mqchat *st)
 	st->nhot = k;
 
 	st->cache = next;
+	token__after_swap(st);
 	int64_t known = atomic_load(&st->known_acl_version);
 	if(next->acl_version > known) atomic_store(&st->known_acl_version, next->acl_version);
 	/* The thread frees it; if it has not taken the previous one yet, free it here. */

@@ -27,6 +27,8 @@
  * .../store (the hello answer), .../store/<seq> (messages to store), .../req/<user> (requests). */
 #define MQCHAT_STORE_TOPIC MQCHAT_CONTROL_TOPIC "/store"
 #define MQCHAT_REQ_TOPIC MQCHAT_CONTROL_TOPIC "/req"
+/* A device token's last use, to the bridge's request connection (token.c). */
+#define MQCHAT_USED_TOPIC MQCHAT_CONTROL_TOPIC "/used"
 /* The "try again later" answer to a PUBLISH: the broker closes the connection without
  * acknowledging it (MQTT 5: DISCONNECT 0x80), and the client sends it again after
  * reconnecting. Mosquitto 2.0 gives a plugin no way to answer PUBACK 0x97 (handle_publish.c
@@ -73,10 +75,26 @@ struct cache_room {
 
 /* One consistent picture of users, rooms and participants. Built by the reload thread,
  * then owned and read (and patched by control messages) by the broker thread alone. */
+/* A device token (token.c): the hash of its secret, whose it is, until when. */
+struct token_idref {
+	char *id;                  /* first member: the key of cache.tokens_by_id */
+	struct cache_token *t;
+};
+struct cache_token {
+	char *hash;                /* first member: the key of cache.tokens (hex SHA-256) */
+	struct token_idref byid;
+	struct cache_user *user;
+	int64_t expires_at;        /* ms since the epoch; 0: never */
+	int64_t reported_ms;       /* its last use told to the bridge (broker thread) */
+	bool heap;                 /* from a control message (malloc'd), not the load's arena */
+};
+
 struct cache {
 	struct arena arena;   /* users, rooms, names, hashes, member arrays of the load */
 	struct strmap users;  /* name -> struct cache_user */
 	struct strmap rooms;  /* id -> struct cache_room */
+	struct strmap tokens;       /* hex SHA-256 -> struct cache_token */
+	struct strmap tokens_by_id; /* id -> struct token_idref (in its cache_token) */
 	struct cache_user **users_by_idx;
 	uint32_t nusers, users_cap;
 	int64_t acl_version;  /* meta.acl_version this snapshot was read at */
@@ -85,10 +103,35 @@ struct cache {
 };
 
 struct cache *cache__load(sqlite3 *db, char *reason, size_t reasonlen);
+/* Zeroed memory, a string copy, in c's arena (freed with c). NULL out of memory. */
+void *cache__arena_alloc(struct cache *c, size_t n);
+char *cache__arena_strdup(struct cache *c, const char *s);
 void cache__free(struct cache *c);
 struct cache_user *cache__user(const struct cache *c, const char *name, size_t len);
 struct cache_room *cache__room(const struct cache *c, const char *id, size_t len);
 bool cache__is_member(const struct cache_room *room, const struct cache_user *u);
+
+/* ------------------------------------------------------------------ token.c */
+
+/* Adds a token to c (heap: copied to malloc'd memory, else into the arena). Replaces one
+ * with the same id. 0, or -1 out of memory. */
+int cache__token_add(struct cache *c, const char *user, const char *id, const char *hash, int64_t expires_at, bool heap);
+struct cache_token *cache__token(const struct cache *c, const char *hash);
+struct cache_token *cache__token_by_id(const struct cache *c, const char *id);
+/* Removes token id from c. true if it was there. */
+bool cache__token_del(struct cache *c, const char *id);
+void cache__tokens_free(struct cache *c);
+
+/* A token change from a control message, kept for replay onto a snapshot being read. */
+struct token_update {
+	bool revoke;
+	char *user, *id, *hash;
+	int64_t expires_at;
+};
+struct token_log {
+	struct token_update *items;
+	size_t len, cap;
+};
 
 /* A room's full state from a control message (or a snapshot). members: user names. */
 struct room_update {
@@ -142,8 +185,25 @@ struct feed {
 	bool spool_pending;                  /* loaded messages not yet all confirmed */
 	atomic_bool spool_consumed;          /* [atomic] the reload thread may delete the spool */
 	uint64_t crashed_epoch, crashed_first, crashed_last;
+	bool crashed_exact;                  /* crashed_* from the live record, not the last check */
 	_Atomic uint64_t pub_first, pub_last; /* [atomic] first kept and last stamped seq */
+	struct feed_live *live;              /* <spool>.live, mapped: NULL if it could not be */
 };
+
+/* <spool>.live: this run's epoch, last stamped and first kept seq, in a shared file mapping
+ * the broker thread stores into (no system call, no disk wait: the kernel writes the page
+ * back). A broker process that dies (SIGKILL, a crash, the OOM killer) leaves it exact in
+ * the page cache, so the next start knows precisely what it lost; only a crash of the
+ * machine itself falls back to the reload thread's <spool>.state of the last second. */
+struct feed_live {
+	uint64_t magic, epoch;
+	uint64_t last, first; /* stored with __atomic_store_n: whole 8-byte words */
+};
+/* Reads the record a previous run left at path. 0 if there is a valid one. */
+int feed__live_read(const char *path, uint64_t *epoch, uint64_t *last, uint64_t *first);
+/* Maps path for this run (created or overwritten) and writes the current state into it. */
+int feed__live_open(struct feed *f, const char *path);
+void feed__live_close(struct feed *f);
 
 int feed__init(struct feed *f);
 /* Whether a message of len bytes may be accepted now (logs when it starts and stops saying no). */
@@ -224,6 +284,14 @@ struct conn {
 	char *cid;            /* first member: the strmap key */
 	const struct mosquitto *client;
 	struct user_state *user;
+	char *token_id;       /* the device token it logged in with, or NULL */
+	int64_t expires_ms;   /* its token or JWT expires then (ms since the epoch); 0: never */
+};
+
+/* How a connection logged in, for admitted() (auth.c). */
+struct login {
+	const char *token_id; /* a device token's id, or NULL */
+	int64_t expires_ms;   /* when its credential expires; 0: never */
 };
 
 struct mqchat;
@@ -304,6 +372,7 @@ struct mqchat {
 
 	struct cache *cache;          /* the snapshot in use (broker thread) */
 	struct control_log ctl_log;   /* room updates since the last swap, replayed onto the next */
+	struct token_log tok_log;     /* token changes since the last swap, likewise */
 	atomic_uint_least64_t ctl_seq;          /* [atomic] control updates applied so far */
 	_Atomic(struct cache *) next_cache;     /* [atomic] a new snapshot waiting to be swapped in */
 	_Atomic(struct cache *) retired_cache;  /* [atomic] an old snapshot for the thread to free */
@@ -339,6 +408,10 @@ struct mqchat {
 
 	char **kicks;                 /* users to disconnect at the next tick (see tick.c) */
 	size_t nkicks, kicks_cap;
+	char **kick_cids;             /* client ids to disconnect at the next tick */
+	size_t nkick_cids, kick_cids_cap;
+	int64_t expiry_checked_ms;    /* tick.c: credentials' expiry checked then */
+	struct jwt *jwt;              /* jwt.c: NULL when no jwt_* option is set */
 
 	struct log_repeat lease_log, state_log, reload_log; /* [reload thread] */
 
@@ -376,6 +449,30 @@ int control__handle(int event, void *event_data, void *userdata);
 int tick__handle(int event, void *event_data, void *userdata);
 /* Queues user for disconnection at the next tick. */
 void tick__kick_later(struct mqchat *st, const char *user);
+/* Queues one client id for disconnection at the next tick. */
+void tick__kick_cid_later(struct mqchat *st, const char *cid);
+
+/* token.c, broker thread: a control message {"op":"token",...} or {"op":"token.revoke",...}. */
+void token__control(struct mqchat *st, json_t *j, bool revoke);
+/* After a swap: connections whose token is not in the new snapshot are disconnected. */
+void token__after_swap(struct mqchat *st);
+/* Replays the token log onto a new snapshot, then clears it. */
+void token__replay(struct mqchat *st, struct cache *next);
+void token__log_clear(struct mqchat *st);
+/* A token login: tells the bridge (at most once a minute per token) when it was used. */
+void token__used(struct mqchat *st, struct cache_token *t);
+
+/* jwt.c */
+struct jwt;
+/* Reads the jwt_* options; *out NULL when none is set. 0, or -1 (logged) on a bad option. */
+int jwt__init(const struct mosquitto_opt *opts, int opt_count, struct jwt **out);
+void jwt__free(struct jwt *j);
+/* Whether s looks like a JWS compact serialization (three base64url parts). */
+bool jwt__looks(const char *s, size_t len);
+/* Verifies token for username: signature, alg, sub == user, exp/nbf (leeway), iss/aud.
+ * 0 and *exp_ms (0: no exp), or -1 with a reason naming what failed. */
+int jwt__verify(const struct jwt *j, const char *token, size_t len, const char *user, int64_t now_ms,
+		int64_t *exp_ms, char *reason, size_t reasonlen);
 void tick__free(struct mqchat *st);
 void auth__free(struct mqchat *st);
 void auth__forget(struct mqchat *st, const char *name);

@@ -8,7 +8,8 @@
  *     to answer as JSON (text.c);
  *   - chat message validation and stamping (DESIGN.md "A message");
  *   - message id generation (unique, time-ordered, < 2^53);
- *   - password hashing (PBKDF2-HMAC-SHA512).
+ *   - password hashing (PBKDF2-HMAC-SHA512);
+ *   - device tokens: their secrets and hashes (token.c).
  *
  * Nothing here logs: every failure is returned with a reason the caller can log with its
  * own context. Nothing here keeps global state.
@@ -67,6 +68,8 @@ typedef enum mqc_text_err {
  * continuation byte 0xe9 at offset 3)". The checks run in the order of the enum. */
 mqc_text_err mqc_room_name_check(const char *s, size_t len, char *reason, size_t reasonlen);
 mqc_text_err mqc_display_name_check(const char *s, size_t len, char *reason, size_t reasonlen);
+/* A device token's name (MQC_TOKEN_NAME_MAX bytes), the same rules. */
+mqc_text_err mqc_token_name_check(const char *s, size_t len, char *reason, size_t reasonlen);
 
 /* The length of the longest prefix of s[0..len) that is valid UTF-8 (RFC 3629: no overlong
  * forms, no surrogates, nothing above U+10FFFF, no sequence cut short) without a NUL byte;
@@ -164,6 +167,24 @@ typedef struct mqc_stamped {
 /* Parses a stamped payload (as produced by mqc_msg_stamp). Returns 0, or -1 with reason.
  * On success the caller json_decref()s out->root. */
 int mqc_stamped_parse(const void *payload, size_t len, mqc_stamped *out, char *reason, size_t reasonlen);
+
+/* ---------------------------------------------------------------- device tokens */
+
+#define MQC_TOKEN_PREFIX "mqt_"
+#define MQC_TOKEN_LEN 47      /* "mqt_" + 43 base64url characters (32 random bytes) */
+#define MQC_TOKEN_HASH_HEX 64 /* hex SHA-256 */
+#define MQC_TOKEN_ID_LEN 18   /* "tk" + 16 hex digits: the token's public handle */
+#define MQC_TOKEN_NAME_MAX 64 /* bytes of UTF-8 in a token's name (free text rules) */
+
+/* Whether s (len bytes) has the form of a token secret. A password of that form is never
+ * checked as a password (mqchat-admin refuses to set one). */
+bool mqc_token_looks(const char *s, size_t len);
+/* The hex SHA-256 of a secret, NUL-terminated. 0, or -1 if OpenSSL failed. */
+int mqc_token_hash_hex(const char *secret, size_t len, char out[static MQC_TOKEN_HASH_HEX + 1]);
+/* A new secret, its hash and a new public id (all NUL-terminated). 0, or -1 without
+ * randomness. The caller shows the secret once, stores the hash, and cleanses the secret. */
+int mqc_token_new(char secret[static MQC_TOKEN_LEN + 1], char hash[static MQC_TOKEN_HASH_HEX + 1],
+		char id[static MQC_TOKEN_ID_LEN + 1]);
 
 /* ---------------------------------------------------------------- passwords */
 

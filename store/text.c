@@ -156,6 +156,11 @@ mqc_text_err mqc_display_name_check(const char *s, size_t len, char *reason, siz
 	return name_check(s, len, MQC_DISPLAY_NAME_MAX, reason, reasonlen);
 }
 
+mqc_text_err mqc_token_name_check(const char *s, size_t len, char *reason, size_t reasonlen)
+{
+	return name_check(s, len, MQC_TOKEN_NAME_MAX, reason, reasonlen);
+}
+
 char *mqc_utf8_sanitize(const char *s, size_t len, size_t *outlen, char *reason, size_t reasonlen)
 {
 	const unsigned char *p = (const unsigned char *)s;

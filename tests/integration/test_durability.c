@@ -7,11 +7,13 @@
  *  - the broker drops messages on their way to the bridge (a tiny queue and Receive
  *    Maximum): the bridge sees the gap in the plugin's seq and asks for them again;
  *  - the broker killed (SIGKILL) with messages unconfirmed: they are lost, and the next
- *    start says so, with a count.
+ *    start says so, with the exact count (the live record, feed.c; the reload thread's
+ *    once-a-second record alone undercounted what was stamped in the last second).
  *
  * (The 70 s writer stall is test_durability_stall.c.) Every case fails on the code before
- * issue 8: the restart lost thousands of acknowledged messages, the gap lost the dropped
- * ones, the crash was not logged.
+ * issue 8: the restart lost acknowledged messages (1 of 14,461 in the run that checked it:
+ * the loss is the tail the bridge had not stored, so it is small when the bridge keeps up),
+ * the gap lost the dropped ones, the crash was not logged.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -76,7 +78,8 @@ static void crash_loss_is_logged(h_env *env)
 	H_REQUIRE(l);
 	h_sleep_ms(3000);
 	h_load_stop(l, 2000);
-	h_sleep_ms(1500); /* the reload thread records the last seq every second */
+	/* Killed at once: the reload thread's record of the last seq (every second) is behind
+	 * by up to a second of messages here; the live record (feed.c) is not. */
 	H_CHECK_INT(h_broker_kill9(env), ==, 0);
 	size_t mark = h_file_size(env->broker_log);
 	H_REQUIRE_INT(h_broker_start(env), ==, 0);
@@ -86,8 +89,9 @@ static void crash_loss_is_logged(h_env *env)
 	long missing = -1, dups = -1, logged = -1;
 	h_load_check(l, 3000, &missing, &dups);
 	char *log = h_file_read_from(env->broker_log, mark);
-	const char *at = log ? strstr(log, "at least ") : NULL;
-	if(at) logged = strtol(at + 9, NULL, 10);
+	static const char said[] = "without saving its unconfirmed messages: ";
+	const char *at = log ? strstr(log, said) : NULL;
+	if(at) logged = strtol(at + sizeof(said) - 1, NULL, 10);
 	free(log);
 	fprintf(stderr, "broker SIGKILLed with the bridge away: %ld acknowledged messages lost, %ld logged as LOST\n",
 			missing, logged);

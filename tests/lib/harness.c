@@ -640,12 +640,13 @@ h_client *h_login(h_env *env, const char *name, int protocol)
 	h_client *c;
 
 	snprintf(cid, sizeof(cid), "%s:%u", name, ++n);
-	/* A right password can still be refused for a moment: the plugin spends at most its
-	 * hash budget on password checks and asks the rest to retry, as real clients do when
-	 * many log in at once. Up to 5 s of retries; a wrong setup still fails fast below. */
+	/* A right password can still be turned away for a moment: the plugin spends at most
+	 * its hash budget on password checks and closes the rest without a CONNACK ("try
+	 * again later", docs/logging-in.md), as real clients retry when many log in at once.
+	 * Up to 5 s of retries on that; a CONNACK refusal (wrong setup) fails at once. */
 	for(int attempt = 0; attempt < 50; attempt++) {
 		c = h_connect(env, name, h_pw(name), cid, protocol, &reason);
-		if(c || (reason != 5 && reason != 0x86 && reason != 0x87)) break;
+		if(c || reason != -1) break;
 		h_sleep_ms(100);
 	}
 	if(!c) fprintf(stderr, "harness: %s (client id %s) could not connect: CONNACK %d\n", name, cid, reason);
@@ -822,14 +823,14 @@ void h_env_start(h_env *env)
 
 /* ------------------------------------------------------------ the database */
 
-/* Prepares sql on a fresh read-only connection and binds the va_list text parameters. */
-static sqlite3_stmt *db_prepare(h_env *env, sqlite3 **dbp, const char *sql, va_list ap)
+/* Prepares sql on a fresh connection (read-only unless rw) and binds the va_list text parameters. */
+static sqlite3_stmt *db_prepare_mode(h_env *env, sqlite3 **dbp, const char *sql, va_list ap, bool rw)
 {
 	sqlite3_stmt *st = NULL;
 	int i = 1;
 
 	*dbp = NULL;
-	if(sqlite3_open_v2(env->db, dbp, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+	if(sqlite3_open_v2(env->db, dbp, rw ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
 		fprintf(stderr, "harness: open %s read-only: %s\n", env->db, sqlite3_errmsg(*dbp));
 		goto fail;
 	}
@@ -849,6 +850,11 @@ fail:
 	return NULL;
 }
 
+static sqlite3_stmt *db_prepare(h_env *env, sqlite3 **dbp, const char *sql, va_list ap)
+{
+	return db_prepare_mode(env, dbp, sql, ap, false);
+}
+
 static long long db_int_va(h_env *env, const char *sql, va_list ap)
 {
 	sqlite3 *db;
@@ -866,6 +872,21 @@ static long long db_int_va(h_env *env, const char *sql, va_list ap)
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return v;
+}
+
+int h_db_exec(h_env *env, const char *sql, ...)
+{
+	va_list ap;
+	sqlite3 *db;
+	va_start(ap, sql);
+	sqlite3_stmt *st = db_prepare_mode(env, &db, sql, ap, true);
+	va_end(ap);
+	if(!st) return -1;
+	int rc = sqlite3_step(st);
+	if(rc != SQLITE_DONE) fprintf(stderr, "harness: \"%s\" failed: %s\n", sql, sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 void *h_db_lock(h_env *env)

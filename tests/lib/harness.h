@@ -181,6 +181,9 @@ void h_db_unlock(void *lock);
 /* Runs sql (one row, first column an integer) with the NULL-terminated text parameters
  * bound to ?1, ?2, ... Returns the value, or -1 on any error (printed). */
 long long h_db_int(h_env *env, const char *sql, ...) __attribute__((sentinel));
+/* Runs one statement that returns no rows (text arguments, NULL-terminated), with
+ * sqlite3 straight on the file, as an operator would. 0, or -1 (printed). */
+int h_db_exec(h_env *env, const char *sql, ...) __attribute__((sentinel));
 
 /* The same for a text column, copied into out. Returns 0, 1 if no row, -1 on error. */
 int h_db_text(h_env *env, char *out, size_t outlen, const char *sql, ...) __attribute__((sentinel));
