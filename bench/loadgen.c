@@ -79,13 +79,17 @@ struct opts {
 	const char *ready_file;   /* created once every connection is up and subscribed */
 	unsigned connect_retries; /* rounds of retrying refused connects (not with --connect-only) */
 	unsigned reconnect_ms;    /* reconnect a dropped connection after this long (0: it stays down) */
+	const char *passwords_file; /* "user password" lines: the users, each with its own password */
+	unsigned retry_ms;        /* --connect-retries: this long between rounds (500) */
+	double retry_for_s;       /* --connect-only: retry refused connects for this long (0: not) */
 	bool client_msg_id;       /* each message carries client_msg_id "<pub>-<seq>" */
+	bool nodelay;             /* TCP_NODELAY on every connection (no Nagle wait on a trickle) */
 };
 
 static struct opts O = {
 	.host = "127.0.0.1", .port = 1883, .user_prefix = "u", .password = "", .size = 64, .qos = 0,
 	.window = 0, .duration = 10, .warmup = 2, .drain = 5, .prefix = "chat", .subs_per_room = -1,
-	.connect_window = 64, .keepalive = 60, .sink_filter = NULL, .db_poll_ms = 2, .label = "",
+	.connect_window = 64, .keepalive = 60, .sink_filter = NULL, .db_poll_ms = 2, .label = "", .retry_ms = 500,
 };
 
 static void usage(void)
@@ -123,6 +127,12 @@ static void usage(void)
 		"  --reconnect-ms MS            a connection the broker closes comes back after MS (as paho and\n"
 		"                               MQTT.js do after 1 s), and libmosquitto sends its unacknowledged\n"
 		"                               QoS 1 publishes again (0: it stays down)\n"
+		"  --passwords-file F           lines 'user password': the users, each with its own password\n"
+		"                               (device tokens, say)\n"
+		"  --retry-ms MS                time between --connect-retries rounds (500)\n"
+		"  --retry-for S                with --connect-only: retry refused connects every --retry-ms\n"
+		"                               for up to S seconds, and report when the last one got in\n"
+		"  --nodelay                    TCP_NODELAY on every connection (a latency probe at a low rate)\n"
 		"  --client-msg-id              every message carries client_msg_id \"<pub>-<seq>\" (the plugin's\n"
 		"                               dedupe key, so a resend after a lost PUBACK is delivered once)\n");
 }
@@ -227,6 +237,7 @@ struct pub {
 static struct room *rooms;
 static unsigned nrooms;
 static char **names;
+static char **pwds; /* --passwords-file: per user, else NULL */
 static unsigned nusers;
 static struct conn *conns;
 static struct conn sink;
@@ -291,13 +302,21 @@ static int load_users(void)
 			return -1;
 		}
 		while(fgets(line, sizeof(line), f)){
-			line[strcspn(line, " \t\r\n")] = '\0';
+			size_t nl = strcspn(line, " \t\r\n");
+			char *pw = NULL;
+			if(O.passwords_file && line[nl] == ' '){
+				pw = line + nl + 1;
+				pw[strcspn(pw, "\r\n")] = '\0';
+			}
+			line[nl] = '\0';
 			if(!line[0]) continue;
 			if(nusers == cap){
 				cap = cap ? cap * 2 : 1024;
 				names = realloc(names, cap * sizeof(*names));
-				if(!names) return -1;
+				pwds = realloc(pwds, cap * sizeof(*pwds));
+				if(!names || !pwds) return -1;
 			}
+			pwds[nusers] = pw ? xstrdup(pw) : NULL;
 			names[nusers++] = xstrdup(line);
 		}
 		fclose(f);
@@ -560,6 +579,7 @@ static int conn_start(struct conn *c, const char *user, const char *password, un
 		/* raw mode against bare mosquitto: anonymous, unless a password was given */
 		if(mosquitto_username_pw_set(c->mosq, user, NULL)) return -1;
 	}
+	if(O.nodelay) mosquitto_int_option(c->mosq, MOSQ_OPT_TCP_NODELAY, 1);
 	mosquitto_connect_callback_set(c->mosq, on_connect);
 	mosquitto_subscribe_callback_set(c->mosq, on_subscribe);
 	mosquitto_message_callback_set(c->mosq, on_message);
@@ -842,6 +862,10 @@ static int parse_args(int argc, char **argv)
 		else if(!strcmp(a, "--connect-retries")){ NEEDV(); O.connect_retries = (unsigned)strtoul(v, NULL, 10); }
 		else if(!strcmp(a, "--reconnect-ms")){ NEEDV(); O.reconnect_ms = (unsigned)strtoul(v, NULL, 10); }
 		else if(!strcmp(a, "--client-msg-id")) O.client_msg_id = true;
+		else if(!strcmp(a, "--nodelay")) O.nodelay = true;
+		else if(!strcmp(a, "--passwords-file")){ NEEDV(); O.passwords_file = v; O.users_file = v; }
+		else if(!strcmp(a, "--retry-ms")){ NEEDV(); O.retry_ms = (unsigned)strtoul(v, NULL, 10); }
+		else if(!strcmp(a, "--retry-for")){ NEEDV(); O.retry_for_s = atof(v); }
 		else if(!strcmp(a, "--help") || !strcmp(a, "-h")){ usage(); exit(0); }
 		else{
 			fprintf(stderr, "mqchat-loadgen: unknown option %s\n", a);
@@ -891,7 +915,7 @@ static double connect_all(double *elapsed_out)
 	unsigned next = 0;
 	while(next < nusers || outstanding_connects){
 		while(next < nusers && outstanding_connects < O.connect_window){
-			if(conn_start(&conns[next], names[next], O.password, next)) exit(1);
+			if(conn_start(&conns[next], names[next], pwds && pwds[next] ? pwds[next] : O.password, next)) exit(1);
 			next++;
 		}
 		poll_once(next < nusers ? 0 : 10);
@@ -918,7 +942,7 @@ static void retry_failed(void)
 {
 	for(unsigned round = 0; round < O.connect_retries && !stop_flag; round++){
 		unsigned n = 0;
-		int64_t until = now_ns() + 500000000LL;
+		int64_t until = now_ns() + (int64_t)O.retry_ms * 1000000LL;
 		while(now_ns() < until) poll_once(10);
 		outstanding_connects = 0;
 		for(unsigned i = 0; i < nusers; i++){
@@ -931,7 +955,7 @@ static void retry_failed(void)
 			memset(c, 0, sizeof(*c));
 			c->rooms = r; c->nrooms = nr; c->rooms_cap = rc_; c->pubs = pp; c->npubs = np;
 			while(outstanding_connects >= O.connect_window) poll_once(10);
-			if(conn_start(c, names[i], O.password, i)) exit(1);
+			if(conn_start(c, names[i], pwds && pwds[i] ? pwds[i] : O.password, i)) exit(1);
 			n++;
 		}
 		if(!n) return;
@@ -1052,7 +1076,38 @@ int main(int argc, char **argv)
 		memset(payload_buf + body_off, 'x', cap - body_off - 1);
 	}
 
+	int64_t storm_t0 = now_ns();
 	double connect_elapsed = 0, cps = connect_all(&connect_elapsed);
+	if(O.connect_only && O.retry_for_s > 0){
+		/* a reconnect storm: the refused come back every retry_ms, as clients do */
+		uint64_t first_ok = connects_ok, first_failed = connects_failed;
+		int64_t last_in = now_ns(), deadline = storm_t0 + (int64_t)(O.retry_for_s * 1e9);
+		unsigned rounds = 0;
+		for(;;){
+			unsigned still = 0;
+			for(unsigned i = 0; i < nusers; i++) if(conns[i].failed) still++;
+			if(!still || now_ns() >= deadline || stop_flag) break;
+			uint64_t before = connects_ok;
+			O.connect_retries = 1;
+			retry_failed();
+			rounds++;
+			if(connects_ok > before) last_in = now_ns();
+		}
+		unsigned still = 0;
+		for(unsigned i = 0; i < nusers; i++) if(conns[i].failed) still++;
+		double all_in = (double)(last_in - storm_t0) / 1e9;
+		printf("{\"label\":\"%s\",\"kind\":\"storm\",\"users\":%u,\"in\":%u,\"out\":%u,\"last_in_s\":%.3f,"
+				"\"first_pass_in\":%" PRIu64 ",\"first_pass_refused\":%" PRIu64 ",\"retry_rounds\":%u,\"attempts\":%" PRIu64 "}\n",
+				O.label, nusers, nusers - still, still, all_in, first_ok, first_failed, rounds, connects_ok + connects_failed);
+		printf("# %s: %u/%u in, the last after %.2f s; %u still out after %.0f s; %u retry rounds, %" PRIu64 " attempts\n",
+				O.label, nusers - still, nusers, all_in, still, O.retry_for_s, rounds, connects_ok + connects_failed);
+		fflush(stdout);
+		for(unsigned i = 0; i < nusers; i++){
+			if(conns[i].connected && !conns[i].dead) mosquitto_disconnect(conns[i].mosq);
+		}
+		rc = 0;
+		goto out;
+	}
 	if(O.connect_only){
 		printf("{\"label\":\"%s\",\"kind\":\"connect\",\"users\":%u,\"connected\":%" PRIu64 ",\"failed\":%" PRIu64
 				",\"elapsed_s\":%.3f,\"connects_per_s\":%.1f,\"attempts_per_s\":%.1f,\"refused_not_authorised\":%" PRIu64

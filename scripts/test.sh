@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh: the whole test suite, as CI runs it (.ci/run).
-#   1. installs missing Debian packages (scripts/deps.sh);
+#   1. installs missing Debian packages (scripts/deps.sh) and the npm packages
+#      (npm ci, from package-lock.json);
 #   2. builds in build/ (RelWithDebInfo, -Wall -Wextra) and runs ctest;
 #   3. builds in build-asan/ with AddressSanitizer + UBSan and runs ctest again.
 # Exits non-zero if any build or any test fails.
@@ -11,6 +12,8 @@ cd "$ROOT"
 JOBS=${MQCHAT_JOBS:-2}
 
 bash scripts/deps.sh
+# The JavaScript packages the tests use, exactly as package-lock.json pins them.
+npm ci --no-audit --no-fund --loglevel=error
 
 status=0
 

@@ -40,6 +40,8 @@ BOB_PW=$(newpw)
 printf '%s\n' "$ALICE_PW" | "$ADMIN" --db "$DB" user add alice >/dev/null
 printf '%s\n' "$BOB_PW" | "$ADMIN" --db "$DB" user add bob >/dev/null
 ROOM=$("$ADMIN" --db "$DB" room create alice bob | tail -n 1)
+# a device token for bob (docs/logging-in.md): what a device logs in with after the password once
+BOB_TOKEN=$("$ADMIN" --db "$DB" token add bob cli 2>/dev/null)
 SERVICE_PW=$(newpw)$(newpw)
 printf '%s\n' "$SERVICE_PW" > "$RUN/service.pw"
 chmod 600 "$RUN/service.pw"
@@ -101,9 +103,11 @@ Users (MQTT username / password):
   alice  $ALICE_PW
   bob    $BOB_PW
 Their direct room: $ROOM
+bob's device token (his password on a device from now on; docs/logging-in.md):
+  $BOB_TOKEN
 
-Try it, in two terminals. bob listens:
-  mosquitto_sub -h 127.0.0.1 -p $PORT -u bob -P $BOB_PW -i bob:cli -t chat/rooms/$ROOM/messages -q 1 -v
+Try it, in two terminals. bob listens, logged in with his token:
+  mosquitto_sub -h 127.0.0.1 -p $PORT -u bob -P $BOB_TOKEN -i bob:cli -t chat/rooms/$ROOM/messages -q 1 -v
 
 alice sends (she must use her own room's send topic; every participant gets the stamped message):
   mosquitto_pub -h 127.0.0.1 -p $PORT -u alice -P $ALICE_PW -i alice:cli -t chat/rooms/$ROOM/send -q 1 -m '{"type":"msg","body":"hi bob"}'
