@@ -15,6 +15,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "mqchat_store.h"
 
 #define BUSY_MS 5000
@@ -729,7 +731,7 @@ static int cmd_token_add(const struct opts *o)
 			user, o->has_expires_in ? ", expiring" : "");
 	rc = 0;
 done:
-	memset(secret, 0, sizeof(secret));
+	OPENSSL_cleanse(secret, sizeof(secret));
 	if(db) tx_rollback(db);
 	sqlite3_close(db);
 	return rc;

@@ -27,6 +27,8 @@ PW_FOR=${PW_FOR:-60}
 # CONNECTs in flight at once. Mosquitto listens with a backlog of 100 (net.c): past it the
 # kernel drops SYNs and clients retransmit after 1 s, 3 s, 7 s, whatever the plugin does.
 WINDOW=${WINDOW:-64}
+RATE_ROUNDS=${RATE_ROUNDS:-5}
+PHASES=${PHASES:-storm passwords rates} # which parts to run
 bench_init
 
 seed_db "$BENCH_DIR/chat.db" "$BENCH_DIR/rooms.txt" "$USERS" "$((USERS / 2))" 2
@@ -62,7 +64,9 @@ restart_broker() {
 	start_broker "m$1" "$BENCH_DIR/m.conf"
 }
 
+stats() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {printf "min %s median %s max %s", a[1], a[int((NR+1)/2)], a[NR]}'; }
 idle=() storm=() lastin=() out=()
+[[ " $PHASES " == *" storm "* ]] || ROUNDS=0
 for r in $(seq 1 "$ROUNDS"); do
 	p=$(probe "idle$r" 10)
 	idle+=("$(jq .p99_us <<<"$p")")
@@ -82,15 +86,15 @@ done
 stop_pid "$BRIDGE_PID"
 stop_pid "$BROKER_PID"
 
-stats() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {printf "min %s median %s max %s", a[1], a[int((NR+1)/2)], a[NR]}'; }
 ratios=()
 for i in "${!idle[@]}"; do ratios+=("$(awk -v a="${storm[$i]}" -v b="${idle[$i]}" 'BEGIN{printf "%.2f", a/b}')"); done
-echo "# tokens, $((USERS - 2)) users at once after a restart, $ROUNDS rounds: last one in after $(stats "${lastin[@]}") s (target <= 10); still out: $(stats "${out[@]}")"
-echo "# probe publish->delivery p99 during the storm / idle: $(stats "${ratios[@]}") (target <= 2)"
+[ "$ROUNDS" -gt 0 ] && echo "# tokens, $((USERS - 2)) users at once after a restart, $ROUNDS rounds: last one in after $(stats "${lastin[@]}") s (target <= 10); still out: $(stats "${out[@]}")"
+[ "$ROUNDS" -gt 0 ] && echo "# probe publish->delivery p99 during the storm / idle: $(stats "${ratios[@]}") (target <= 2)"
 
 # Passwords, for comparison: PW_USERS users, the same storm.
 head -n "$PW_USERS" "$BENCH_DIR/tokens.txt" | awk -v pw="$BENCH_PW" '{print $1, pw}' >"$BENCH_DIR/pw.txt"
-for it in 210000 1000; do
+[[ " $PHASES " == *" passwords "* ]] || PW_ITERATIONS=""
+for it in ${PW_ITERATIONS-210000 1000}; do
 	rm -f "$BENCH_DIR"/pw.db*
 	seed_db "$BENCH_DIR/pw.db" "$BENCH_DIR/pw_rooms.txt" "$((PW_USERS + 2))" 1 2 u "$it"
 	start_mqchat "$BENCH_DIR/pw.db" </dev/null
@@ -99,13 +103,21 @@ for it in 210000 1000; do
 	stop_pid "$BROKER_PID"
 done
 
-# First-pass connects/s: tokens on mqchat against mosquitto's password_file (101 iterations).
+[[ " $PHASES " == *" rates "* ]] || RATE_ROUNDS=0
+# First-pass connects/s: tokens on mqchat against mosquitto's password_file (101
+# iterations), RATE_ROUNDS alternating rounds.
 cut -d' ' -f1 "$BENCH_DIR/tokens.txt" >"$BENCH_DIR/users.txt"
-start_mqchat "$BENCH_DIR/chat.db" </dev/null
-"$LOADGEN" --port "$PORT" --passwords-file "$BENCH_DIR/tokens.txt" --connect-only --connect-window 64 \
-	--label "M tokens" 2>/dev/null | grep '^# ' || true
-stop_pid "$BROKER_PID"
-start_baseline_b "$BENCH_DIR/users.txt"
-"$LOADGEN" --port "$PORT" --users-file "$BENCH_DIR/users.txt" --password "$BENCH_PW" --connect-only --connect-window 64 \
-	--mode raw --label "B password_file" 2>/dev/null | grep '^# ' || true
-stop_pid "$BROKER_PID"
+m_rates=() b_rates=() r_rates=()
+for r in $(seq 1 "$RATE_ROUNDS"); do
+	start_mqchat "$BENCH_DIR/chat.db" </dev/null
+	m=$("$LOADGEN" --port "$PORT" --passwords-file "$BENCH_DIR/tokens.txt" --connect-only --connect-window 64 \
+		--label "M tokens" 2>/dev/null | grep '"kind":"connect"' | jq .connects_per_s)
+	stop_pid "$BROKER_PID"
+	start_baseline_b "$BENCH_DIR/users.txt"
+	b=$("$LOADGEN" --port "$PORT" --users-file "$BENCH_DIR/users.txt" --password "$BENCH_PW" --connect-only \
+		--connect-window 64 --mode raw --label "B password_file" 2>/dev/null | grep '"kind":"connect"' | jq .connects_per_s)
+	stop_pid "$BROKER_PID"
+	echo "# rate round $r: M tokens $m connects/s, B password_file $b connects/s"
+	m_rates+=("$m") b_rates+=("$b") r_rates+=("$(awk -v a="$m" -v b="$b" 'BEGIN{printf "%.2f", a/b}')")
+done
+[ "$RATE_ROUNDS" -gt 0 ] && echo "# first-pass connects/s over $RATE_ROUNDS rounds: M tokens $(stats "${m_rates[@]}"); B password_file $(stats "${b_rates[@]}"); M/B $(stats "${r_rates[@]}")"

@@ -140,7 +140,7 @@ start_load() {
 	local how=(--rate "$1")
 	[ "$1" = saturate ] && how=(--saturate)
 	rm -f "$BENCH_DIR/$3.ready"
-	"$LOADGEN" --broker-pid "$BROKER_PID" --port "$PORT" --mode mqchat --label "$3" --users $((2 * LOAD_ROOMS)) \
+	nice -n "${LOAD_NICE:-0}" "$LOADGEN" --broker-pid "$BROKER_PID" --port "$PORT" --mode mqchat --label "$3" --users $((2 * LOAD_ROOMS)) \
 		--rooms-file "$BENCH_DIR/rooms.txt" --rooms "$LOAD_ROOMS" --publishers "$LOAD_ROOMS" --qos 1 \
 		--password "$BENCH_PW" "${how[@]}" --window 8 --subscribers-per-room 0 --duration "$2" --warmup 3 \
 		--drain "${4:-0}" --connect-retries 60 --ready-file "$BENCH_DIR/$3.ready" >"$BENCH_DIR/$3.txt" 2>&1 &

@@ -230,7 +230,11 @@ int link__publish_json(struct link *l, const char *topic, const json_t *j, const
 		bridge__log(BLOG_ERROR, "mqtt", "publishing to %s on the %s connection failed: %s; dropped", topic, l->name,
 				mosquitto_strerror(rc));
 	}else{
-		bridge__log(BLOG_DEBUG, "mqtt", "published to %s: %s", topic, s);
+		/* answers are not logged: a token.create answer carries a secret shown only once */
+		size_t tl = strlen(topic);
+		bool answer = strstr(topic, "/res") != NULL || (tl >= 4 && !strcmp(topic + tl - 4, "/res"));
+		if(answer) bridge__log(BLOG_DEBUG, "mqtt", "published to %s: an answer of %zu bytes", topic, strlen(s));
+		else bridge__log(BLOG_DEBUG, "mqtt", "published to %s: %s", topic, s);
 	}
 	free(s);
 	return rc == MOSQ_ERR_SUCCESS ? 0 : -1;

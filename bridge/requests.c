@@ -1609,6 +1609,12 @@ int requests__token_used(struct requests *r, const void *payload, size_t len)
 	if(user && id && json_is_integer(at) && mqc_name_valid(user, strlen(user)) && strlen(id) == MQC_TOKEN_ID_LEN
 			&& mqc_name_valid(id, strlen(id))){
 		if(r->used_n == USED_MAX) requests__flush_used(r, true);
+		if(r->used_n == USED_MAX){
+			/* the database would not take them now: this one is dropped (a last-use time
+			 * is a hint; the next report of this token, a minute later, brings it) */
+			json_decref(j);
+			return 0;
+		}
 		struct used *u = &r->used_q[r->used_n++];
 		snprintf(u->user, sizeof(u->user), "%s", user);
 		snprintf(u->id, sizeof(u->id), "%s", id);

@@ -271,6 +271,8 @@ int acl__check(int event, void *event_data, void *userdata)
 
 	const char *user = mosquitto_client_username(ed->client);
 	if(!user || !ed->topic) return MOSQ_ERR_ACL_DENIED;
+	/* a revoked or expired credential's connection, not yet closed (one compare when none) */
+	if(st->ncondemned && tick__condemned(st, ed->client)) return MOSQ_ERR_ACL_DENIED;
 	if(is_service(st, user)) return check_service(st, ed);
 
 	switch(ed->access){

@@ -118,11 +118,20 @@ static bool conn_room(struct mqchat *st, const char *user, const char *cid)
 	return !us || us->conns < st->opt.max_connections_per_user;
 }
 
-static void set_login(struct conn *c, const struct login *how)
+/* -1 when the token id could not be kept: such a login could not be closed on revoke. */
+static int set_login(struct conn *c, const struct login *how)
 {
 	free(c->token_id);
 	c->token_id = how && how->token_id ? strdup(how->token_id) : NULL;
 	c->expires_ms = how ? how->expires_ms : 0;
+	return how && how->token_id && !c->token_id ? -1 : 0;
+}
+
+/* A token or JWT login must be tracked (to be closed on revoke or expiry): without the
+ * memory for that it is turned away for now rather than let in untracked. */
+static bool tracked(const struct login *how)
+{
+	return how && (how->token_id || how->expires_ms);
 }
 
 /* Credentials verified: counted until its MOSQ_EVT_DISCONNECT (disconnect.c), unless the
@@ -159,23 +168,30 @@ static int admitted(struct mqchat *st, const struct mosquitto *client, const cha
 			c->user = us;
 		}
 		c->client = client;
-		set_login(c, how);
+		if(set_login(c, how)) return MQCHAT_RETRY_LATER;
 		return MOSQ_ERR_SUCCESS;
 	}
 	int err;
 	c = calloc(1, sizeof(*c));
 	if(!c || !(c->cid = strdup(cid))){
 		free(c);
-		return MOSQ_ERR_SUCCESS; /* not counted, for lack of memory: still a correct login */
+		/* not counted, for lack of memory: still a correct login, unless it must be tracked */
+		return tracked(how) ? MQCHAT_RETRY_LATER : MOSQ_ERR_SUCCESS;
 	}
 	c->client = client;
 	c->user = us;
-	set_login(c, how);
-	strmap__put(&st->conns, c->cid, len, c, &err);
-	if(err){
+	if(set_login(c, how)){
 		free(c->cid);
 		free(c);
-		return MOSQ_ERR_SUCCESS;
+		return MQCHAT_RETRY_LATER;
+	}
+	strmap__put(&st->conns, c->cid, len, c, &err);
+	if(err){
+		bool must = tracked(how);
+		free(c->token_id);
+		free(c->cid);
+		free(c);
+		return must ? MQCHAT_RETRY_LATER : MOSQ_ERR_SUCCESS;
 	}
 	if(us) us->conns++;
 	return MOSQ_ERR_SUCCESS;

@@ -20,6 +20,7 @@ int disconnect__handle(int event, void *event_data, void *userdata)
 	struct mosquitto_evt_disconnect *ed = event_data;
 
 	feed__client_gone(&st->feed, ed->client);
+	if(st->ncondemned) tick__forget(st, ed->client);
 	if(ed->client == st->req_client) st->req_client = NULL; /* its session queues requests meanwhile */
 
 	const char *cid = mosquitto_client_id(ed->client);

@@ -60,6 +60,10 @@ void jwt__free(struct jwt *j)
 
 static int read_secret(struct jwt *j, const char *path)
 {
+	if(j->secret){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_jwt_secret_file is given twice");
+		return -1;
+	}
 	FILE *f = fopen(path, "rb");
 	if(!f){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_jwt_secret_file %s: cannot open it", path);
@@ -86,6 +90,10 @@ static int read_secret(struct jwt *j, const char *path)
 
 static int read_key(struct jwt *j, const char *path)
 {
+	if(j->key){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_jwt_public_key_file is given twice");
+		return -1;
+	}
 	FILE *f = fopen(path, "r");
 	if(!f){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_jwt_public_key_file %s: cannot open it", path);
@@ -137,8 +145,8 @@ int jwt__init(const struct mosquitto_opt *opts, int opt_count, struct jwt **out)
 			rc = -1;
 		}else if(!strcmp(k, "jwt_secret_file")) rc = read_secret(j, v);
 		else if(!strcmp(k, "jwt_public_key_file")) rc = read_key(j, v);
-		else if(!strcmp(k, "jwt_issuer")) rc = (j->issuer = strdup(v)) ? 0 : -1;
-		else if(!strcmp(k, "jwt_audience")) rc = (j->audience = strdup(v)) ? 0 : -1;
+		else if(!strcmp(k, "jwt_issuer")){ free(j->issuer); rc = (j->issuer = strdup(v)) ? 0 : -1; }
+		else if(!strcmp(k, "jwt_audience")){ free(j->audience); rc = (j->audience = strdup(v)) ? 0 : -1; }
 		else if(!strcmp(k, "jwt_leeway_s")){
 			char *end;
 			long n = strtol(v, &end, 10);
@@ -165,6 +173,10 @@ int jwt__init(const struct mosquitto_opt *opts, int opt_count, struct jwt **out)
 		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: the jwt_ options need plugin_opt_jwt_secret_file or plugin_opt_jwt_public_key_file");
 		jwt__free(j);
 		return -1;
+	}
+	if(!j->audience){
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "mqchat: JWT logins without plugin_opt_jwt_audience: any token of this "
+				"issuer and key with a matching sub logs in, also one issued for another application");
 	}
 	mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: JWT logins on: %s%s%s; leeway %lld s%s%s%s%s",
 			j->secret ? "HS256" : "", j->secret && j->key ? " and " : "", j->key ? key_alg_name(j->key_alg) : "",
@@ -311,8 +323,14 @@ int jwt__verify(const struct jwt *j, const char *token, size_t len, const char *
 	size_t hl = (size_t)(d1 - token), pl = (size_t)(d2 - d1 - 1), sl = len - (size_t)(d2 + 1 - token);
 
 	if(!(header = decode_json(token, hl))) REFUSE("malformed header");
-	const char *alg = json_string_value(json_object_get(header, "alg"));
-	if(!alg) REFUSE("header has no alg");
+	const char *alg0 = json_string_value(json_object_get(header, "alg"));
+	if(!alg0) REFUSE("header has no alg");
+	/* the client's text, for log lines: at most 16 printable ASCII characters */
+	char alg[17];
+	size_t al = 0;
+	for(const char *p = alg0; *p && al < 16; p++) alg[al++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+	alg[al] = '\0';
+	if(strlen(alg0) != al) REFUSE("alg %s... refused: not an algorithm name", alg);
 	if(json_object_get(header, "crit")) REFUSE("header has crit extensions, which are not supported");
 	bool hs = !strcmp(alg, "HS256");
 	if(hs && !j->secret) REFUSE("alg %.16s refused: no HS256 secret is configured (key: %s)", alg, key_alg_name(j->key_alg));

@@ -445,18 +445,26 @@ void plugin__swap_if_ready(struct mqchat *st)
 	token__replay(st, next);
 
 	/* Users disabled or deleted since the old snapshot lose their connections and their
-	 * cached credentials. (A changed password needs nothing here: the cached MAC binds the
-	 * stored hash, auth.c credential_mac, so it stops matching by itself.) */
+	 * cached credentials; so do users whose password changed (a lost device: the change
+	 * also revoked their tokens, and none of the user's sessions may outlive it; the
+	 * cached MAC binds the stored hash, auth.c credential_mac, so it stops matching). */
 	for(uint32_t i = 0; i < old->nusers; i++){
 		struct cache_user *ou = old->users_by_idx[i];
 		if(!ou->pwhash) continue;
 		struct cache_user *nu = cache__user(next, ou->name, strlen(ou->name));
 		bool gone = !nu || (nu->disabled && !ou->disabled);
-		if(gone) auth__forget(st, ou->name);
+		bool pw_changed = nu && nu->pwhash && strcmp(nu->pwhash, ou->pwhash) != 0;
+		if(gone || pw_changed) auth__forget(st, ou->name);
 		/* Not kicked here: this may run inside that very client's CONNECT, and a kick
 		 * frees the context the broker is still using. acl.c refuses everything to a
 		 * disabled user from now on; the tick disconnects it. */
-		if(gone && !ou->disabled) tick__kick_later(st, ou->name);
+		if((gone && !ou->disabled) || (pw_changed && !nu->disabled)){
+			if(pw_changed && !gone){
+				mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: the password of %s changed: closing its sessions",
+						ou->name);
+			}
+			tick__kick_later(st, ou->name);
+		}
 	}
 
 	/* Requests are marked with their room's last seq while it is unconfirmed (message.c):

@@ -127,6 +127,8 @@ struct token_update {
 	bool revoke;
 	char *user, *id, *hash;
 	int64_t expires_at;
+	int64_t acl_to;       /* meta.acl_version after the change (0: unknown): a snapshot read at or
+	                       * after it already reflects it, and whatever came later */
 };
 struct token_log {
 	struct token_update *items;
@@ -410,6 +412,10 @@ struct mqchat {
 	size_t nkicks, kicks_cap;
 	char **kick_cids;             /* client ids to disconnect at the next tick */
 	size_t nkick_cids, kick_cids_cap;
+	/* Connections whose credential was revoked or expired, waiting for their kick: acl.c
+	 * refuses them everything meanwhile (and for good where the tick never fires). */
+	const struct mosquitto **condemned;
+	size_t ncondemned, condemned_cap;
 	int64_t expiry_checked_ms;    /* tick.c: credentials' expiry checked then */
 	struct jwt *jwt;              /* jwt.c: NULL when no jwt_* option is set */
 
@@ -451,6 +457,10 @@ int tick__handle(int event, void *event_data, void *userdata);
 void tick__kick_later(struct mqchat *st, const char *user);
 /* Queues one client id for disconnection at the next tick. */
 void tick__kick_cid_later(struct mqchat *st, const char *cid);
+/* Marks a connection as refused everything until it is gone (tick.c), and forgets it. */
+void tick__condemn(struct mqchat *st, const struct mosquitto *client);
+bool tick__condemned(const struct mqchat *st, const struct mosquitto *client);
+void tick__forget(struct mqchat *st, const struct mosquitto *client);
 
 /* token.c, broker thread: a control message {"op":"token",...} or {"op":"token.revoke",...}. */
 void token__control(struct mqchat *st, json_t *j, bool revoke);

@@ -45,6 +45,35 @@ void tick__kick_cid_later(struct mqchat *st, const char *cid)
 	if(d) st->kick_cids[st->nkick_cids++] = d;
 }
 
+void tick__condemn(struct mqchat *st, const struct mosquitto *client)
+{
+	if(tick__condemned(st, client)) return;
+	if(st->ncondemned == st->condemned_cap){
+		size_t cap = st->condemned_cap ? st->condemned_cap * 2 : 8;
+		const struct mosquitto **v = realloc(st->condemned, cap * sizeof(*v));
+		if(!v) return;
+		st->condemned = v;
+		st->condemned_cap = cap;
+	}
+	st->condemned[st->ncondemned++] = client;
+}
+
+bool tick__condemned(const struct mqchat *st, const struct mosquitto *client)
+{
+	for(size_t i = 0; i < st->ncondemned; i++) if(st->condemned[i] == client) return true;
+	return false;
+}
+
+void tick__forget(struct mqchat *st, const struct mosquitto *client)
+{
+	for(size_t i = 0; i < st->ncondemned; i++){
+		if(st->condemned[i] == client){
+			st->condemned[i] = st->condemned[--st->ncondemned];
+			return;
+		}
+	}
+}
+
 /* Connections whose device token or JWT expired are closed (checked once a second). */
 static void expire(struct mqchat *st)
 {
@@ -58,6 +87,7 @@ static void expire(struct mqchat *st)
 				c->user ? c->user->name : "?", c->cid, c->token_id ? "device token" : "JWT",
 				(long long)(now - c->expires_ms));
 		c->expires_ms = 0; /* once */
+		tick__condemn(st, c->client);
 		tick__kick_cid_later(st, c->cid);
 	}
 }
@@ -71,7 +101,8 @@ int tick__handle(int event, void *event_data, void *userdata)
 	plugin__swap_if_ready(st);
 	expire(st);
 	for(size_t i = 0; i < st->nkicks; i++){
-		mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: user %s was disabled or removed: disconnecting it", st->kicks[i]);
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: user %s was disabled or removed, or its password changed: "
+				"disconnecting it", st->kicks[i]);
 		mosquitto_kick_client_by_username(st->kicks[i], false);
 		free(st->kicks[i]);
 	}
@@ -99,4 +130,7 @@ void tick__free(struct mqchat *st)
 	free(st->kick_cids);
 	st->kick_cids = NULL;
 	st->nkick_cids = st->kick_cids_cap = 0;
+	free(st->condemned);
+	st->condemned = NULL;
+	st->ncondemned = st->condemned_cap = 0;
 }

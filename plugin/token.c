@@ -60,6 +60,9 @@ void token__log_clear(struct mqchat *st)
 
 static int apply(struct cache *c, const struct token_update *u)
 {
+	/* A snapshot read at or after the change already has it, and whatever came after it
+	 * (the token may have been deleted since: a password change, mqchat-admin). */
+	if(u->acl_to && c->acl_version >= u->acl_to) return 0;
 	if(u->revoke){
 		cache__token_del(c, u->id);
 		return 0;
@@ -96,6 +99,7 @@ static void log_keep(struct mqchat *st, const struct token_update *u)
 	memset(k, 0, sizeof(*k));
 	k->revoke = u->revoke;
 	k->expires_at = u->expires_at;
+	k->acl_to = u->acl_to;
 	k->user = strdup(u->user);
 	k->id = strdup(u->id);
 	k->hash = u->hash ? strdup(u->hash) : NULL;
@@ -130,6 +134,7 @@ static void close_token_conns(struct mqchat *st, const char *id, bool now, const
 		if(!(cids[n] = strdup(c->cid))) break;
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: closing %s (%s): its token %s %s",
 				c->user ? c->user->name : "?", c->cid, c->token_id, why);
+		tick__condemn(st, c->client);
 		n++;
 	}
 	for(size_t i = 0; i < n; i++){
@@ -163,6 +168,8 @@ void token__control(struct mqchat *st, json_t *j, bool revoke)
 		return;
 	}
 	u.expires_at = json_is_integer(exp) ? json_integer_value(exp) : 0;
+	json_t *to0 = json_object_get(j, "acl_to");
+	u.acl_to = json_is_integer(to0) ? json_integer_value(to0) : 0;
 	if(apply(st->cache, &u) < 0){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: control: out of memory adding token %s of %s; the next reload "
 				"brings it", u.id, u.user);

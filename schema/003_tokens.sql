@@ -13,6 +13,11 @@ CREATE TABLE tokens (
 );
 CREATE INDEX tokens_by_user ON tokens(user_id);
 
+-- A disabled user gets no tokens (re-enabling it must not bring a device back).
+CREATE TRIGGER tokens_bi_disabled BEFORE INSERT ON tokens
+    WHEN (SELECT disabled FROM users WHERE id = NEW.user_id) <> 0 BEGIN
+    SELECT RAISE(ABORT, 'the user is disabled');
+END;
 CREATE TRIGGER tokens_ai AFTER INSERT ON tokens BEGIN
     UPDATE meta SET value = value + 1 WHERE key = 'acl_version';
 END;
