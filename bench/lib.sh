@@ -147,6 +147,19 @@ seed_db() {
 		--prefix "${6:-u}" --password "$BENCH_PW" --iterations "${7:-1000}" >/dev/null
 }
 
+# example_conf DB PORT OUT: mosquitto.conf.example as shipped, with this port, plugin,
+# database, service user and persistence directory (the broker as a user runs it).
+example_conf() {
+	sed -e "s|^listener 1883 127.0.0.1|listener $2 127.0.0.1|" \
+		-e "s|^plugin /path/to/mqchat_plugin.so|plugin $PLUGIN|" \
+		-e "s|^plugin_opt_db_path .*|plugin_opt_db_path $1|" \
+		-e "s|^plugin_opt_service_user .*|plugin_opt_service_user $SERVICE_USER|" \
+		-e "s|^plugin_opt_service_password .*|plugin_opt_service_password $SERVICE_PW|" \
+		-e "s|^persistence_location .*|persistence_location $BENCH_DIR/|" \
+		"$ROOT/mosquitto.conf.example" >"$3"
+	echo "user root" >>"$3"
+}
+
 # The mqchat broker on DB. Sets BROKER_PID and PORT. Extra conf lines on stdin (optional).
 start_mqchat() {
 	local db=$1

@@ -36,14 +36,7 @@ FLOODER=$(awk 'NR == 1001 {print $3}' "$BENCH_DIR/rooms.txt")
 
 # The broker as shipped: mosquitto.conf.example with our port, plugin and paths.
 PORT=$(free_port)
-sed -e "s|^listener 1883 127.0.0.1|listener $PORT 127.0.0.1|" \
-	-e "s|^plugin /path/to/mqchat_plugin.so|plugin $PLUGIN|" \
-	-e "s|^plugin_opt_db_path .*|plugin_opt_db_path $BENCH_DIR/chat.db|" \
-	-e "s|^plugin_opt_service_user .*|plugin_opt_service_user $SERVICE_USER|" \
-	-e "s|^plugin_opt_service_password .*|plugin_opt_service_password $SERVICE_PW|" \
-	-e "s|^persistence_location .*|persistence_location $BENCH_DIR/|" \
-	"$ROOT/mosquitto.conf.example" >"$BENCH_DIR/m.conf"
-echo "user root" >>"$BENCH_DIR/m.conf"
+example_conf "$BENCH_DIR/chat.db" "$PORT" "$BENCH_DIR/m.conf"
 start_broker m "$BENCH_DIR/m.conf"
 start_bridge "$BENCH_DIR/chat.db" "$PORT"
 

@@ -1223,45 +1223,54 @@ static int op_room_enable(struct call *c) { return set_enabled(c, true); }
 
 /* ---------------------------------------------------------------- contacts */
 
-static int op_contacts_list(struct call *c)
+/* Runs s (bound by the caller) and answers {key: [one object per row, filled by row()]}. */
+static int list_rows(struct call *c, sqlite3_stmt *s, const char *what, const char *key,
+		int (*row)(struct call *c, sqlite3_stmt *s, json_t *o))
 {
-	json_t *list = json_array(), *res;
+	json_t *list = json_array();
 	int rc;
-	if(!list) return OP_NOMEM;
-	sqlite3_stmt *s = st(c, S_CONTACTS_LIST);
-	bind_text(s, 1, c->user);
+	if(!list){
+		sqlite3_reset(s);
+		return OP_NOMEM;
+	}
 	while((rc = sqlite3_step(s)) == SQLITE_ROW){
 		json_t *o = json_object();
-		int e = 0;
-		if(!o){
-			e = -1;
-		}else{
-			e |= set(o, "user", column_string(&c->r->text_log, s, 0, "users.id", "user", 0));
-			e |= set(o, "display_name", column_string(&c->r->text_log, s, 1, "users.display_name", "user", 0));
-			e |= set(o, "explicit", json_boolean(sqlite3_column_int(s, 2)));
-			e |= set(o, "direct_room", column_string(&c->r->text_log, s, 3, "rooms.id", "the direct room with user", 0));
-			e |= json_array_append_new(list, o);
-		}
-		if(e){
+		if(!o || row(c, s, o) || json_array_append_new(list, o)){
 			sqlite3_reset(s);
 			json_decref(list);
 			return OP_NOMEM;
 		}
 	}
 	if(rc != SQLITE_DONE){
-		rc = dbfail(c, "listing contacts");
+		rc = dbfail(c, what);
 		sqlite3_reset(s);
 		json_decref(list);
 		return rc;
 	}
 	sqlite3_reset(s);
-	res = json_object();
-	if(!res){
+	c->result = json_object();
+	if(!c->result){
 		json_decref(list);
 		return OP_NOMEM;
 	}
-	c->result = res;
-	return set(res, "contacts", list) ? OP_NOMEM : OP_OK;
+	return set(c->result, key, list) ? OP_NOMEM : OP_OK;
+}
+
+static int contact_row(struct call *c, sqlite3_stmt *s, json_t *o)
+{
+	int e = 0;
+	e |= set(o, "user", column_string(&c->r->text_log, s, 0, "users.id", "user", 0));
+	e |= set(o, "display_name", column_string(&c->r->text_log, s, 1, "users.display_name", "user", 0));
+	e |= set(o, "explicit", json_boolean(sqlite3_column_int(s, 2)));
+	e |= set(o, "direct_room", column_string(&c->r->text_log, s, 3, "rooms.id", "the direct room with user", 0));
+	return e;
+}
+
+static int op_contacts_list(struct call *c)
+{
+	sqlite3_stmt *s = st(c, S_CONTACTS_LIST);
+	bind_text(s, 1, c->user);
+	return list_rows(c, s, "listing contacts", "contacts", contact_row);
 }
 
 static int contact_change(struct call *c, bool add)
@@ -1538,43 +1547,27 @@ static int op_token_create(struct call *c)
 	return txn_commit(c);
 }
 
+static json_t *int_or_null(sqlite3_stmt *s, int col)
+{
+	return sqlite3_column_type(s, col) == SQLITE_NULL ? json_null() : json_integer(sqlite3_column_int64(s, col));
+}
+
+static int token_row(struct call *c, sqlite3_stmt *s, json_t *o)
+{
+	int e = 0;
+	e |= set(o, "id", column_string(&c->r->text_log, s, 0, "tokens.id", "user", 0));
+	e |= set(o, "name", column_string(&c->r->text_log, s, 1, "tokens.name", "user", 0));
+	e |= set(o, "created_at", json_integer(sqlite3_column_int64(s, 2)));
+	e |= set(o, "expires_at", int_or_null(s, 3));
+	e |= set(o, "last_used_at", int_or_null(s, 4));
+	return e;
+}
+
 static int op_tokens_list(struct call *c)
 {
-	json_t *list = json_array();
-	if(!list) return OP_NOMEM;
 	sqlite3_stmt *s = st(c, S_TOKENS_LIST);
 	bind_text(s, 1, c->user);
-	int rc;
-	while((rc = sqlite3_step(s)) == SQLITE_ROW){
-		json_t *o = json_object();
-		int e = !o;
-		if(!e){
-			e |= set(o, "id", column_string(&c->r->text_log, s, 0, "tokens.id", "user", 0));
-			e |= set(o, "name", column_string(&c->r->text_log, s, 1, "tokens.name", "user", 0));
-			e |= set(o, "created_at", json_integer(sqlite3_column_int64(s, 2)));
-			e |= set(o, "expires_at", sqlite3_column_type(s, 3) == SQLITE_NULL ? json_null() : json_integer(sqlite3_column_int64(s, 3)));
-			e |= set(o, "last_used_at", sqlite3_column_type(s, 4) == SQLITE_NULL ? json_null() : json_integer(sqlite3_column_int64(s, 4)));
-			e |= json_array_append_new(list, o);
-		}
-		if(e){
-			sqlite3_reset(s);
-			json_decref(list);
-			return OP_NOMEM;
-		}
-	}
-	if(rc != SQLITE_DONE){
-		rc = dbfail(c, "listing tokens");
-		sqlite3_reset(s);
-		json_decref(list);
-		return rc;
-	}
-	sqlite3_reset(s);
-	c->result = json_object();
-	if(!c->result){
-		json_decref(list);
-		return OP_NOMEM;
-	}
-	return set(c->result, "tokens", list) ? OP_NOMEM : OP_OK;
+	return list_rows(c, s, "listing tokens", "tokens", token_row);
 }
 
 static int op_token_revoke(struct call *c)
