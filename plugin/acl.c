@@ -79,6 +79,12 @@ static int check_subscribe(struct mqchat *st, const struct mosquitto *client, co
 			return MOSQ_ERR_ACL_DENIED;
 		}
 		rc = MOSQ_ERR_SUCCESS;
+	}else if(topic__user(st, filter, &u, &ulen, &rest) && ulen == strlen(user) && !memcmp(u, user, ulen)
+			&& (!strcmp(rest, "#") || !strcmp(rest, "+")) && user_active(st, user)){
+		/* The first filter anyone writes: "<prefix>/users/{me}/#" (or /+). Granted; each
+		 * delivery through it is still checked (check_read: res, res/..., events only, so a
+		 * user's own requests on .../req never come back to it). */
+		rc = MOSQ_ERR_SUCCESS;
 	}
 	/* sub_count is the size of the session's subscription array (slots of removed ones
 	 * are reused): the most filters it held at once. */
@@ -179,6 +185,18 @@ static int check_send(struct mqchat *st, struct mosquitto_evt_acl_check *ed, con
 	if(err != MQC_MSG_OK){
 		plugin__log_client(st, "dropped invalid message to %s from %s (%s), %u bytes: %s",
 				ed->topic, user, cid, ed->payloadlen, reason);
+		return MOSQ_ERR_ACL_DENIED;
+	}
+	/* A client_msg_id names one message: the same bytes again are a resend (acknowledged,
+	 * delivered once: message.c), other bytes under the same id within dedupe_window_s are
+	 * a client bug that would otherwise vanish silently. */
+	const char *cmid = json_string_value(json_object_get(msg, "client_msg_id"));
+	uint64_t digest = 0;
+	if(cmid && limits__dedupe_seen(&st->dedupe, user, room, roomlen, cmid, mqc_now_ms(), &digest)
+			&& digest != limits__digest(ed->payload, ed->payloadlen)){
+		plugin__log_client(st, "refused publish to %s from %s (%s): client_msg_id '%.64s' was already used for "
+				"another message in the last %u s", ed->topic, user, cid, cmid, st->opt.dedupe_window_s);
+		json_decref(msg);
 		return MOSQ_ERR_ACL_DENIED;
 	}
 	/* Handed to message.c, which runs next for this same PUBLISH. */

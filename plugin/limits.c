@@ -20,6 +20,7 @@ struct dedupe_entry {
 	char *key;          /* "sender\x01room\x01client_msg_id" */
 	size_t keylen;
 	uint64_t id;        /* the id the first copy was stamped with */
+	uint64_t digest;    /* limits__digest of its payload: a resend is the same bytes */
 	int64_t expires_ms;
 };
 
@@ -46,19 +47,33 @@ static void expire(struct dedupe *d, int64_t now)
 	}
 }
 
+uint64_t limits__digest(const void *data, size_t len)
+{
+	/* FNV-1a, 64 bits: tells a resend from another message with the same key (a
+	 * client can only collide with itself) */
+	const unsigned char *p = data;
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for(size_t i = 0; i < len; i++){
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
 uint64_t limits__dedupe_seen(struct dedupe *d, const char *user, const char *room, size_t roomlen,
-		const char *cmid, int64_t now)
+		const char *cmid, int64_t now, uint64_t *digest)
 {
 	char key[256];
 	size_t len;
 	if(!d->max || make_key(key, sizeof(key), &len, user, room, roomlen, cmid)) return 0;
 	expire(d, now);
 	struct dedupe_entry *e = strmap__get(&d->map, key, len);
+	if(e && digest) *digest = e->digest;
 	return e ? e->id : 0;
 }
 
 void limits__dedupe_add(struct dedupe *d, const char *user, const char *room, size_t roomlen,
-		const char *cmid, uint64_t id, int64_t now)
+		const char *cmid, uint64_t id, uint64_t digest, int64_t now)
 {
 	char key[256];
 	size_t len;
@@ -82,6 +97,7 @@ void limits__dedupe_add(struct dedupe *d, const char *user, const char *room, si
 	memcpy(e->key, key, len + 1);
 	e->keylen = len;
 	e->id = id;
+	e->digest = digest;
 	e->expires_ms = now + (int64_t)d->window_s * 1000;
 	strmap__put(&d->map, e->key, len, e, &err);
 	if(err){

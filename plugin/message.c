@@ -77,7 +77,7 @@ static int stamp(struct mqchat *st, struct mosquitto_evt_message *ed, const char
 	int64_t now = mqc_now_ms();
 	const char *cmid = json_string_value(json_object_get(msg, "client_msg_id"));
 	if(cmid){
-		uint64_t first = limits__dedupe_seen(&st->dedupe, user, room, roomlen, cmid, now);
+		uint64_t first = limits__dedupe_seen(&st->dedupe, user, room, roomlen, cmid, now, NULL);
 		if(first){
 			mosquitto_log_printf(MOSQ_LOG_DEBUG, "mqchat: %s resent client_msg_id '%s' to %s: already delivered as %" PRIu64,
 					user, cmid, ed->topic, first);
@@ -110,7 +110,7 @@ static int stamp(struct mqchat *st, struct mosquitto_evt_message *ed, const char
 		mosquitto_free(topic);
 		return MQCHAT_RETRY_LATER;
 	}
-	if(cmid) limits__dedupe_add(&st->dedupe, user, room, roomlen, cmid, id, now);
+	if(cmid) limits__dedupe_add(&st->dedupe, user, room, roomlen, cmid, id, limits__digest(ed->payload, ed->payloadlen), now);
 	if(ed->qos == 2) qos2__remember(st, ed->client, ed->topic, ed->payload, ed->payloadlen);
 	json_decref(msg);
 	if(us) us->last_seq = seq;

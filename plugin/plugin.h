@@ -299,9 +299,11 @@ struct login {
 struct mqchat;
 /* The id an earlier copy of this (sender, room, client_msg_id) was stamped with, or 0. */
 uint64_t limits__dedupe_seen(struct dedupe *d, const char *user, const char *room, size_t roomlen,
-		const char *cmid, int64_t now);
+		const char *cmid, int64_t now, uint64_t *digest);
 void limits__dedupe_add(struct dedupe *d, const char *user, const char *room, size_t roomlen,
-		const char *cmid, uint64_t id, int64_t now);
+		const char *cmid, uint64_t id, uint64_t digest, int64_t now);
+/* A 64-bit digest of a payload (FNV-1a): a resend carries the same bytes. */
+uint64_t limits__digest(const void *data, size_t len);
 void limits__dedupe_free(struct dedupe *d);
 
 /* The user's state, created if missing; NULL only when out of memory. */

@@ -29,6 +29,13 @@ static void resend_with_same_client_msg_id_is_delivered_once(h_env *env)
 	json_t *first = H_EXPECT_CHAT(bob, room, "alice", "once");
 	H_CHECK_NO_MESSAGE(bob, 500);
 
+	/* The same client_msg_id with another body is not a resend: refused with a reason
+	 * (PUBACK 0x87 and a log line), never acknowledged and dropped (issue 10). */
+	size_t mark = h_file_size(env->broker_log);
+	H_CHECK_INT(h_publish_raw_rc(alice, send, "{\"type\":\"msg\",\"body\":\"other\",\"client_msg_id\":\"c-dup-1\"}"), ==, 0x87);
+	H_CHECK(h_log_wait(env->broker_log, mark, "client_msg_id 'c-dup-1' was already used for another message", 2000));
+	H_CHECK_NO_MESSAGE(bob, 300);
+
 	/* Another client_msg_id is another message. */
 	H_CHECK_INT(h_publish_str(alice, send, "{\"type\":\"msg\",\"body\":\"twice\",\"client_msg_id\":\"c-dup-2\"}", 1), ==, 0);
 	json_decref(H_EXPECT_CHAT(bob, room, "alice", "twice"));

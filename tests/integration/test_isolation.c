@@ -136,6 +136,33 @@ static void other_users_topics(h_env *env)
 	h_client_close(carol);
 }
 
+/* "chat/users/<me>/#" and "/+", the first filters anyone writes, are granted (issue 10):
+ * answers and events come through them, the user's own requests do not come back, and
+ * nobody else's tree can be had that way. */
+static void own_tree_wildcards(h_env *env)
+{
+	h_client *carol = h_login(env, "carol", H_PROTO_V311);
+	h_client *carol5 = h_login(env, "carol", H_PROTO_V5);
+	H_REQUIRE(carol && carol5);
+	H_CHECK_INT(h_subscribe(carol, "chat/users/carol/#", 1), ==, 1);
+	H_CHECK_INT(h_subscribe(carol5, "chat/users/carol/+", 1), ==, 1);
+	check_sub_refused(carol5, "chat/users/alice/#");
+	check_sub_refused(carol5, "chat/users/+/#");
+	check_sub_refused(carol5, "chat/users/#");
+	H_CHECK_INT(h_publish_str(carol, "chat/users/carol/req", "{\"op\":\"contacts.list\",\"req_id\":\"w1\"}", 1), ==, 0);
+	char topic[256];
+	json_t *a = h_wait_json(carol, 5000, topic);
+	H_CHECK(a && json_is_true(json_object_get(a, "ok")) && !strcmp(topic, "chat/users/carol/res"));
+	json_decref(a);
+	a = h_wait_json(carol5, 5000, topic);
+	H_CHECK(a && json_is_true(json_object_get(a, "ok")) && !strcmp(topic, "chat/users/carol/res"));
+	json_decref(a);
+	H_CHECK_NO_MESSAGE(carol, 500); /* not her own request */
+	H_CHECK_NO_MESSAGE(carol5, 100);
+	h_client_close(carol);
+	h_client_close(carol5);
+}
+
 /* The plugin's epoch, from the state file its reload thread keeps ("<epoch> <last> <first>"). */
 static unsigned long long plugin_epoch(h_env *env)
 {
@@ -215,6 +242,7 @@ int main(void)
 	H_RUN(env, cannot_send);
 	H_RUN(env, sees_nothing_through_wildcards);
 	H_RUN(env, other_users_topics);
+	H_RUN(env, own_tree_wildcards);
 	H_RUN(env, control_topic_is_service_only);
 	return h_env_finish(env);
 }
