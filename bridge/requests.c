@@ -186,6 +186,7 @@ struct call {
 	json_t *events;
 	int64_t acl_from;   /* meta.acl_version when this call's transaction began */
 	bool began;         /* this call opened the transaction (and must end it) */
+	char *res;          /* the "res" argument, handed to the caller in req_out */
 	const char *code;
 	char msg[400];
 };
@@ -1702,7 +1703,7 @@ static int check_args(struct call *c, const struct op *op)
 	const char *key;
 	json_t *v;
 	json_object_foreach(c->req, key, v){
-		bool known = strcmp(key, "op") == 0 || strcmp(key, "req_id") == 0;
+		bool known = strcmp(key, "op") == 0 || strcmp(key, "req_id") == 0 || strcmp(key, "res") == 0;
 		for(size_t i = 0; !known && op->args[i]; i++){
 			if(strcmp(op->args[i], key) == 0) known = true;
 		}
@@ -1732,6 +1733,17 @@ static int run(struct call *c, const void *payload, size_t len, json_t **req_id)
 			return fail(c, "too_large", "req_id: at most %d bytes", REQ_MAX_REQ_ID);
 		}
 		*req_id = json_incref(v);
+	}
+	v = json_object_get(c->req, "res");
+	if(v && !json_is_null(v)){
+		/* MQTT 3.1.1 has no response topic: "res":"phone" answers on .../res/phone */
+		const char *r = json_string_value(v);
+		if(!r || !*r || json_string_length(v) > MQC_MAX_RES_TOPIC || strlen(r) != json_string_length(v)
+				|| strpbrk(r, "+#") || mqc_utf8_valid_len(r, strlen(r)) != strlen(r)){
+			return fail(c, "invalid", "res: expected 1..%d bytes of topic levels without wildcards (answers go to "
+					".../res/<res>)", MQC_MAX_RES_TOPIC);
+		}
+		if(!(c->res = strdup(r))) return OP_NOMEM;
 	}
 	v = json_object_get(c->req, "op");
 	if(!v) return fail(c, "invalid", "op: required");
@@ -1788,6 +1800,7 @@ int requests__handle(struct requests *r, const char *user, const void *payload, 
 		sqlite3_reset(r->stmt[S_ROLLBACK]);
 	}
 	if(rc == OP_DEFER){
+		free(c.res);
 		json_decref(req_id);
 		json_decref(c.req);
 		json_decref(c.result);
@@ -1816,6 +1829,8 @@ int requests__handle(struct requests *r, const char *user, const void *payload, 
 		if(set(resp, "ok", json_false()) || set(resp, "error", err)) goto nomem;
 	}
 	out->response = resp;
+	out->res = c.res;
+	c.res = NULL;
 	out->op = c.opname;
 	out->op_index = c.op ? (int)(c.op - ops) : -1;
 	json_decref(c.req);
@@ -1825,6 +1840,7 @@ int requests__handle(struct requests *r, const char *user, const void *payload, 
 	return 0;
 
 nomem:
+	free(c.res);
 	bridge__log(BLOG_ERROR, "requests", "%s for %s: out of memory building the answer%s", c.opname ? c.opname : "request", user ? user : "(none)",
 			rc == OP_OK ? " (the change was committed; the plugin learns it at its next reload)" : "");
 	json_decref(req_id);
@@ -1838,6 +1854,27 @@ nomem:
 	memset(out, 0, sizeof(*out));
 	out->op_index = -1;
 	return -1;
+}
+
+json_t *requests__refusal(const void *payload, size_t len, const char *code, const char *msg)
+{
+	json_t *req = len <= REQ_MAX_PAYLOAD ? json_loadb(payload, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+	json_t *id = json_object_get(req, "req_id");
+	if(id && !(json_is_string(id) && json_string_length(id) <= REQ_MAX_REQ_ID) && !json_is_number(id)) id = NULL;
+	json_t *resp = json_object(), *err = json_object();
+	if(!resp || !err || set(resp, "req_id", id ? json_incref(id) : json_null()) || set(resp, "ok", json_false())
+			|| set(err, "code", json_string(code)) || set(err, "message", message_string(msg))){
+		json_decref(resp);
+		json_decref(err);
+		json_decref(req);
+		return NULL;
+	}
+	json_decref(req);
+	if(set(resp, "error", err)){
+		json_decref(resp);
+		return NULL;
+	}
+	return resp;
 }
 
 /* ---------------------------------------------------------------- life cycle */

@@ -49,6 +49,7 @@ struct req_out {
 	json_t *controls; /* array of objects to publish to $CONTROL/mqchat/v1 before the answer (may be NULL) */
 	json_t *events;   /* array of {"user":u,"event":{...}} to publish to <prefix>/users/{u}/events (may be NULL) */
 	const char *op;   /* the op it ran (a static string), NULL if the request named none we know */
+	char *res;        /* the request's "res" argument (answer on <prefix>/users/{user}/res/<res>), or NULL; free() it */
 	int op_index;     /* its index in 0..REQ_OPS-1 (requests__op_name), -1 with op NULL */
 };
 
@@ -76,6 +77,10 @@ void requests__set_before(struct requests *r, requests_before_fn *fn, void *arg)
  * *out is all NULL. Hazard: if memory ran out after the COMMIT, the change stands
  * without its controls, and the plugin learns it only at its next reload (acl_version). */
 int requests__handle(struct requests *r, const char *user, const void *payload, size_t len, struct req_out *out);
+
+/* An error answer for a request that is refused before it runs (its req_id echoed if the
+ * payload has one). NULL only when out of memory. */
+json_t *requests__refusal(const void *payload, size_t len, const char *code, const char *msg);
 
 /* A device token's last use, from the plugin ($CONTROL/mqchat/v1/used): queued, and
  * written by requests__flush_used in one transaction (when `now`, or a second after the

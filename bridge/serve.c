@@ -80,34 +80,50 @@ static bool response_under(const char *want, const char *own, size_t max_suffix)
 	return want[ol] == '/' && want[ol + 1] && strlen(want + ol + 1) <= max_suffix;
 }
 
-/* The answer goes to the request's response topic if it is the user's own res topic or
- * below it (at most MQC_MAX_RES_TOPIC bytes below), else to <prefix>/users/{user}/res
- * (DESIGN.md "Requests"). */
-static char *response_topic(struct serve *sv, const char *user, const mosquitto_property *props)
+static char *own_res(struct serve *sv, const char *user)
 {
-	char *want = NULL, *topic = NULL;
 	size_t n = strlen(sv->cfg->prefix) + strlen(user) + 16;
 	char *own = malloc(n);
-	if(!own) return NULL;
-	snprintf(own, n, "%s/users/%s/res", sv->cfg->prefix, user);
-
-	mosquitto_property_read_string(props, MQTT_PROP_RESPONSE_TOPIC, &want, false);
-	if(want){
-		if(response_under(want, own, MQC_MAX_RES_TOPIC) && mosquitto_pub_topic_check(want) == MOSQ_ERR_SUCCESS){
-			topic = want;
-			want = NULL;
-		}else{
-			bridge__log_repeated(&sv->topic_log, BLOG_INFO, "mqtt", "request from %s names response topic '%.200s', "
-					"not %s or %s/... (at most %d bytes below it); answering on %s", user, want, own, own,
-					MQC_MAX_RES_TOPIC, own);
-		}
-	}
-	free(want);
-	if(topic){
-		free(own);
-		return topic;
-	}
+	if(own) snprintf(own, n, "%s/users/%s/res", sv->cfg->prefix, user);
 	return own;
+}
+
+/* A response topic the request names and that will not be honoured (not the user's own
+ * res topic or below it, at most MQC_MAX_RES_TOPIC bytes below): a copy of it, else NULL. */
+static char *refused_response_topic(struct serve *sv, const char *user, const mosquitto_property *props)
+{
+	char *want = NULL;
+	mosquitto_property_read_string(props, MQTT_PROP_RESPONSE_TOPIC, &want, false);
+	if(!want) return NULL;
+	char *own = own_res(sv, user);
+	bool ok = own && response_under(want, own, MQC_MAX_RES_TOPIC) && mosquitto_pub_topic_check(want) == MOSQ_ERR_SUCCESS;
+	free(own);
+	if(ok){
+		free(want);
+		return NULL;
+	}
+	return want;
+}
+
+/* The answer goes to the request's MQTT 5 response topic (checked by run()), else to
+ * .../res/<res> when the request named one ("res", for MQTT 3.1.1 clients), else to
+ * <prefix>/users/{user}/res (DESIGN.md "Requests"). */
+static char *response_topic(struct serve *sv, const char *user, const mosquitto_property *props, const char *res)
+{
+	char *want = NULL;
+	mosquitto_property_read_string(props, MQTT_PROP_RESPONSE_TOPIC, &want, false);
+	if(want) return want;
+	char *own = own_res(sv, user);
+	if(!own || !res) return own;
+	size_t n = strlen(own) + strlen(res) + 2;
+	char *t = malloc(n);
+	if(t) snprintf(t, n, "%s/%s", own, res);
+	if(t && mosquitto_pub_topic_check(t) != MOSQ_ERR_SUCCESS){
+		free(t);
+		return own;
+	}
+	free(own);
+	return t;
 }
 
 static void publish(struct serve *sv, const char *topic, const json_t *j, const mosquitto_property *props)
@@ -144,7 +160,9 @@ static void answer(struct serve *sv, const char *user, const mosquitto_property 
 	json_array_foreach(out->controls, i, c) publish(sv, BRIDGE_CONTROL_TOPIC, c, NULL);
 	publish_events(sv, out->events);
 
-	char *topic = response_topic(sv, user, props);
+	char *topic = response_topic(sv, user, props, out->res);
+	free(out->res);
+	out->res = NULL;
 	mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &corr, &corrlen, false);
 	if(corr && mosquitto_property_add_binary(&rprops, MQTT_PROP_CORRELATION_DATA, corr, corrlen)){
 		bridge__log(BLOG_ERROR, "mqtt", "out of memory copying correlation data for %s", user);
@@ -188,6 +206,28 @@ static bool run(struct serve *sv, const char *user, const void *payload, size_t 
 	struct req_out out;
 	sv->cur_arrival = arrival;
 	sv->cur_late = late;
+	char *bad = refused_response_topic(sv, user, props);
+	if(bad){
+		/* not silence: the error goes where an answer may go, and the request is not run */
+		char msg[400];
+		snprintf(msg, sizeof(msg), "response topic '%.200s' refused: answers go to %s/users/%s/res or below it "
+				"(at most %d bytes below res/, no wildcards)", bad, sv->cfg->prefix, user, MQC_MAX_RES_TOPIC);
+		bridge__log_repeated(&sv->topic_log, BLOG_INFO, "mqtt", "request from %s names response topic '%.200s'; "
+				"answered with an error on its own res topic", user, bad);
+		free(bad);
+		memset(&out, 0, sizeof(out));
+		out.response = requests__refusal(payload, len, "invalid", msg);
+		/* the correlation data only, not the refused response topic: the error takes the default one */
+		mosquitto_property *keep = NULL;
+		void *corr = NULL;
+		uint16_t corrlen = 0;
+		mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &corr, &corrlen, false);
+		if(corr) mosquitto_property_add_binary(&keep, MQTT_PROP_CORRELATION_DATA, corr, corrlen);
+		free(corr);
+		answer(sv, user, keep, &out);
+		mosquitto_property_free_all(&keep);
+		return true;
+	}
 	uint64_t t0 = stat_now_ns();
 	int rc = requests__handle(sv->req, user, payload, len, &out);
 	if(rc == REQ_DEFERRED) return false;

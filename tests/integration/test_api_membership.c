@@ -280,8 +280,9 @@ static void answered_only_as_and_to_the_requester(h_env *env)
 	H_CHECK_INT(h_subscribe(A.c, "chat/users/+/res", 1), >=, 0x80);
 	H_CHECK_INT(h_publish_str(A.c, "chat/users/bob/res", "{\"req_id\":\"x\",\"ok\":true,\"result\":{}}", 1), ==, 0x87);
 
-	/* Response topics that point outside alice's res tree are ignored: the answer comes to
-	 * chat/users/alice/res, correlation data echoed. */
+	/* Response topics that point outside alice's res tree are refused, not silently
+	 * replaced (issue 10): an error answer comes to chat/users/alice/res, correlation data
+	 * echoed, and the request is not run. */
 	const char *elsewhere[] = { "chat/users/bob/res", "chat/users/bob/res/x", "chat/users/alice/events",
 		"chat/users/alice/resx", "chat/users/alice", "chat/rooms/rX/messages", "other/topic", "$CONTROL/mqchat/v1",
 		"chat/users/alice/res/+", "chat/users/alice/res/" };
@@ -297,6 +298,12 @@ static void answered_only_as_and_to_the_requester(h_env *env)
 		}
 		if(strcmp(topic, "chat/users/alice/res") || strcmp(corr, "k")) {
 			h_fail(__FILE__, __LINE__, "response topic %s: answer on %s with correlation '%s'", elsewhere[i], topic, corr);
+		}
+		json_t *err = json_object_get(ans, "error");
+		const char *msg = json_string_value(json_object_get(err, "message"));
+		if(!json_is_false(json_object_get(ans, "ok")) || !msg || !strstr(msg, "response topic")
+				|| strcmp(json_string_value(json_object_get(err, "code")), "invalid")) {
+			h_fail(__FILE__, __LINE__, "response topic %s: expected an invalid answer naming it", elsewhere[i]);
 		}
 		json_decref(ans);
 	}

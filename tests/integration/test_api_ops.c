@@ -86,6 +86,31 @@ static void common_errors(h_env *env)
 	API_NO_MORE(&A, 500); /* exactly one answer each, none for the refused one */
 }
 
+/* MQTT 3.1.1 has no response topic: "res":"phone" sends the answer to .../res/phone, so
+ * each device of a user can take its own answers (issue 10). */
+static void v311_res_argument(h_env *env)
+{
+	h_client *p = h_login(env, "gus", H_PROTO_V311);
+	h_client *q = h_login(env, "gus", H_PROTO_V311);
+	H_REQUIRE(p && q);
+	H_REQUIRE_INT(h_subscribe(p, "chat/users/gus/res/phone", 1), ==, 1);
+	H_REQUIRE_INT(h_subscribe(q, "chat/users/gus/res/laptop", 1), ==, 1);
+	H_CHECK_INT(h_publish_str(p, "chat/users/gus/req", "{\"op\":\"contacts.list\",\"req_id\":\"r1\",\"res\":\"phone\"}", 1), ==, 0);
+	char topic[256];
+	json_t *a = h_wait_json(p, 5000, topic);
+	H_CHECK(a && json_is_true(json_object_get(a, "ok")) && !strcmp(topic, "chat/users/gus/res/phone"));
+	json_decref(a);
+	H_CHECK_NO_MESSAGE(q, 300); /* the other device does not get it */
+	/* a bad one is an error, on .../res */
+	H_REQUIRE_INT(h_subscribe(q, "chat/users/gus/res", 1), ==, 1);
+	H_CHECK_INT(h_publish_str(q, "chat/users/gus/req", "{\"op\":\"contacts.list\",\"req_id\":\"r2\",\"res\":\"a/#\"}", 1), ==, 0);
+	a = h_wait_json(q, 5000, topic);
+	H_CHECK(a && json_is_false(json_object_get(a, "ok")) && !strcmp(topic, "chat/users/gus/res"));
+	json_decref(a);
+	h_client_close(p);
+	h_client_close(q);
+}
+
 static void mqtt5_response_topic_and_correlation(h_env *env)
 {
 	(void)env;
@@ -593,7 +618,7 @@ static void request_with_user_properties(h_env *env)
 int main(void)
 {
 	h_env *env = h_env_new("api_ops");
-	const char *users[] = { "alice", "bob", "carol", "dave", "erin", "frank" };
+	const char *users[] = { "alice", "bob", "carol", "dave", "erin", "frank", "gus" };
 
 	for(size_t i = 0; i < sizeof(users) / sizeof(users[0]); i++) h_user(env, users[i]);
 	if(h_room_create(env, direct_ab, "alice", "bob", (char *)NULL)
@@ -611,6 +636,7 @@ int main(void)
 
 	H_RUN(env, common_errors);
 	H_RUN(env, mqtt5_response_topic_and_correlation);
+	H_RUN(env, v311_res_argument);
 	H_RUN(env, room_create_direct);
 	H_RUN(env, room_create_group);
 	H_RUN(env, room_direct);
