@@ -93,18 +93,117 @@ void auth__free(struct mqchat *st)
 	OPENSSL_cleanse(st->auth_key, sizeof(st->auth_key));
 }
 
-/* The client id must not let one user take over another's session (and the messages
- * queued in it): the username itself, "<username>:<anything>", or a broker-made "auto-" id
- * with a clean session (nothing queued in it to take over; a client may type "auto-..."
- * itself, so a persistent one is refused). */
-static bool clientid_ok(const struct mqchat *st, const struct mosquitto *client, const char *user,
+/* The client id must not let one user take over, kick or read another's session (and the
+ * messages queued in it). clientid_policy:
+ *   owned (default): any client id, the libraries' random defaults included, with three
+ *     rules: an id in another user's namespace ("<user>" or "<user>:...") is theirs; an id
+ *     outside every namespace is held by the first user who connects with it, for this
+ *     broker run (owners: refused to anyone else while held, so nobody is kicked by a
+ *     takeover); and a persistent session (clean start off) needs an id of the user's own
+ *     namespace, whose owner is known across restarts (an id held only in memory could
+ *     be claimed by someone else after a restart, with the queued messages in it);
+ *   prefix: only the user's namespace, or a broker-made "auto-" id with a clean session;
+ *   any: no check (a deployment whose users trust each other).
+ * Returns NULL when allowed, else why not. */
+#define CLIENTID_OWNERS_MAX 200000
+
+static bool in_namespace(const char *cid, const char *user)
+{
+	size_t ulen = strlen(user);
+	return !strncmp(cid, user, ulen) && (cid[ulen] == '\0' || cid[ulen] == ':');
+}
+
+/* The user whose namespace cid is in ("<user>" or "<user>:..."), if such a user exists. */
+static const char *namespace_owner(const struct mqchat *st, const char *cid)
+{
+	size_t n = strcspn(cid, ":");
+	if(!n || n > MQC_NAME_MAX || !mqc_name_valid(cid, n)) return NULL;
+	/* the bridge's ids too: a takeover of its connection would stop storing */
+	if(strlen(st->opt.service_user) == n && !strncmp(cid, st->opt.service_user, n)) return st->opt.service_user;
+	struct cache_user *u = cache__user(st->cache, cid, n);
+	return u ? u->name : NULL;
+}
+
+static const char *clientid_refusal(const struct mqchat *st, const struct mosquitto *client, const char *user,
 		const char *cid)
 {
-	if(!st->opt.clientid_prefix) return true;
-	if(!cid) return false;
-	size_t ulen = strlen(user);
-	if(!strncmp(cid, user, ulen) && (cid[ulen] == '\0' || cid[ulen] == ':')) return true;
-	return !strncmp(cid, "auto-", 5) && mosquitto_client_clean_session(client);
+	if(st->opt.clientid_policy == CLIENTID_ANY) return NULL;
+	if(!cid) return "no client id";
+	if(in_namespace(cid, user)) return NULL;
+	const char *other = namespace_owner(st, cid);
+	bool clean = mosquitto_client_clean_session(client);
+	if(st->opt.clientid_policy == CLIENTID_PREFIX){
+		if(!strncmp(cid, "auto-", 5) && clean) return NULL;
+		return "must be the username or start with '<username>:'";
+	}
+	if(other) return "is in another user's namespace ('<user>' or '<user>:...')";
+	if(!clean) return "a persistent session (clean start off) needs the username or '<username>:...' as its client id";
+	size_t len = strlen(cid);
+	const struct conn *c = strmap__get(&st->conns, cid, len);
+	if(c && c->user && strcmp(c->user->name, user) != 0) return "is in use by another user right now";
+	const struct cid_owner *o = strmap__get(&st->owners.map, cid, len);
+	if(o && strcmp(o->user, user) != 0) return "was taken by another user earlier in this broker run";
+	return NULL;
+}
+
+/* Records that user holds cid (clientid_policy owned, an id outside the namespaces). */
+static void owner_remember(struct mqchat *st, const char *user, const char *cid)
+{
+	struct cid_owners *ow = &st->owners;
+	if(st->opt.clientid_policy != CLIENTID_OWNED || !cid || in_namespace(cid, user)) return;
+	size_t len = strlen(cid);
+	struct cid_owner *o = strmap__get(&ow->map, cid, len);
+	if(o){
+		snprintf(o->user, sizeof(o->user), "%s", user);
+		return;
+	}
+	if(ow->count == ow->cap){
+		if(ow->cap >= CLIENTID_OWNERS_MAX){
+			/* the oldest goes: if it is still connected, conns keeps it held */
+			struct cid_owner *old = ow->ring[ow->head];
+			strmap__del(&ow->map, old->cid, strlen(old->cid));
+			free(old->cid);
+			free(old);
+			ow->head = (ow->head + 1) % ow->cap;
+			ow->count--;
+		}else{
+			size_t cap = ow->cap ? ow->cap * 2 : 1024;
+			struct cid_owner **ring = malloc(cap * sizeof(*ring));
+			if(!ring) return;
+			for(size_t i = 0; i < ow->count; i++) ring[i] = ow->ring[(ow->head + i) % ow->cap];
+			free(ow->ring);
+			ow->ring = ring;
+			ow->cap = cap;
+			ow->head = 0;
+		}
+	}
+	o = calloc(1, sizeof(*o));
+	if(!o || !(o->cid = strdup(cid))){
+		free(o);
+		return;
+	}
+	snprintf(o->user, sizeof(o->user), "%s", user);
+	int err = 0;
+	strmap__put(&ow->map, o->cid, len, o, &err);
+	if(err){
+		free(o->cid);
+		free(o);
+		return;
+	}
+	ow->ring[(ow->head + ow->count) % ow->cap] = o;
+	ow->count++;
+}
+
+void auth__owners_free(struct cid_owners *ow)
+{
+	for(size_t i = 0; i < ow->count; i++){
+		struct cid_owner *o = ow->ring[(ow->head + i) % ow->cap];
+		free(o->cid);
+		free(o);
+	}
+	free(ow->ring);
+	strmap__free(&ow->map);
+	memset(ow, 0, sizeof(*ow));
 }
 
 /* A connection of user under client id cid that cannot take over one of its own (same
@@ -157,6 +256,7 @@ static int admitted(struct mqchat *st, const struct mosquitto *client, const cha
 		return MQCHAT_RETRY_LATER;
 	}
 	qos2__connected(st, cid, mosquitto_client_clean_session(client));
+	owner_remember(st, user, cid);
 	struct user_state *us = limits__user(st, user);
 	size_t len = strlen(cid);
 	struct conn *c = strmap__get(&st->conns, cid, len);
@@ -299,9 +399,9 @@ int auth__basic(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_AUTH;
 	}
 	size_t pwlen = strlen(pw);
-	if(!clientid_ok(st, ed->client, user, cid)){
-		plugin__log_client(st, "refused %s from %s: client id '%s' must be '%s' or start with '%s:'",
-				user, addr, cid, user, user);
+	const char *why = clientid_refusal(st, ed->client, user, cid);
+	if(why){
+		plugin__log_client(st, "refused %s from %s: client id '%.100s' %s", user, addr, cid ? cid : "", why);
 		return MOSQ_ERR_AUTH;
 	}
 

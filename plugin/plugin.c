@@ -102,7 +102,7 @@ static int parse_options(struct options *o, struct mosquitto_opt *opts, int n)
 	o->limits.max_payload = MQC_MSG_DEFAULT_MAX_PAYLOAD;
 	o->reload_interval_ms = 1000;
 	o->auth_hash_budget_ms = 250;
-	o->clientid_prefix = true;
+	o->clientid_policy = CLIENTID_OWNED;
 	o->unconfirmed_max_messages = 200000;
 	o->unconfirmed_max_bytes = 64u * 1024 * 1024;
 	o->store_window_messages = 20000;
@@ -140,10 +140,11 @@ static int parse_options(struct options *o, struct mosquitto_opt *opts, int n)
 		else if(!strcmp(k, "idlease_path")) rc = set_str(&o->idlease_path, val);
 		else if(!strcmp(k, "spool_path")) rc = set_str(&o->spool_path, val);
 		else if(!strcmp(k, "clientid_policy")){
-			if(!strcmp(val, "prefix")) o->clientid_prefix = true;
-			else if(!strcmp(val, "any")) o->clientid_prefix = false;
+			if(!strcmp(val, "owned")) o->clientid_policy = CLIENTID_OWNED;
+			else if(!strcmp(val, "prefix")) o->clientid_policy = CLIENTID_PREFIX;
+			else if(!strcmp(val, "any")) o->clientid_policy = CLIENTID_ANY;
 			else{
-				mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_clientid_policy = '%s': expected prefix or any", val);
+				mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_clientid_policy = '%s': expected owned, prefix or any", val);
 				rc = -1;
 			}
 		}else if(!strncmp(k, "jwt_", 4)){
@@ -234,6 +235,7 @@ static void state_free(struct mqchat *st)
 	free(st->req_cid);
 	free(st->hot);
 	tick__free(st);
+	auth__owners_free(&st->owners);
 	auth__free(st);
 	free(st->rooms_prefix);
 	free(st->users_prefix);

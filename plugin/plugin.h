@@ -151,6 +151,22 @@ void room_update__free(struct room_update *u);
 
 struct auth_entry; /* per-username verified-credential cache + failure backoff */
 
+enum { CLIENTID_OWNED = 0, CLIENTID_PREFIX = 1, CLIENTID_ANY = 2 };
+
+/* clientid_policy owned: who holds each client id outside the users' own namespaces
+ * ("<user>", "<user>:..."), for this broker run, so that no other user can take it over
+ * (auth.c). A FIFO of at most CLIENTID_OWNERS_MAX; a connected client is also in conns. */
+struct cid_owner {
+	char *cid;               /* first member: the strmap key */
+	char user[MQC_NAME_MAX + 1];
+};
+struct cid_owners {
+	struct strmap map;
+	struct cid_owner **ring;
+	size_t cap, head, count;
+};
+void auth__owners_free(struct cid_owners *o);
+
 /* ------------------------------------------------------------------ feed.c */
 
 struct feed_entry {
@@ -333,7 +349,7 @@ struct options {
 	mqc_msg_limits limits;
 	unsigned reload_interval_ms;
 	unsigned auth_hash_budget_ms;
-	bool clientid_prefix;      /* clientid_policy prefix (default) or any */
+	int clientid_policy;       /* CLIENTID_OWNED (default), CLIENTID_PREFIX or CLIENTID_ANY (auth.c) */
 	char *spool_path;          /* "<db_path>.spool" */
 	size_t unconfirmed_max_messages, unconfirmed_max_bytes;
 	size_t store_window_messages, store_window_bytes;
@@ -400,6 +416,7 @@ struct mqchat {
 	const struct mosquitto *req_client;
 	uint64_t requests_dropped;    /* requests with no request connection to take them */
 	struct strmap auth;           /* name -> struct auth_entry */
+	struct cid_owners owners;     /* client id -> its user (clientid_policy owned) */
 	unsigned char auth_key[32];   /* HMAC key of the verified-credential cache */
 	int64_t budget_tokens_us;     /* slow-hash time available now (auth.c); may be negative */
 	int64_t budget_last_us;       /* when it was last refilled (CLOCK_MONOTONIC), 0: never */

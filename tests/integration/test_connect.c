@@ -8,6 +8,12 @@
 
 #include "harness.h"
 
+static void on_connack_rc(struct mosquitto *m, void *obj, int rc)
+{
+	(void)m;
+	*(int *)obj = rc;
+}
+
 static void refused(h_env *env, const char *what, const char *user, const char *pw, const char *cid)
 {
 	const int protos[2] = { H_PROTO_V311, H_PROTO_V5 };
@@ -73,8 +79,66 @@ static void foreign_client_id(h_env *env)
 	/* Taking over another user's session by its client id is refused. */
 	refused(env, "alice with client id bob", "alice", h_pw("alice"), "bob");
 	refused(env, "alice with client id bob:phone", "alice", h_pw("alice"), "bob:phone");
-	refused(env, "alice with client id alicex", "alice", h_pw("alice"), "alicex");
-	refused(env, "alice with the bridge's-looking id", "alice", h_pw("alice"), "mqchat-bridge");
+	refused(env, "alice with the bridge's id", "alice", h_pw("alice"), H_SERVICE_USER);
+	refused(env, "alice with the bridge's request id", "alice", h_pw("alice"), H_SERVICE_USER ":req");
+}
+
+/* The CONNACK code of a CONNECT with clean session (or not), or -1 without one. */
+static int raw_connect(h_env *env, const char *user, const char *cid, bool clean)
+{
+	int reason = 0;
+	h_client *c = NULL;
+	if(clean && cid){
+		c = h_connect(env, user, h_pw(user), cid, H_PROTO_V311, &reason);
+		h_client_close(c);
+		return c ? 0 : reason;
+	}
+	struct mosquitto *m = mosquitto_new(cid, clean, &reason); /* NULL cid: libmosquitto makes one up */
+	reason = -1;
+	mosquitto_username_pw_set(m, user, h_pw(user));
+	mosquitto_connect_callback_set(m, on_connack_rc);
+	if(mosquitto_connect(m, "127.0.0.1", env->port, 30) == MOSQ_ERR_SUCCESS){
+		int64_t until = h_now_ms() + 3000;
+		while(reason == -1 && h_now_ms() < until && mosquitto_loop(m, 50, 1) == MOSQ_ERR_SUCCESS){}
+	}
+	mosquitto_disconnect(m);
+	mosquitto_destroy(m);
+	return reason;
+}
+
+/* Any client id works (issue 10): MQTT.js's default "mqttjs_" + 8 hex digits, an app's
+ * own "my-app-1234", a broker-made one; but never to take over, kick or read another
+ * user's session. */
+static void any_client_id_owned(h_env *env)
+{
+	int reason = 0;
+	h_client *a = h_connect(env, "alice", h_pw("alice"), "mqttjs_1a2b3c4d", H_PROTO_V5, &reason);
+	H_REQUIRE(a != NULL);
+	accepted(env, "alice with an app's id", "alice", h_pw("alice"), "my-app-1234");
+	accepted(env, "alice with an id made up of another's name", "alice", h_pw("alice"), "alicex");
+	h_sleep_ms(1100); /* past the 20-a-second limit on refusal lines the cases before used */
+	size_t mark = h_file_size(env->broker_log);
+	/* held by alice: bob cannot have it, and alice is not kicked by his try */
+	refused(env, "bob with alice's connected mqttjs_ id", "bob", h_pw("bob"), "mqttjs_1a2b3c4d");
+	H_CHECK(h_log_wait(env->broker_log, mark, "is in use by another user right now", 1000));
+	h_sleep_ms(200);
+	H_CHECK(h_client_connected(a));
+	h_client_close(a);
+	/* and not after she left either, in this broker run */
+	refused(env, "bob with alice's earlier id", "bob", h_pw("bob"), "mqttjs_1a2b3c4d");
+	refused(env, "bob with alice's earlier app id", "bob", h_pw("bob"), "my-app-1234");
+	H_CHECK(h_log_wait(env->broker_log, mark, "was taken by another user earlier", 1000));
+	/* alice herself gets it back */
+	accepted(env, "alice with her own earlier id", "alice", h_pw("alice"), "mqttjs_1a2b3c4d");
+	/* a persistent session outside the user's namespace is refused (its owner could not be
+	 * known after a restart); inside it, fine */
+	H_CHECK_INT(raw_connect(env, "bob", "bobs-app", false), ==, 5);
+	H_CHECK(h_log_wait(env->broker_log, mark, "a persistent session", 1000));
+	H_CHECK_INT(raw_connect(env, "bob", "bob:persistent", false), ==, 0);
+	H_CHECK_INT(raw_connect(env, "alice", "bob:persistent", true), ==, 5);
+	H_CHECK_INT(raw_connect(env, "alice", "bob:persistent", false), ==, 5);
+	/* no client id of its own: libmosquitto's random default */
+	H_CHECK_INT(raw_connect(env, "bob", NULL, true), ==, 0);
 }
 
 static void disabled_user(h_env *env)
@@ -136,6 +200,7 @@ int main(void)
 	H_RUN(env, bad_credentials);
 	H_RUN(env, bad_usernames);
 	H_RUN(env, foreign_client_id);
+	H_RUN(env, any_client_id_owned);
 	H_RUN(env, disabled_user);
 	H_RUN(env, changed_password);
 	return h_env_finish(env);

@@ -394,10 +394,14 @@ static int run_capture(char *const argv[], const char *stdin_data, char *out, si
 		return -1;
 	}
 	if(pid == 0) {
+		/* (a pipe end may already be 0, 1 or 2 if the test had one of those closed) */
 		dup2(in[0], 0);
 		dup2(op[1], 1);
 		dup2(op[1], 2);
-		close(in[0]); close(in[1]); close(op[0]); close(op[1]);
+		if(in[0] > 2) close(in[0]);
+		if(in[1] > 2) close(in[1]);
+		if(op[0] > 2) close(op[0]);
+		if(op[1] > 2) close(op[1]);
 		execv(argv[0], argv);
 		dprintf(2, "harness: exec %s failed: %s\n", argv[0], strerror(errno));
 		_exit(127);
