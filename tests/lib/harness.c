@@ -231,6 +231,12 @@ static void random_hex(char *out, size_t nbytes)
 	for(size_t i = 0; i < nbytes; i++) sprintf(out + 2 * i, "%02x", b[i]);
 }
 
+static int free_port(void);
+int h_free_port(void)
+{
+	return free_port();
+}
+
 static int free_port(void)
 {
 	struct sockaddr_in sa;

@@ -248,6 +248,8 @@ bool h_client_connected(h_client *c);
 /* ------------------------------------------------------------ small helpers */
 
 int64_t h_now_ms(void);
+/* A TCP port on 127.0.0.1 nothing listens on now (for an extra listener). */
+int h_free_port(void);
 void h_sleep_ms(int ms);
 /* "chat/rooms/<room>/send" and ".../messages" into a static-free buffer of 256 bytes. */
 void h_topic_send(char *out, const char *room);
