@@ -5,17 +5,22 @@
 #   mosquitto.conf.example, starts mosquitto + plugin and mqchat-bridge in the background
 #   (pids in ./run/*.pid, logs in ./run/*.log), waits until both are ready and prints how
 #   to connect. A previous up.sh run is stopped first (scripts/down.sh).
-# MQCHAT_PORT sets the listener port (default 1883).
+# MQCHAT_PORT sets the MQTT listener port (default 1883), MQCHAT_WEB_PORT the web client's
+# (MQTT over WebSockets and the page, default 9001; loopback only).
+# The web client (web/ and MQTT.js from node_modules, installed with npm ci) is copied to
+# ./run/web and served by mosquitto itself.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 PORT=${MQCHAT_PORT:-1883}
+WEB_PORT=${MQCHAT_WEB_PORT:-9001}
 RUN=$ROOT/run
 BUILD=$ROOT/build
 
 bash scripts/deps.sh
 bash scripts/down.sh >/dev/null 2>&1 || true
+[ -f node_modules/mqtt/dist/mqtt.min.js ] || npm ci --no-audit --no-fund --loglevel=error
 
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$BUILD" -j2 --target mqchat_plugin mqchat-bridge mqchat-admin >/dev/null
@@ -25,6 +30,10 @@ PLUGIN=$BUILD/plugin/mqchat_plugin.so
 
 if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
 	echo "up.sh: port $PORT on 127.0.0.1 is already in use; choose another with MQCHAT_PORT=..." >&2
+	exit 1
+fi
+if (exec 3<>"/dev/tcp/127.0.0.1/$WEB_PORT") 2>/dev/null; then
+	echo "up.sh: port $WEB_PORT on 127.0.0.1 is already in use; choose another with MQCHAT_WEB_PORT=..." >&2
 	exit 1
 fi
 
@@ -64,7 +73,13 @@ sed -e "s|^listener 1883 127.0.0.1|listener $PORT 127.0.0.1|" \
 	-e "s|^persistence_location .*|persistence_location $RUN/|" \
 	-e "s|^max_connections .*|max_connections $MAXCONN|" \
 	mosquitto.conf.example > "$RUN/mosquitto.conf"
-printf '\n# added by scripts/up.sh\nuser %s\n' "$(id -un)" >> "$RUN/mosquitto.conf"
+# The web client: the page and MQTT over WebSockets on one port. "lo" (the interface, not
+# 127.0.0.1) is what keeps mosquitto 2.0's websockets listener on the loopback: given an
+# address it binds every interface (docs/running.md "The web client").
+mkdir -p "$RUN/web"
+cp web/* node_modules/mqtt/dist/mqtt.min.js "$RUN/web/"
+printf '\n# added by scripts/up.sh\nuser %s\nlistener %s lo\nprotocol websockets\nhttp_dir %s\n' \
+	"$(id -un)" "$WEB_PORT" "$RUN/web" >> "$RUN/mosquitto.conf"
 chmod 600 "$RUN/mosquitto.conf"
 
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
@@ -95,6 +110,7 @@ fi
 
 cat <<EOT
 mqchat is up: mosquitto on 127.0.0.1:$PORT with the mqchat plugin, and the bridge.
+  web client  http://127.0.0.1:$WEB_PORT/   (open it in two windows: alice in one, bob in the other)
   database  $DB
   logs      $RUN/mosquitto.log  $RUN/bridge.log
   stop      bash scripts/down.sh
