@@ -23,17 +23,6 @@
 static char room[65];
 static int ws_port;
 
-static json_t *run_client(const char *cmd)
-{
-	FILE *p = popen(cmd, "r");
-	if(!p) return NULL;
-	char line[4096] = "";
-	while(fgets(line, sizeof(line), p)){}
-	pclose(p);
-	fprintf(stderr, "  %s", line);
-	return json_loads(line, 0, NULL);
-}
-
 static void default_client_ids(h_env *env)
 {
 	const char *src = getenv("MQCHAT_SOURCE_DIR");
@@ -42,7 +31,7 @@ static void default_client_ids(h_env *env)
 	for(int i = 0; i < 2; i++){
 		snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s/tests/clients/libs_paho.py' %d bob '%s' %s %s", src, env->port,
 				h_pw("bob"), room, paho[i]);
-		json_t *j = run_client(cmd);
+		json_t *j = h_run_json(cmd);
 		if(!j || !json_is_true(json_object_get(j, "ok"))) h_fail(__FILE__, __LINE__, "paho MQTT %s failed", paho[i]);
 		json_decref(j);
 	}
@@ -52,7 +41,7 @@ static void default_client_ids(h_env *env)
 	for(int i = 0; i < 2; i++){
 		snprintf(cmd, sizeof(cmd), "cd '%s' && node tests/clients/libs_mqttjs.mjs %s alice '%s' %s", src, url[i],
 				h_pw("alice"), room);
-		json_t *j = run_client(cmd);
+		json_t *j = h_run_json(cmd);
 		const char *cid = json_string_value(json_object_get(j, "clientId"));
 		if(!j || !json_is_true(json_object_get(j, "ok"))) h_fail(__FILE__, __LINE__, "MQTT.js over %s failed", url[i]);
 		else if(!cid || strncmp(cid, "mqttjs_", 7)) h_fail(__FILE__, __LINE__, "MQTT.js did not use its default client id");
@@ -66,13 +55,7 @@ static void message_then_count_in_one_frame(h_env *env)
 	char cmd[1024];
 	snprintf(cmd, sizeof(cmd), "cd '%s' && node tests/clients/ws_same_frame.mjs %d alice '%s' %s 20",
 			getenv("MQCHAT_SOURCE_DIR"), ws_port, h_pw("alice"), room);
-	FILE *p = popen(cmd, "r");
-	H_REQUIRE(p != NULL);
-	char line[4096] = "";
-	while(fgets(line, sizeof(line), p)){}
-	pclose(p);
-	fprintf(stderr, "  %s", line);
-	json_t *j = json_loads(line, 0, NULL);
+	json_t *j = h_run_json(cmd);
 	H_REQUIRE(j != NULL);
 	H_CHECK_INT(json_integer_value(json_object_get(j, "runs")), ==, 20);
 	H_CHECK_INT(json_integer_value(json_object_get(j, "missed")), ==, 0);

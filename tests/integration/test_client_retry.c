@@ -20,19 +20,6 @@
 
 #include "harness.h"
 
-/* Runs cmd (a shell command line), returns its last stdout line parsed as JSON. */
-static json_t *run_json(const char *cmd)
-{
-	FILE *p = popen(cmd, "r");
-	if(!p) return NULL;
-	char line[4096], last[4096] = "";
-	while(fgets(line, sizeof(line), p)) snprintf(last, sizeof(last), "%s", line);
-	int st = pclose(p);
-	if(st != 0) fprintf(stderr, "client_retry: '%s' exited %d\n", cmd, st);
-	fprintf(stderr, "  %s", last);
-	return json_loads(last, 0, NULL);
-}
-
 static void client_cmd(char *out, size_t n, const char *lib, h_env *env, const char *user, const char *pw, int secs)
 {
 	const char *src = getenv("MQCHAT_SOURCE_DIR");
@@ -100,9 +87,9 @@ static void wrong_password_mqttjs_stops(h_env *env)
 	size_t mark = h_file_size(env->broker_log);
 	char cmd[1024];
 	client_cmd(cmd, sizeof(cmd), "mqttjs", env, "mj", "not-the-password", 5);
-	json_t *js = run_json(cmd);
+	json_t *js = h_run_json(cmd);
 	client_cmd(cmd, sizeof(cmd), "paho", env, "pa", "not-the-password", 5);
-	json_t *py = run_json(cmd);
+	json_t *py = h_run_json(cmd);
 	H_REQUIRE(js && py);
 	char *log = h_file_read_from(env->broker_log, mark);
 	int mj = count(log, "refused mj (mj:mqttjs)"), pa = count(log, "refused pa (pa:paho)");

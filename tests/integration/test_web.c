@@ -37,13 +37,7 @@ static void chat_in_two_browsers(h_env *env)
 	char cmd[2048];
 	snprintf(cmd, sizeof(cmd), "cd '%s' && node tests/web/web_chat.mjs http://127.0.0.1:%d/ '%s' '%s' %s \"$OLDPWD/web-shots\"",
 			getenv("MQCHAT_SOURCE_DIR"), ws_port, h_pw("alice"), h_pw("bob"), room);
-	FILE *p = popen(cmd, "r");
-	H_REQUIRE(p != NULL);
-	char line[8192] = "";
-	while(fgets(line, sizeof(line), p)){}
-	pclose(p);
-	fprintf(stderr, "  %s", line);
-	json_t *j = json_loads(line, 0, NULL);
+	json_t *j = h_run_json(cmd);
 	H_REQUIRE(j != NULL);
 	static const char *want[] = { "wrong_password_said", "unread_badge_shown", "history_paged_to_200",
 		"seed_first_message_shown", "badge_cleared_on_read", "direct_created", "alice_to_bob", "bob_to_alice",

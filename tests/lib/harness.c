@@ -231,6 +231,18 @@ static void random_hex(char *out, size_t nbytes)
 	for(size_t i = 0; i < nbytes; i++) sprintf(out + 2 * i, "%02x", b[i]);
 }
 
+json_t *h_run_json(const char *cmd)
+{
+	FILE *p = popen(cmd, "r");
+	if(!p) return NULL;
+	char line[16384] = "", last[16384] = "";
+	while(fgets(line, sizeof(line), p)) memcpy(last, line, sizeof(last));
+	int st = pclose(p);
+	if(st != 0) fprintf(stderr, "harness: '%.200s' exited with status %d\n", cmd, st);
+	fprintf(stderr, "  %s", last);
+	return json_loads(last, 0, NULL);
+}
+
 static int free_port(void);
 int h_free_port(void)
 {

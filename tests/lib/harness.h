@@ -248,6 +248,9 @@ bool h_client_connected(h_client *c);
 /* ------------------------------------------------------------ small helpers */
 
 int64_t h_now_ms(void);
+/* Runs a shell command (a client written in another language: node, python3), echoes
+ * its last stdout line to stderr and returns that line parsed as JSON (NULL if it is not). */
+json_t *h_run_json(const char *cmd);
 /* A TCP port on 127.0.0.1 nothing listens on now (for an extra listener). */
 int h_free_port(void);
 void h_sleep_ms(int ms);
