@@ -40,7 +40,7 @@ static void chat_in_two_browsers(h_env *env)
 	json_t *j = h_run_json(cmd);
 	H_REQUIRE(j != NULL);
 	static const char *want[] = { "wrong_password_said", "unread_badge_shown", "history_paged_to_200",
-		"seed_first_message_shown", "badge_cleared_on_read", "direct_created", "alice_to_bob", "bob_to_alice",
+		"seed_first_message_shown", "badge_cleared_on_read", "direct_with_bob_is_theirs", "direct_created", "alice_to_bob", "bob_to_alice",
 		"image_inline", "badge_counts_up", "group_appears_live", "group_disappears_live", "error_in_words",
 		"offline_shown", "caught_up_after_reconnect", NULL };
 	for(int i = 0; want[i]; i++){

@@ -59,12 +59,18 @@ try {
   await bob.waitForFunction((id) => !document.querySelector(`#rooms li[data-room="${id}"] .badge`).textContent, room, { timeout: 10000 });
   check('badge_cleared_on_read', true);
 
-  // alice starts a direct chat with carol (a room that did not exist), sends; carol is not
+  // alice "creates" her direct room with bob from the browser: it is the one that exists
+  // (one direct room per pair), opened
+  await alice.fill('#direct-user', 'bob');
+  await alice.click('#new-direct button');
+  await alice.waitForSelector(`#room[data-room="${room}"]`, { timeout: 10000 });
+  check('direct_with_bob_is_theirs', true);
+  // alice starts a direct chat with carol (a room that did not exist); carol is not
   // logged in. Then alice and bob talk in their room, both ways.
   await alice.fill('#direct-user', 'carol');
   await alice.click('#new-direct button');
-  await alice.waitForSelector('#room:not(.hidden)');
-  check('direct_created', (await alice.textContent('#room-title')).includes('carol'));
+  await alice.waitForFunction(() => document.getElementById('room-title').textContent.includes('carol'), null, { timeout: 10000 });
+  check('direct_created', true);
   await roomItem(alice, room).click();
   await alice.waitForSelector('#messages .msg');
   await alice.fill('#text', 'hi bob, from the browser');
