@@ -628,7 +628,18 @@ static int cmd_room_member(const struct opts *o, bool add)
 		fail_msg("no such user: %s", user);
 		goto done;
 	}
+	/* The request API's rules (bridge/requests.c room.members.add / .remove): a disabled
+	 * user is not added; a new participant starts with what came before it read; a group
+	 * keeps at least two participants (disable it instead); a removed owner hands the room
+	 * to the longest-standing participant, as room.leave does. */
 	if(add){
+		const char *uargs[] = { user };
+		char dis[8] = "";
+		if(query_one(db, "SELECT disabled FROM users WHERE id = ?", 1, uargs, dis, sizeof(dis)) < 0) goto done;
+		if(strcmp(dis, "0") != 0){
+			fail_msg("%s is disabled: not added to room %s", user, room);
+			goto done;
+		}
 		const char *args[] = { room, user, now };
 		snprintf(now, sizeof(now), "%lld", (long long)mqc_now_ms());
 		if(run(db, "INSERT OR IGNORE INTO room_participants(room_id, user_id, joined_at) VALUES (?, ?, CAST(? AS INTEGER))",
@@ -637,6 +648,10 @@ static int cmd_room_member(const struct opts *o, bool add)
 			fail_msg("%s is already a participant of room %s", user, room);
 			goto done;
 		}
+		const char *margs[] = { user, room };
+		if(run(db, "INSERT INTO read_markers(user_id, room_id, last_read_id) SELECT ?, id, last_msg_id FROM rooms"
+					" WHERE id = ? AND true ON CONFLICT(user_id, room_id) DO UPDATE SET"
+					" last_read_id = max(last_read_id, excluded.last_read_id)", 2, margs, NULL)) goto done;
 	}else{
 		const char *args[] = { room, user };
 		if(run(db, "DELETE FROM room_participants WHERE room_id = ? AND user_id = ?", 2, args, &changes)) goto done;
@@ -644,6 +659,17 @@ static int cmd_room_member(const struct opts *o, bool add)
 			fail_msg("%s is not a participant of room %s", user, room);
 			goto done;
 		}
+		const char *rargs[] = { room };
+		char left[24] = "";
+		if(query_one(db, "SELECT count(*) FROM room_participants WHERE room_id = ?", 1, rargs, left, sizeof(left)) < 0) goto done;
+		if(atoi(left) < 2){
+			fail_msg("removing %s would leave room %s with fewer than two participants: disable the room instead "
+					"(room disable %s)", user, room, room);
+			goto done;
+		}
+		const char *oargs[] = { room, room, user };
+		if(run(db, "UPDATE rooms SET created_by = (SELECT user_id FROM room_participants WHERE room_id = ?"
+					" ORDER BY joined_at, user_id LIMIT 1) WHERE id = ? AND created_by = ?", 3, oargs, NULL)) goto done;
 	}
 	if(tx_commit(db)) goto done;
 	printf("%s %s room %s\n", user, add ? "added to" : "removed from", room);

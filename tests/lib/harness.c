@@ -1389,6 +1389,7 @@ static void on_message_corr(struct mosquitto *mosq, void *obj, const struct mosq
 	mc->m.len = msg->payloadlen;
 	mc->m.qos = msg->qos;
 	mc->m.retain = msg->retain;
+	mc->m.corr_kept = true;
 	pthread_mutex_lock(&c->mu);
 	if(c->tail) c->tail->next = &mc->m;
 	else c->head = &mc->m;
@@ -1404,9 +1405,11 @@ void h_client_keep_correlation(h_client *c)
 
 int h_msg_correlation(const h_msg *m, char *out, size_t outlen)
 {
-	const struct h_msg_corr *mc = (const struct h_msg_corr *)m;
 	size_t n;
 
+	/* only a message received after h_client_keep_correlation has the block after it */
+	if(!m->corr_kept) return -1;
+	const struct h_msg_corr *mc = (const struct h_msg_corr *)m;
 	if(mc->corr_len < 0) return -1;
 	if(outlen) {
 		n = (size_t)mc->corr_len < outlen - 1 ? (size_t)mc->corr_len : outlen - 1;

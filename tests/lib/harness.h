@@ -60,6 +60,7 @@ typedef struct h_msg {
 	int len;
 	int qos;
 	bool retain;
+	bool corr_kept;     /* received after h_client_keep_correlation: an h_msg_corr */
 	struct h_msg *next;
 } h_msg;
 

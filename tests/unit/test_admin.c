@@ -134,13 +134,24 @@ int main(void)
 	snprintf(p, sizeof(p), "room remove %s bob", group);
 	CHECK(run_admin(NULL, p, NULL, 0) == 0);
 	CHECK(run_admin(NULL, p, NULL, 0) == 1);
+	/* the request API's rules: a group keeps two participants; the owner's removal hands it on */
+	snprintf(p, sizeof(p), "room remove %s carol", group);
+	CHECK(run_admin(NULL, p, NULL, 0) == 1); /* alice alone would be left */
 	snprintf(p, sizeof(p), "room add %s bob", group);
 	CHECK(run_admin(NULL, p, NULL, 0) == 0);
 	CHECK(run_admin(NULL, p, NULL, 0) == 1);
+	snprintf(p, sizeof(p), "room remove %s carol", group); /* carol made it */
+	CHECK(run_admin(NULL, p, NULL, 0) == 0);
+	snprintf(p, sizeof(p), "room add %s carol", group);
+	CHECK(run_admin(NULL, p, NULL, 0) == 0);
 	snprintf(p, sizeof(p), "room disable %s", group);
 	CHECK(run_admin(NULL, p, NULL, 0) == 0);
 	CHECK(run_admin(NULL, "room enable nosuchroom", NULL, 0) == 1);
 	CHECK(run_admin(NULL, "user disable bob", NULL, 0) == 0);
+	snprintf(p, sizeof(p), "room remove %s bob", group);
+	CHECK(run_admin(NULL, p, NULL, 0) == 0);
+	snprintf(p, sizeof(p), "room add %s bob", group);
+	CHECK(run_admin(NULL, p, NULL, 0) == 1); /* a disabled user is not added */
 	CHECK(run_admin(NULL, "user disable nobody", NULL, 0) == 1);
 	CHECK(run_admin("new-pw\n", "user passwd carol", NULL, 0) == 0);
 	CHECK(run_admin("x\n", "user passwd nobody", NULL, 0) == 1);
@@ -154,8 +165,11 @@ int main(void)
 		snprintf(sql, sizeof(sql), "SELECT direct_key FROM rooms WHERE id='%s' AND kind='direct' AND created_by='alice'", direct);
 		CHECKF(!strcmp(text(db, sql, out, sizeof(out)), "alice:bob"), "%s", out);
 		snprintf(sql, sizeof(sql), "SELECT count(*) FROM room_participants WHERE room_id='%s'", group);
-		CHECK(count(db, sql) == 3);
-		snprintf(sql, sizeof(sql), "SELECT enabled FROM rooms WHERE id='%s' AND name='Team' AND created_by='carol'", group);
+		CHECK(count(db, sql) == 2); /* alice and carol: bob was removed once disabled */
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM read_markers WHERE user_id='carol' AND room_id='%s'", group);
+		CHECK(count(db, sql) == 1); /* room add starts carol with what came before read */
+		/* carol was removed (and added back): the room passed to alice, the longest-standing */
+		snprintf(sql, sizeof(sql), "SELECT enabled FROM rooms WHERE id='%s' AND name='Team' AND created_by='alice'", group);
 		CHECK(count(db, sql) == 0);
 		text(db, "SELECT password_hash FROM users WHERE id='alice'", hash, sizeof(hash));
 		CHECK(mqc_password_verify("secret", 6, hash) == 1);
