@@ -15,6 +15,9 @@
 #include <unistd.h>
 
 #include "../../bridge/requests.c"
+#include "../../bridge/req_rooms.c"
+#include "../../bridge/req_messages.c"
+#include "../../bridge/req_people.c"
 
 /* The bridge's logger (bridge/main.c), so requests.c links alone. Warnings are also kept,
  * one per line, in `warned` (cleared by the tests that look at them). */
