@@ -52,8 +52,11 @@ static void connections_per_user(h_env *env)
 	H_CHECK(erin);
 	/* a closed connection frees its place */
 	h_client_close(c[0]);
-	h_sleep_ms(200);
-	h_client *fourth = h_connect(env, "dave", h_pw("dave"), "dave:3", H_PROTO_V5, &reason);
+	h_client *fourth = NULL;
+	for(int64_t until = h_now_ms() + 3000; !fourth && h_now_ms() < until;){
+		h_sleep_ms(100); /* the broker handles the DISCONNECT (slower on a loaded machine) */
+		fourth = h_connect(env, "dave", h_pw("dave"), "dave:3", H_PROTO_V5, &reason);
+	}
 	H_CHECK(fourth);
 	h_client_close(fourth);
 	h_client_close(again);
@@ -106,18 +109,24 @@ static void bytes_per_sender(h_env *env)
 	int off = snprintf(big, n + 64, "{\"type\":\"msg\",\"body\":\"");
 	memset(big + off, 'b', n - (size_t)off - 3);
 	memcpy(big + n - 3, "\"}", 3);
+	h_sleep_ms(1100); /* past the 20-a-second limit on refusal lines the cases before used */
 	size_t mark = h_file_size(env->broker_log);
 	int accepted = 0, closed = 0;
+	int64_t t0 = h_now_ms();
 	for(int i = 0; i < 8 && !closed; i++){
 		int rc = h_publish(alice, send, big, (int)strlen(big), 1, false, NULL);
 		if(rc == 0) accepted++;
 		else if(rc == -2) closed = 1;
 	}
-	/* the burst (65536 bytes) takes four of 16,030; the fifth closes the connection */
-	H_CHECK_INT(accepted, ==, 4);
+	/* the burst (65536 bytes) takes four of 16,030; the fifth closes the connection,
+	 * unless the loop was slow enough (a loaded machine) for the 20,000 bytes/s refill to
+	 * pay for one more */
+	int64_t extra = (h_now_ms() - t0) * 20000 / 1000 / 16030;
+	H_CHECK_INT(accepted, >=, 4);
+	H_CHECK_INT(accepted, <=, 4 + extra);
 	H_CHECK_INT(closed, ==, 1);
 	H_CHECK(h_log_wait(env->broker_log, mark, "over send_bytes_rate", 2000));
-	H_CHECK_INT(h_drain(bob, 1000), ==, 4);
+	H_CHECK_INT(h_drain(bob, 1000), ==, accepted);
 	/* someone else sends as usual */
 	h_client *carol = h_login(env, "carol", H_PROTO_V5);
 	H_REQUIRE(carol);
@@ -134,16 +143,18 @@ static void requests_per_user(h_env *env)
 	h_client *erin = h_login(env, "erin", H_PROTO_V5);
 	H_REQUIRE(erin);
 	H_REQUIRE_INT(h_subscribe(erin, "chat/users/erin/res", 1), ==, 1);
+	h_sleep_ms(1100); /* past the 20-a-second limit on refusal lines */
 	size_t mark = h_file_size(env->broker_log);
 	int acked = 0, closed = 0;
+	int64_t t0 = h_now_ms();
 	for(int i = 0; i < 20 && !closed; i++){
 		int rc = h_publish_str(erin, "chat/users/erin/req", "{\"op\":\"contacts.list\"}", 1);
 		if(rc == 0) acked++;
 		else if(rc == -2) closed = 1;
 	}
-	/* burst 5, maybe one more refilled meanwhile */
+	/* burst 5, and what 2/s refilled while the loop ran (one more on a quick machine) */
 	H_CHECK_INT(acked, >=, 5);
-	H_CHECK_INT(acked, <=, 6);
+	H_CHECK_INT(acked, <=, 6 + (h_now_ms() - t0) * 2 / 1000);
 	H_CHECK_INT(closed, ==, 1);
 	H_CHECK(h_log_wait(env->broker_log, mark, "over request_rate", 2000));
 	/* (answers still on their way when the connection closed are lost to a clean session) */
@@ -153,10 +164,12 @@ static void requests_per_user(h_env *env)
 	H_REQUIRE(erin);
 	H_REQUIRE_INT(h_subscribe(erin, "chat/users/erin/res", 1), ==, 1);
 	h_sleep_ms(2600); /* the bucket refills */
+	t0 = h_now_ms();
 	for(int i = 0; i < 30; i++) h_publish_str(erin, "chat/users/erin/req", "{\"op\":\"contacts.list\"}", 0);
+	int64_t spent = h_now_ms() - t0;
 	int answers = h_drain(erin, 1500);
 	H_CHECK_INT(answers, >=, 5);
-	H_CHECK_INT(answers, <=, 8);
+	H_CHECK_INT(answers, <=, 8 + spent * 2 / 1000);
 	H_CHECK(h_client_connected(erin));
 	h_client_close(erin);
 }
