@@ -130,6 +130,11 @@ int op_token_create(struct call *c)
 	int64_t expires_in = 0;
 	bool has_exp;
 	char why[160];
+	/* a stolen device token must not be able to outlive its revocation by minting more */
+	if(c->r->token_login){
+		return fail(c, "forbidden", "a session logged in with a device token cannot make tokens: log in with the "
+				"password (or a JWT) to make one");
+	}
 	if(!json_is_string(jname)) return fail(c, "invalid", "name: required, a string (the device)");
 	mqc_text_err te = mqc_token_name_check(json_string_value(jname), json_string_length(jname), why, sizeof(why));
 	if(te) return fail(c, te == MQC_TEXT_TOO_LONG ? "too_large" : "invalid", "name: %s", why);

@@ -997,6 +997,11 @@ json_t *requests__refusal(const void *payload, size_t len, const char *code, con
 	return resp;
 }
 
+void requests__set_token_login(struct requests *r, bool token)
+{
+	r->token_login = token;
+}
+
 /* ---------------------------------------------------------------- life cycle */
 
 struct requests *requests__new(sqlite3 *db, const char *prefix)

@@ -78,6 +78,10 @@ void requests__set_before(struct requests *r, requests_before_fn *fn, void *arg)
  * without its controls, and the plugin learns it only at its next reload (acl_version). */
 int requests__handle(struct requests *r, const char *user, const void *payload, size_t len, struct req_out *out);
 
+/* The next request comes from a session that logged in with a device token (the plugin's
+ * "mqchat-login"): token.create is refused to it. */
+void requests__set_token_login(struct requests *r, bool token);
+
 /* An error answer for a request that is refused before it runs (its req_id echoed if the
  * payload has one). NULL only when out of memory. */
 json_t *requests__refusal(const void *payload, size_t len, const char *code, const char *msg);

@@ -66,6 +66,7 @@ struct requests {
 	struct used used_q[USED_MAX];
 	size_t used_n;
 	int64_t used_first_ms;
+	bool token_login;    /* the request being handled came from a device-token session */
 	struct log_repeat text_log; /* stored text that is not UTF-8 (column_fix) */
 	sqlite3_stmt *stmt[S_COUNT_];
 	requests_before_fn *before;

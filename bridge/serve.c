@@ -199,6 +199,22 @@ static bool before_op(void *arg, const char *user, enum req_sees sees, const cha
 	return false;
 }
 
+/* "mqchat-login" as the plugin set it: its last value (a client's own comes first). */
+static bool token_login(const mosquitto_property *props)
+{
+	char *name = NULL, *value = NULL;
+	const mosquitto_property *p = props;
+	bool skip = false, token = false;
+	while((p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, skip))){
+		skip = true;
+		if(!strcmp(name, "mqchat-login")) token = !strcmp(value, "token");
+		free(name);
+		free(value);
+		name = value = NULL;
+	}
+	return token;
+}
+
 /* Runs one request. True if answered, false if it must wait (nothing was changed). */
 static bool run(struct serve *sv, const char *user, const void *payload, size_t len,
 		const mosquitto_property *props, uint64_t arrival, bool late)
@@ -229,6 +245,7 @@ static bool run(struct serve *sv, const char *user, const void *payload, size_t 
 		return true;
 	}
 	uint64_t t0 = stat_now_ns();
+	requests__set_token_login(sv->req, token_login(props));
 	int rc = requests__handle(sv->req, user, payload, len, &out);
 	if(rc == REQ_DEFERRED) return false;
 	stat_add(&sv->stats[out.op_index >= 0 ? (unsigned)out.op_index : SERVE_STAT_OTHER], stat_now_ns() - t0);

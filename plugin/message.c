@@ -172,6 +172,13 @@ static int forward_request(struct mqchat *st, struct mosquitto_evt_message *ed, 
 		snprintf(mark, sizeof(mark), "%" PRIu64 ":%" PRIu64, st->feed.epoch, r->last_seq);
 		if(mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "mqchat-seen", mark)) goto nomem;
 	}
+	/* How the requester logged in, last (the bridge takes the last one: a client cannot
+	 * forge it by sending its own): a device token may not make more tokens. */
+	const char *cid = mosquitto_client_id(ed->client);
+	const struct conn *cn = cid ? strmap__get(&st->conns, cid, strlen(cid)) : NULL;
+	const char *login = cn && cn->client == ed->client && cn->token_id ? "token"
+		: cn && cn->client == ed->client && cn->expires_ms ? "jwt" : "password";
+	if(mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "mqchat-login", login)) goto nomem;
 	char *copy = mosquitto_malloc(ed->payloadlen ? ed->payloadlen : 1);
 	if(!copy) goto nomem;
 	if(ed->payloadlen) memcpy(copy, ed->payload, ed->payloadlen);

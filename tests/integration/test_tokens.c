@@ -347,6 +347,22 @@ static void wrong_token_storm(h_env *env)
 	h_client_close(g);
 	h_client *d = h_connect(env, "frank", secret, "frank:sensor", H_PROTO_V5, &reason);
 	H_CHECK(d != NULL);
+	/* a device-token session cannot make more tokens (a stolen one could not outlive its
+	 * revocation that way), even claiming otherwise in its own user property */
+	if(d){
+		H_CHECK_INT(h_subscribe(d, "chat/users/frank/res/sensor", 1), ==, 1);
+		mosquitto_property *props = NULL;
+		mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "mqchat-login", "password");
+		const char *req = "{\"op\":\"token.create\",\"name\":\"more\",\"res\":\"sensor\",\"req_id\":\"t9\"}";
+		H_CHECK_INT(h_publish(d, "chat/users/frank/req", req, (int)strlen(req), 1, false, props), ==, 0);
+		mosquitto_property_free_all(&props);
+		char topic[256];
+		json_t *ans = h_wait_json(d, 5000, topic);
+		H_CHECK(ans && json_is_false(json_object_get(ans, "ok"))
+				&& !strcmp(json_string_value(json_object_get(json_object_get(ans, "error"), "code")), "forbidden"));
+		json_decref(ans);
+		H_CHECK_INT(h_db_int(env, "SELECT count(*) FROM tokens WHERE user_id = 'frank'", (char *)NULL), ==, 1);
+	}
 	h_client_close(c);
 	h_client_close(d);
 }
