@@ -191,16 +191,22 @@ static int check_send(struct mqchat *st, struct mosquitto_evt_acl_check *ed, con
 	 * delivered once: message.c), other bytes under the same id within dedupe_window_s are
 	 * a client bug that would otherwise vanish silently. */
 	const char *cmid = json_string_value(json_object_get(msg, "client_msg_id"));
-	uint64_t digest = 0;
-	if(cmid && limits__dedupe_seen(&st->dedupe, user, room, roomlen, cmid, mqc_now_ms(), &digest)
-			&& digest != limits__digest(ed->payload, ed->payloadlen)){
-		plugin__log_client(st, "refused publish to %s from %s (%s): client_msg_id '%.64s' was already used for "
-				"another message in the last %u s", ed->topic, user, cid, cmid, st->opt.dedupe_window_s);
-		json_decref(msg);
-		return MOSQ_ERR_ACL_DENIED;
+	uint64_t digest = 0, seen_digest = 0, resend_of = 0;
+	if(cmid){
+		digest = limits__digest(ed->payload, ed->payloadlen);
+		resend_of = limits__dedupe_seen(&st->dedupe, user, room, roomlen, cmid, mqc_now_ms(), &seen_digest);
+		if(resend_of && seen_digest != digest){
+			plugin__log_client(st, "refused publish to %s from %s (%s): client_msg_id '%.64s' was already used for "
+					"another message in the last %u s", ed->topic, user, cid, cmid, st->opt.dedupe_window_s);
+			json_decref(msg);
+			return MOSQ_ERR_ACL_DENIED;
+		}
 	}
-	/* Handed to message.c, which runs next for this same PUBLISH. */
+	/* Handed to message.c, which runs next for this same PUBLISH (nothing runs between
+	 * the two, so the dedupe lookup made here still holds there). */
 	plugin__pending_clear(st);
+	st->pending.resend_of = resend_of;
+	st->pending.digest = digest;
 	st->pending.client = ed->client;
 	st->pending.payload = ed->payload;
 	st->pending.payloadlen = ed->payloadlen;

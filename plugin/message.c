@@ -71,19 +71,17 @@ static int stamp(struct mqchat *st, struct mosquitto_evt_message *ed, const char
 	json_t *msg = st->pending.msg;
 	struct user_state *us = st->pending.user;
 	struct cache_room *croom = st->pending.room;
+	uint64_t resend_of = st->pending.resend_of, digest = st->pending.digest;
 	st->pending.msg = NULL;
 	plugin__pending_clear(st);
 
 	int64_t now = mqc_now_ms();
 	const char *cmid = json_string_value(json_object_get(msg, "client_msg_id"));
-	if(cmid){
-		uint64_t first = limits__dedupe_seen(&st->dedupe, user, room, roomlen, cmid, now, NULL);
-		if(first){
-			mosquitto_log_printf(MOSQ_LOG_DEBUG, "mqchat: %s resent client_msg_id '%s' to %s: already delivered as %" PRIu64,
-					user, cmid, ed->topic, first);
-			json_decref(msg);
-			return MOSQ_ERR_SUCCESS;
-		}
+	if(resend_of){ /* looked up by acl.c for this same PUBLISH */
+		mosquitto_log_printf(MOSQ_LOG_DEBUG, "mqchat: %s resent client_msg_id '%s' to %s: already delivered as %" PRIu64,
+				user, cmid, ed->topic, resend_of);
+		json_decref(msg);
+		return MOSQ_ERR_SUCCESS;
 	}
 	if(ed->qos == 2 && qos2__is_resend(st, ed->client, ed->topic, ed->payload, ed->payloadlen)){
 		plugin__log_client(st, "%s (%s) resent a QoS 2 message to %s after reconnecting: already stamped, not again",
@@ -110,7 +108,7 @@ static int stamp(struct mqchat *st, struct mosquitto_evt_message *ed, const char
 		mosquitto_free(topic);
 		return MQCHAT_RETRY_LATER;
 	}
-	if(cmid) limits__dedupe_add(&st->dedupe, user, room, roomlen, cmid, id, limits__digest(ed->payload, ed->payloadlen), now);
+	if(cmid) limits__dedupe_add(&st->dedupe, user, room, roomlen, cmid, id, digest, now);
 	if(ed->qos == 2) qos2__remember(st, ed->client, ed->topic, ed->payload, ed->payloadlen);
 	json_decref(msg);
 	if(us) us->last_seq = seq;

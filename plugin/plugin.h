@@ -375,6 +375,8 @@ struct pending_msg {
 	json_t *msg;
 	struct user_state *user;
 	struct cache_room *room;
+	uint64_t resend_of;   /* client_msg_id seen before with these bytes: the id it was stamped with */
+	uint64_t digest;      /* limits__digest of the payload, when it has a client_msg_id */
 };
 
 struct control_log {
@@ -496,8 +498,6 @@ struct jwt;
 /* Reads the jwt_* options; *out NULL when none is set. 0, or -1 (logged) on a bad option. */
 int jwt__init(const struct mosquitto_opt *opts, int opt_count, struct jwt **out);
 void jwt__free(struct jwt *j);
-/* Whether s looks like a JWS compact serialization (three base64url parts). */
-bool jwt__looks(const char *s, size_t len);
 /* Verifies token for username: signature, alg, sub == user, exp/nbf (leeway), iss/aud.
  * 0 and *exp_ms (0: no exp), or -1 with a reason naming what failed. */
 int jwt__verify(const struct jwt *j, const char *token, size_t len, const char *user, int64_t now_ms,
