@@ -231,9 +231,7 @@ int link__publish_json(struct link *l, const char *topic, const json_t *j, const
 				mosquitto_strerror(rc));
 	}else{
 		/* answers are not logged: a token.create answer carries a secret shown only once */
-		size_t tl = strlen(topic);
-		bool answer = strstr(topic, "/res") != NULL || (tl >= 4 && !strcmp(topic + tl - 4, "/res"));
-		if(answer) bridge__log(BLOG_DEBUG, "mqtt", "published to %s: an answer of %zu bytes", topic, strlen(s));
+		if(strstr(topic, "/res")) bridge__log(BLOG_DEBUG, "mqtt", "published to %s: an answer of %zu bytes", topic, strlen(s));
 		else bridge__log(BLOG_DEBUG, "mqtt", "published to %s: %s", topic, s);
 	}
 	free(s);

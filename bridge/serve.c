@@ -199,20 +199,33 @@ static bool before_op(void *arg, const char *user, enum req_sees sees, const cha
 	return false;
 }
 
-/* "mqchat-login" as the plugin set it: its last value (a client's own comes first). */
-static bool token_login(const mosquitto_property *props)
+
+/* What the plugin adds to a forwarded request, as user properties (its own come after
+ * any of the client's, so the last of each name wins): the marks "mqchat-after" (hard) and
+ * "mqchat-seen" (soft), "<epoch>:<seq>" each, and "mqchat-login" (how the requester's
+ * session logged in). Any out-parameter may be NULL. */
+static void read_plugin_props(const mosquitto_property *props, struct mark *hard, struct mark *soft, bool *token)
 {
 	char *name = NULL, *value = NULL;
 	const mosquitto_property *p = props;
-	bool skip = false, token = false;
+	bool skip = false; /* after the first match, search on from the one after it */
+	if(hard) memset(hard, 0, sizeof(*hard));
+	if(soft) memset(soft, 0, sizeof(*soft));
+	if(token) *token = false;
 	while((p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, skip))){
 		skip = true;
-		if(!strcmp(name, "mqchat-login")) token = !strcmp(value, "token");
+		struct mark *m = !strcmp(name, "mqchat-after") ? hard : !strcmp(name, "mqchat-seen") ? soft : NULL;
+		unsigned long long e, q;
+		if(m && sscanf(value, "%llu:%llu", &e, &q) == 2){
+			m->on = true;
+			m->epoch = e;
+			m->seq = q;
+		}
+		if(token && !strcmp(name, "mqchat-login")) *token = !strcmp(value, "token");
 		free(name);
 		free(value);
 		name = value = NULL;
 	}
-	return token;
 }
 
 /* Runs one request. True if answered, false if it must wait (nothing was changed). */
@@ -245,7 +258,9 @@ static bool run(struct serve *sv, const char *user, const void *payload, size_t 
 		return true;
 	}
 	uint64_t t0 = stat_now_ns();
-	requests__set_token_login(sv->req, token_login(props));
+	bool token;
+	read_plugin_props(props, NULL, NULL, &token);
+	requests__set_token_login(sv->req, token);
 	int rc = requests__handle(sv->req, user, payload, len, &out);
 	if(rc == REQ_DEFERRED) return false;
 	stat_add(&sv->stats[out.op_index >= 0 ? (unsigned)out.op_index : SERVE_STAT_OTHER], stat_now_ns() - t0);
@@ -353,29 +368,6 @@ static void run_parked(struct serve *sv)
 	update_watch(sv);
 }
 
-/* The plugin's marks: "mqchat-after" (hard) and "mqchat-seen" (soft) user properties,
- * "<epoch>:<seq>" each. */
-static void read_marks(const mosquitto_property *props, struct mark *hard, struct mark *soft)
-{
-	char *name = NULL, *value = NULL;
-	const mosquitto_property *p = props;
-	bool skip = false; /* after the first match, search on from the one after it */
-	memset(hard, 0, sizeof(*hard));
-	memset(soft, 0, sizeof(*soft));
-	while((p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, skip))){
-		skip = true;
-		struct mark *m = !strcmp(name, "mqchat-after") ? hard : !strcmp(name, "mqchat-seen") ? soft : NULL;
-		unsigned long long e, q;
-		if(m && sscanf(value, "%llu:%llu", &e, &q) == 2){
-			m->on = true;
-			m->epoch = e;
-			m->seq = q;
-		}
-		free(name);
-		free(value);
-		name = value = NULL;
-	}
-}
 
 /* Whether a request must still wait for its marks; a mark that is satisfied is cleared.
  * The soft one is given up while the store connection is not reading (its writer is
@@ -394,7 +386,7 @@ static void on_request(struct serve *sv, const char *user, const struct mosquitt
 {
 	struct mark hard, soft;
 	int64_t now = bridge__mono_ms();
-	read_marks(props, &hard, &soft);
+	read_plugin_props(props, &hard, &soft, NULL);
 	bool marked = marks_pending(sv, &hard, &soft, now + SOFT_MAX_MS, now);
 	uint64_t arrival = ingest__received_lsn(sv->ing);
 	bool behind = sv->head && user_parked(sv, user);
