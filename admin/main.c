@@ -276,14 +276,6 @@ static void free_secret(char *s, size_t len)
 	}
 }
 
-/* "eyJ...": three dot-separated parts, the form the plugin takes for a JWT. */
-static bool looks_jwt(const char *s, size_t len)
-{
-	size_t dots = 0;
-	if(len < 10 || memcmp(s, "eyJ", 3) != 0) return false;
-	for(size_t i = 0; i < len; i++) if(s[i] == '.') dots++;
-	return dots == 2;
-}
 
 /* Reads the password (twice on a terminal) and hashes it into hash. */
 static int read_password_hash(const struct opts *o, const char *user, char hash[MQC_PW_HASH_MAX])
@@ -311,7 +303,7 @@ static int read_password_hash(const struct opts *o, const char *user, char hash[
 	}
 	/* The plugin checks a password of these forms as a token or a JWT, never as a
 	 * password: it could never log in. */
-	if(mqc_token_looks(pw, len) || looks_jwt(pw, len)){
+	if(mqc_token_looks(pw, len) || mqc_jwt_looks(pw, len)){
 		fail_msg("password for user %s has the form of a device token or a JWT: refused (pick another)", user);
 		goto done;
 	}

@@ -415,7 +415,7 @@ int auth__basic(int event, void *event_data, void *userdata)
 	/* A device token or a JWT: checked without the slow hash, and never as a password (a
 	 * password cannot have a token's form: mqchat-admin refuses one). */
 	if(mqc_token_looks(pw, pwlen)) return token_login(st, ed->client, user, pw, pwlen, cid, addr);
-	if(st->jwt && jwt__looks(pw, pwlen)) return jwt_login(st, ed->client, user, pw, pwlen, cid, addr);
+	if(st->jwt && mqc_jwt_looks(pw, pwlen)) return jwt_login(st, ed->client, user, pw, pwlen, cid, addr);
 
 	struct cache_user *u = cache__user(st->cache, user, ulen);
 	if(!u || !u->pwhash || !*u->pwhash || u->disabled){

@@ -27,7 +27,6 @@
 
 #include "plugin.h"
 
-#define JWT_MAX 8192 /* bytes of a token */
 
 enum jwt_alg { ALG_NONE_CONFIGURED, ALG_RS256, ALG_ES256, ALG_EDDSA };
 
@@ -220,16 +219,6 @@ static long b64url_decode(const char *in, size_t len, unsigned char *out)
 	return (long)o;
 }
 
-bool jwt__looks(const char *s, size_t len)
-{
-	if(len < 10 || len > JWT_MAX || strncmp(s, "eyJ", 3) != 0) return false;
-	int dots = 0;
-	for(size_t i = 0; i < len; i++){
-		if(s[i] == '.') dots++;
-		else if(b64url_val((unsigned char)s[i]) < 0) return false;
-	}
-	return dots == 2;
-}
 
 static json_t *decode_json(const char *part, size_t len)
 {

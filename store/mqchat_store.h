@@ -179,6 +179,11 @@ int mqc_stamped_parse(const void *payload, size_t len, mqc_stamped *out, char *r
 /* Whether s (len bytes) has the form of a token secret. A password of that form is never
  * checked as a password (mqchat-admin refuses to set one). */
 bool mqc_token_looks(const char *s, size_t len);
+/* Whether s has the form the plugin takes for a JWT (JWS compact: "eyJ" and three
+ * base64url parts, at most MQC_JWT_MAX bytes). Such a password is never checked as one
+ * either: mqchat-admin refuses it, the plugin verifies it as a JWT. */
+#define MQC_JWT_MAX 8192
+bool mqc_jwt_looks(const char *s, size_t len);
 /* The hex SHA-256 of a secret, NUL-terminated. 0, or -1 if OpenSSL failed. */
 int mqc_token_hash_hex(const char *secret, size_t len, char out[static MQC_TOKEN_HASH_HEX + 1]);
 /* A new secret, its hash and a new public id (all NUL-terminated). 0, or -1 without

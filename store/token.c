@@ -32,6 +32,17 @@ bool mqc_token_looks(const char *s, size_t len)
 	return true;
 }
 
+bool mqc_jwt_looks(const char *s, size_t len)
+{
+	if(len < 10 || len > MQC_JWT_MAX || strncmp(s, "eyJ", 3) != 0) return false;
+	int dots = 0;
+	for(size_t i = 0; i < len; i++){
+		if(s[i] == '.') dots++;
+		else if(!b64url_char(s[i])) return false;
+	}
+	return dots == 2;
+}
+
 int mqc_token_hash_hex(const char *secret, size_t len, char out[static MQC_TOKEN_HASH_HEX + 1])
 {
 	unsigned char md[32];
