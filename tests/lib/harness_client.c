@@ -134,7 +134,9 @@ h_client *h_connect(h_env *env, const char *user, const char *password, const ch
 	c->env = env;
 	c->protocol = protocol;
 	snprintf(c->id, sizeof(c->id), "%s", client_id ? client_id : user ? user : "h-anon");
-	c->mosq = mosquitto_new(c->id, true, c);
+	/* An empty id is libmosquitto's to make up: mosquitto_new("") fails in 2.0.11 after
+	 * zeroing its socket pair fields, and its cleanup then closes fd 0 (our stdin). */
+	c->mosq = mosquitto_new(c->id[0] ? c->id : NULL, true, c);
 	if(!c->mosq) goto fail;
 	mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION,
 			protocol == H_PROTO_V5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
