@@ -342,8 +342,25 @@ bool cache__token_del(struct cache *c, const char *id)
 	return true;
 }
 
+bool cache__token_hash_valid(const char *h)
+{
+	if(!h || strlen(h) != MQC_TOKEN_HASH_HEX) return false;
+	for(const char *p = h; *p; p++){
+		if(!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return false;
+	}
+	return true;
+}
+
+bool cache__token_id_valid(const char *id)
+{
+	return id && strlen(id) == MQC_TOKEN_ID_LEN && mqc_name_valid(id, MQC_TOKEN_ID_LEN);
+}
+
 int cache__token_add(struct cache *c, const char *user, const char *id, const char *hash, int64_t expires_at, bool heap)
 {
+	/* a row written behind the bridge's back (sqlite3) that no secret could match, or
+	 * whose id could not be named in a log line or a control message: not loaded */
+	if(!cache__token_id_valid(id) || !cache__token_hash_valid(hash)) return 0;
 	size_t ulen = strlen(user);
 	struct cache_user *u = cache__user(c, user, ulen);
 	if(!u) return 0; /* a token of a user this snapshot does not know cannot log anyone in */

@@ -117,6 +117,9 @@ bool cache__is_member(const struct cache_room *room, const struct cache_user *u)
  * with the same id. 0, or -1 out of memory. */
 int cache__token_add(struct cache *c, const char *user, const char *id, const char *hash, int64_t expires_at, bool heap);
 struct cache_token *cache__token(const struct cache *c, const char *hash);
+/* The forms a token's hash (64 lowercase hex digits) and id ("tk" + 16 hex) must have. */
+bool cache__token_hash_valid(const char *h);
+bool cache__token_id_valid(const char *id);
 struct cache_token *cache__token_by_id(const struct cache *c, const char *id);
 /* Removes token id from c. true if it was there. */
 bool cache__token_del(struct cache *c, const char *id);

@@ -28,20 +28,6 @@
 
 #define USED_REPORT_MS 60000
 
-static bool hash_valid(const char *h)
-{
-	if(!h || strlen(h) != MQC_TOKEN_HASH_HEX) return false;
-	for(const char *p = h; *p; p++){
-		if(!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return false;
-	}
-	return true;
-}
-
-static bool id_valid(const char *id)
-{
-	return id && strlen(id) == MQC_TOKEN_ID_LEN && mqc_name_valid(id, MQC_TOKEN_ID_LEN);
-}
-
 /* ------------------------------------------------------------------ the log */
 
 static void update_free(struct token_update *u)
@@ -161,7 +147,7 @@ void token__control(struct mqchat *st, json_t *j, bool revoke)
 	u.id = (char *)json_string_value(json_object_get(j, "id"));
 	u.hash = revoke ? NULL : (char *)json_string_value(json_object_get(j, "hash"));
 	json_t *exp = json_object_get(j, "expires_at");
-	if(!u.user || !mqc_name_valid(u.user, strlen(u.user)) || !id_valid(u.id) || (!revoke && !hash_valid(u.hash))
+	if(!u.user || !mqc_name_valid(u.user, strlen(u.user)) || !cache__token_id_valid(u.id) || (!revoke && !cache__token_hash_valid(u.hash))
 			|| (!revoke && exp && !json_is_null(exp) && !json_is_integer(exp))){
 		mosquitto_log_printf(MOSQ_LOG_WARNING, "mqchat: control: bad %s message ignored (needs user, id%s)",
 				revoke ? "token.revoke" : "token", revoke ? "" : ", hash and an integer or null expires_at");

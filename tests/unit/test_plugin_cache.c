@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#define H64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define H64B "1123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #include "../../plugin/cache.c"
 #include "../../plugin/strmap.c"
 
@@ -83,7 +85,12 @@ int main(void)
 			"INSERT INTO rooms(id, kind, created_by, created_at) VALUES ('g1','group','alice',0);"
 			"INSERT INTO room_participants VALUES ('r1','alice',0),('r1','bob',0),"
 			"('g1','alice',0),('g1','bob',0),('g1','carol',0);"
-			"UPDATE rooms SET enabled = 0 WHERE id = 'g1';");
+			"UPDATE rooms SET enabled = 0 WHERE id = 'g1';"
+			/* tokens: one good, one whose id could not be named safely, one whose hash no secret matches */
+			"INSERT INTO tokens(id, user_id, name, hash, created_at) VALUES"
+			" ('tk0123456789abcdef','alice','phone','" H64 "',0),"
+			" ('tk\"x\"','alice','bad id','" H64B "',0),"
+			" ('tkfedcba9876543210','bob','bad hash','NOT-HEX',0);");
 
 	struct cache *c = cache__load(db, reason, sizeof(reason));
 	CHECK(c != NULL);
@@ -98,6 +105,9 @@ int main(void)
 	CHECK(!cache__room(c, "g1", 2)->enabled);
 	CHECK(cache__room(c, "r1", 2)->enabled);
 	CHECK(cache__user(c, "dave", 4)->disabled);
+	CHECK(c->tokens.len == 1);
+	CHECK(cache__token(c, H64) && !strcmp(cache__token(c, H64)->user->name, "alice"));
+	CHECK(!cache__token(c, H64B) && !cache__token_by_id(c, "tkfedcba9876543210"));
 	CHECK(!cache__user(c, "alice", 5)->disabled);
 	CHECK(strcmp(cache__user(c, "bob", 3)->pwhash, "y") == 0);
 
