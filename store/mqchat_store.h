@@ -1,8 +1,7 @@
 /*
  * The shared store library: what the plugin, the bridge and mqchat-admin all need.
  *
- *   - opening the database (read-only for the plugin, read-write for the single writer)
- *     and applying schema/ migrations in order;
+ *   - the database, SQLite or PostgreSQL, its migrations and its statement table (db.h);
  *   - name validation (user ids, room ids) and room id generation;
  *   - free text: the rules for room names and display names, and making stored text safe
  *     to answer as JSON (text.c);
@@ -22,7 +21,7 @@
 #include <stdint.h>
 
 #include <jansson.h>
-#include <sqlite3.h>
+#include "db.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -205,28 +204,7 @@ int mqc_password_hash(const char *pw, size_t pwlen, unsigned iterations, char *o
  * Constant time in the comparison; costs the iterations recorded in encoded. */
 int mqc_password_verify(const char *pw, size_t pwlen, const char *encoded);
 
-/* ---------------------------------------------------------------- database */
-
-typedef enum mqc_open_mode {
-	MQC_OPEN_READONLY,  /* the plugin: never writes, never migrates; refuses a schema it does not know */
-	MQC_OPEN_READWRITE, /* the bridge: refuses a database that is not at the current version */
-	MQC_OPEN_MIGRATE,   /* mqchat-admin init/migrate: creates the file and applies pending migrations */
-} mqc_open_mode;
-
-/* The schema version this code was built with (the number of the last schema/NNN_*.sql). */
-int mqc_schema_version(void);
-
-/* Opens path in the given mode, with WAL, foreign keys on, a busy timeout of busy_ms,
- * and synchronous=NORMAL for writers. Returns 0 and *db, or -1 with reason (the path and
- * what went wrong, e.g. "database /x.db is at schema version 7, this build knows up to 2:
- * upgrade mqchat"). */
-int mqc_db_open(const char *path, mqc_open_mode mode, int busy_ms, sqlite3 **db,
-		char *reason, size_t reasonlen);
-
-/* Applies every migration newer than the database's user_version, each in its own
- * transaction together with the user_version update. A no-op when up to date; refuses
- * (-1, reason) a database newer than the code. *applied (may be NULL) gets the count. */
-int mqc_db_migrate(sqlite3 *db, int *applied, char *reason, size_t reasonlen);
+/* ---------------------------------------------------------------- database: db.h */
 
 /* Current wall-clock time in ms since the Unix epoch. */
 int64_t mqc_now_ms(void);
