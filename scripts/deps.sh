@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(build-essential cmake pkg-config mosquitto mosquitto-dev libmosquitto-dev
           mosquitto-clients libsqlite3-dev libjansson-dev libssl-dev sqlite3
-          python3-paho-mqtt chromium tmux)
+          python3-paho-mqtt chromium tmux postgresql libpq-dev)
 # Node.js and npm (MQTT.js for the client-library tests, `npm ci` from package-lock.json):
 # Debian's, unless the machine already has a node and npm of its own.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

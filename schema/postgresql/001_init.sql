@@ -120,15 +120,18 @@ BEGIN
 END;
 $$;
 
--- room_participants_ai, room_participants_ad.
+-- room_participants_ai, room_participants_ad. meta before rooms (SQLite's order is the
+-- other way, with the same result): a transaction adding members to two rooms then takes
+-- the acl_version row lock first and waits there, instead of holding one room's row while
+-- another such transaction holds acl_version and waits for that room (a deadlock, 40P01).
 CREATE FUNCTION room_participants_bump() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    UPDATE meta SET value = value + 1 WHERE key = 'acl_version';
     IF TG_OP = 'DELETE' THEN
         UPDATE rooms SET version = version + 1 WHERE id = OLD.room_id;
     ELSE
         UPDATE rooms SET version = version + 1 WHERE id = NEW.room_id;
     END IF;
-    UPDATE meta SET value = value + 1 WHERE key = 'acl_version';
     RETURN NULL;
 END;
 $$;
