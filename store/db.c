@@ -243,7 +243,7 @@ mqc_stmt *mqc_q(mqc_db *db, mqc_qid id)
 	}
 	s = db->stmt[id];
 	if(s){
-		db->ops->reset(s);
+		if(!s->empty) db->ops->reset(s);
 		return s;
 	}
 	s = db->ops->prepare(db, id);

@@ -96,6 +96,12 @@ static void fail_res(mqc_db *db, const char *what, const PGresult *res)
 	db__err(db, fault_of(C(db), res), "%s: %s", what, msg);
 }
 
+static void quiet(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 static mqc_db *pg_open(const char *where, mqc_open_mode mode, int busy_ms, char *reason, size_t reasonlen)
 {
 	struct pg_db *db = calloc(1, sizeof(*db));
@@ -120,6 +126,8 @@ static mqc_db *pg_open(const char *where, mqc_open_mode mode, int busy_ms, char 
 		free(db);
 		return NULL;
 	}
+	/* NOTICEs ("relation already exists, skipping") are not errors: not printed. */
+	PQsetNoticeProcessor(db->conn, quiet, NULL);
 	db->generation = 1;
 	return &db->base;
 }

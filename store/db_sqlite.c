@@ -14,6 +14,7 @@
 struct sq_db {
 	struct mqc_db base;
 	sqlite3 *h;
+	int busy_ms;
 };
 
 struct sq_stmt {
@@ -64,6 +65,7 @@ static mqc_db *sq_open(const char *path, mqc_open_mode mode, int busy_ms, char *
 	}
 	sqlite3_extended_result_codes(db->h, 1);
 	sqlite3_busy_timeout(db->h, busy_ms > 0 ? busy_ms : 0);
+	db->busy_ms = busy_ms;
 	return &db->base;
 }
 
@@ -78,10 +80,17 @@ static int sq_setup(mqc_db *db, char *reason, size_t reasonlen)
 		return -1;
 	}
 	if(db->mode != MQC_OPEN_READONLY){
-		s = mqc_q(db, MQC_Q_SESSION_WAL);
-		rc = s ? mqc_step(s) : MQC_ERR;
-		if(rc == MQC_ROW) snprintf(jmode, sizeof(jmode), "%s", mqc_col_text(s, 0) ? mqc_col_text(s, 0) : "");
-		mqc_reset(s);
+		/* Switching to WAL needs the database to itself, and SQLite answers BUSY at once
+		 * (no busy handler) when another connection is switching too: two mqchat-admin
+		 * init on a new file. Retry for the busy timeout. */
+		for(int waited = 0;; waited += 10){
+			s = mqc_q(db, MQC_Q_SESSION_WAL);
+			rc = s ? mqc_step(s) : MQC_ERR;
+			if(rc == MQC_ROW) snprintf(jmode, sizeof(jmode), "%s", mqc_col_text(s, 0) ? mqc_col_text(s, 0) : "");
+			mqc_reset(s);
+			if(rc != MQC_ERR || db->fault != MQC_DBF_BUSY || waited >= ((struct sq_db *)db)->busy_ms) break;
+			sqlite3_sleep(10);
+		}
 		if(rc == MQC_ERR){
 			store__say(reason, reasonlen, "database %s: cannot switch to WAL: %s", db->name, db->err);
 			return -1;

@@ -13,7 +13,6 @@
  *     whose message waits (by another user than its sender) is answered only once the
  *     message is committed, and then includes it.
  */
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,7 +113,6 @@ static void reader_not_blocked(h_env *env)
 {
 	api_user A, B, C;
 	char got[64], req_id[128];
-	sqlite3 *db = NULL;
 
 	H_REQUIRE(API_OPEN(env, &A, "alice", H_PROTO_V5) && API_OPEN(env, &B, "bob", H_PROTO_V5)
 			&& API_OPEN(env, &C, "carol", H_PROTO_V5));
@@ -125,8 +123,8 @@ static void reader_not_blocked(h_env *env)
 	newest_body(&A, quiet, got, sizeof(got)); /* both committed */
 	H_CHECK_STR(got, "quiet one");
 
-	H_REQUIRE(sqlite3_open_v2(env->db, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
-	H_REQUIRE(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+	void *lock = h_db_lock(env);
+	H_REQUIRE(lock != NULL);
 
 	H_CHECK_INT(api_send(A.c, room, "held"), ==, 0);
 	h_sleep_ms(600); /* past --batch-ms: the writer has the batch and waits for the lock */
@@ -147,8 +145,7 @@ static void reader_not_blocked(h_env *env)
 	/* bob reads the room whose message waits: answered only once it is committed */
 	H_REQUIRE(api_post(&B, json_pack("{s:s,s:s,s:i}", "op", "history", "room", room, "limit", 1), req_id) == 0);
 	API_NO_MORE(&B, 1000);
-	H_CHECK_INT(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), ==, SQLITE_OK);
-	sqlite3_close(db);
+	h_db_unlock(lock);
 	json_t *ans = api_collect_at(__FILE__, __LINE__, &B, req_id);
 	const char *b = json_string_value(json_object_get(
 			json_array_get(json_object_get(json_object_get(ans, "result"), "messages"), 0), "body"));

@@ -168,7 +168,7 @@ static unsigned long long plugin_epoch(h_env *env)
 {
 	char path[H_PATH_MAX + 16];
 	unsigned long long epoch = 0;
-	snprintf(path, sizeof(path), "%s.spool.state", env->db);
+	snprintf(path, sizeof(path), "%s.spool.state", env->files);
 	for(int i = 0; i < 100 && !epoch; i++){
 		FILE *f = fopen(path, "r");
 		if(f){

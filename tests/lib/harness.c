@@ -29,7 +29,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
 
 int h_failures;
 

@@ -36,7 +36,10 @@ typedef struct h_client h_client;
 
 typedef struct h_env {
 	char dir[1024];              /* the temp dir; everything below lives in it */
-	char db[H_PATH_MAX];
+	char db[H_PATH_MAX];          /* a SQLite file, or a postgresql:// URI (MQCHAT_TEST_ENGINE) */
+	char files[H_PATH_MAX];       /* where the plugin's own files go: <files>.spool, <files>.idlease */
+	char pg_server[H_PATH_MAX];   /* PostgreSQL: the server's maintenance database, "" for SQLite */
+	char pg_name[64];             /* PostgreSQL: this test's database */
 	char conf[H_PATH_MAX];
 	char broker_log[H_PATH_MAX];
 	char bridge_log[H_PATH_MAX];
@@ -171,20 +174,34 @@ bool h_sanitized(void);
 /* The resident set size of a process in kB (VmRSS), -1 if it cannot be read. */
 long h_rss_kb(pid_t pid);
 
-/* ------------------------------------------------------------ the database (read-only) */
+/* ------------------------------------------------------------ the database */
 
-/* Holds the database's write lock (BEGIN IMMEDIATE on a connection of its own) until
- * h_db_unlock: the bridge's writer cannot commit meanwhile (a stalled disk, another
- * writer). NULL if the lock could not be taken. */
+/* The tests run on the engine MQCHAT_TEST_ENGINE names: "sqlite" (unset: the default) or
+ * "postgresql", on the server whose URI MQCHAT_TEST_PG gives (scripts/test.sh starts one);
+ * each test environment gets a database of its own, dropped when the test passes.
+ * The SQL tests pass is written for SQLite; for PostgreSQL ?N / ? become $N, CAST(... AS
+ * INTEGER) becomes BIGINT and booleans read as 1/0. */
+bool h_db_is_pg(const h_env *env);
+
+/* Holds the database's write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: the tables the
+ * bridge's writer changes locked EXCLUSIVE) on a connection of its own until h_db_unlock:
+ * the bridge's writer cannot commit meanwhile (a stalled disk, another writer). NULL if
+ * the lock could not be taken. */
 void *h_db_lock(h_env *env);
 void h_db_unlock(void *lock);
 
 /* Runs sql (one row, first column an integer) with the NULL-terminated text parameters
  * bound to ?1, ?2, ... Returns the value, or -1 on any error (printed). */
 long long h_db_int(h_env *env, const char *sql, ...) __attribute__((sentinel));
-/* Runs one statement that returns no rows (text arguments, NULL-terminated), with
- * sqlite3 straight on the file, as an operator would. 0, or -1 (printed). */
+/* Runs one statement that returns no rows (text arguments, NULL-terminated) on a
+ * connection of its own, as an operator would. 0, or -1 (printed). */
 int h_db_exec(h_env *env, const char *sql, ...) __attribute__((sentinel));
+/* Runs a script of statements without parameters, as an operator would. 0, or -1 (printed). */
+int h_db_script(h_env *env, const char *sql);
+/* Calls row for each row of sql (at most 16 columns, as text, NULL for NULL) until it
+ * returns nonzero. 0, or -1 on an error (printed). */
+int h_db_rows(h_env *env, int (*row)(void *arg, int ncols, const char *const *cols), void *arg,
+		const char *sql, ...) __attribute__((sentinel));
 
 /* The same for a text column, copied into out. Returns 0, 1 if no row, -1 on error. */
 int h_db_text(h_env *env, char *out, size_t outlen, const char *sql, ...) __attribute__((sentinel));

@@ -24,7 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
 
 /* ------------------------------------------------------------ clients */
 

@@ -4,6 +4,7 @@
  */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "harness_int.h"
+#include "dbconn.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -24,99 +25,120 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
+#include <strings.h>
 
 /* ------------------------------------------------------------ the database */
 
-/* Prepares sql on a fresh connection (read-only unless rw) and binds the va_list text parameters. */
-sqlite3_stmt *hx_db_prepare_mode(h_env *env, sqlite3 **dbp, const char *sql, va_list ap, bool rw)
+bool h_db_is_pg(const h_env *env)
 {
-	sqlite3_stmt *st = NULL;
-	int i = 1;
-
-	*dbp = NULL;
-	if(sqlite3_open_v2(env->db, dbp, rw ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		fprintf(stderr, "harness: open %s read-only: %s\n", env->db, sqlite3_errmsg(*dbp));
-		goto fail;
-	}
-	sqlite3_busy_timeout(*dbp, 5000);
-	if(sqlite3_prepare_v2(*dbp, sql, -1, &st, NULL) != SQLITE_OK) {
-		fprintf(stderr, "harness: prepare \"%s\": %s\n", sql, sqlite3_errmsg(*dbp));
-		goto fail;
-	}
-	for(const char *a; (a = va_arg(ap, const char *)) != NULL; i++) {
-		sqlite3_bind_text(st, i, a, -1, SQLITE_TRANSIENT);
-	}
-	return st;
-fail:
-	sqlite3_finalize(st);
-	sqlite3_close(*dbp);
-	*dbp = NULL;
-	return NULL;
+	return dbc_is_pg(env->db);
 }
 
-sqlite3_stmt *hx_db_prepare(h_env *env, sqlite3 **dbp, const char *sql, va_list ap)
+static int hx_conn_open(h_env *env, struct hx_conn *c, bool rw)
 {
-	return hx_db_prepare_mode(env, dbp, sql, ap, false);
+	return dbc_open(env->db, c, rw);
 }
 
 long long hx_db_int_va(h_env *env, const char *sql, va_list ap)
 {
-	sqlite3 *db;
-	sqlite3_stmt *st = hx_db_prepare(env, &db, sql, ap);
+	struct hx_conn c;
 	long long v = -1;
-	int rc;
 
-	if(!st) return -1;
-	rc = sqlite3_step(st);
-	if(rc == SQLITE_ROW) {
-		v = sqlite3_column_int64(st, 0);
-	} else {
-		fprintf(stderr, "harness: \"%s\" returned no row (%s)\n", sql, sqlite3_errmsg(db));
+	if(hx_conn_open(env, &c, false)) return -1;
+	if(dbc_query(&c, sql, ap) == 0) {
+		int r = dbc_row(&c);
+		if(r == 1) v = dbc_int(&c, 0);
+		else fprintf(stderr, "harness: \"%s\" returned no row (%s)\n", sql, dbc_err(&c));
 	}
-	sqlite3_finalize(st);
-	sqlite3_close(db);
+	dbc_close(&c);
 	return v;
 }
 
 int h_db_exec(h_env *env, const char *sql, ...)
 {
+	struct hx_conn c;
 	va_list ap;
-	sqlite3 *db;
+	int rc = -1;
+
+	if(hx_conn_open(env, &c, true)) return -1;
 	va_start(ap, sql);
-	sqlite3_stmt *st = hx_db_prepare_mode(env, &db, sql, ap, true);
+	if(dbc_query(&c, sql, ap) == 0) rc = dbc_row(&c) < 0 ? -1 : 0;
 	va_end(ap);
-	if(!st) return -1;
-	int rc = sqlite3_step(st);
-	if(rc != SQLITE_DONE) fprintf(stderr, "harness: \"%s\" failed: %s\n", sql, sqlite3_errmsg(db));
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return rc == SQLITE_DONE ? 0 : -1;
+	dbc_close(&c);
+	return rc;
 }
 
+int h_db_script(h_env *env, const char *sql)
+{
+	struct hx_conn c;
+	int rc = -1;
+
+	if(hx_conn_open(env, &c, true)) return -1;
+	if(c.pg) {
+		c.res = PQexec(c.conn, sql);
+		if(PQresultStatus(c.res) == PGRES_COMMAND_OK || PQresultStatus(c.res) == PGRES_TUPLES_OK) rc = 0;
+		else fprintf(stderr, "harness: SQL failed: %s\n%s\n", PQresultErrorMessage(c.res), sql);
+	} else {
+		char *err = NULL;
+		if(sqlite3_exec(c.lite, sql, NULL, NULL, &err) == SQLITE_OK) rc = 0;
+		else fprintf(stderr, "harness: SQL failed: %s\n%s\n", err, sql);
+		sqlite3_free(err);
+	}
+	dbc_close(&c);
+	return rc;
+}
+
+/* Holds the database's write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: the tables the
+ * bridge's writer changes, locked EXCLUSIVE, which still lets readers through). */
 void *h_db_lock(h_env *env)
 {
-	sqlite3 *db = NULL;
-	if(sqlite3_open_v2(env->db, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-		fprintf(stderr, "harness: opening %s to lock it: %s\n", env->db, sqlite3_errmsg(db));
-		sqlite3_close(db);
+	struct hx_conn *c = calloc(1, sizeof(*c));
+	if(!c || hx_conn_open(env, c, true)) {
+		free(c);
 		return NULL;
 	}
-	sqlite3_busy_timeout(db, 10000);
-	if(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		fprintf(stderr, "harness: BEGIN IMMEDIATE on %s: %s\n", env->db, sqlite3_errmsg(db));
-		sqlite3_close(db);
+	int ok;
+	if(c->pg) {
+		c->res = PQexec(c->conn, "BEGIN; LOCK TABLE messages, rooms, room_sender_counts, read_markers, meta IN EXCLUSIVE MODE");
+		ok = PQresultStatus(c->res) == PGRES_COMMAND_OK;
+	} else {
+		ok = sqlite3_exec(c->lite, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+	}
+	if(!ok) {
+		fprintf(stderr, "harness: locking %s: %s\n", env->db, dbc_err(c));
+		dbc_close(c);
+		free(c);
 		return NULL;
 	}
-	return db;
+	return c;
 }
 
 void h_db_unlock(void *lock)
 {
-	if(!lock) return;
-	sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL);
-	sqlite3_close(lock);
+	struct hx_conn *c = lock;
+	if(!c) return;
+	if(c->pg) {
+		PQclear(c->res);
+		c->res = PQexec(c->conn, "ROLLBACK");
+	} else {
+		sqlite3_exec(c->lite, "ROLLBACK", NULL, NULL, NULL);
+	}
+	dbc_close(c);
+	free(c);
 }
+
+int h_db_rows(h_env *env, int (*row)(void *arg, int ncols, const char *const *cols), void *arg, const char *sql, ...)
+{
+	va_list ap;
+	int rc;
+	va_start(ap, sql);
+	rc = dbc_rows_va(env->db, row, arg, sql, ap);
+	va_end(ap);
+	return rc;
+}
+
 
 bool h_sanitized(void)
 {
@@ -165,27 +187,24 @@ long long h_db_wait_int(h_env *env, long long want, int timeout_ms, const char *
 
 int h_db_text(h_env *env, char *out, size_t outlen, const char *sql, ...)
 {
-	sqlite3 *db;
-	sqlite3_stmt *st;
+	struct hx_conn c;
 	va_list ap;
-	int rc, ret = -1;
+	int ret = -1;
 
+	if(hx_conn_open(env, &c, false)) return -1;
 	va_start(ap, sql);
-	st = hx_db_prepare(env, &db, sql, ap);
-	va_end(ap);
-	if(!st) return -1;
-	rc = sqlite3_step(st);
-	if(rc == SQLITE_ROW) {
-		const unsigned char *t = sqlite3_column_text(st, 0);
-		snprintf(out, outlen, "%s", t ? (const char *)t : "");
-		ret = 0;
-	} else if(rc == SQLITE_DONE) {
-		ret = 1;
-	} else {
-		fprintf(stderr, "harness: \"%s\": %s\n", sql, sqlite3_errmsg(db));
+	if(dbc_query(&c, sql, ap) == 0) {
+		int r = dbc_row(&c);
+		if(r == 1) {
+			const char *t = dbc_text(&c, 0);
+			snprintf(out, outlen, "%s", t ? t : "");
+			ret = 0;
+		} else if(r == 0) {
+			ret = 1;
+		}
 	}
-	sqlite3_finalize(st);
-	sqlite3_close(db);
+	va_end(ap);
+	dbc_close(&c);
 	return ret;
 }
 

@@ -24,7 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
+#include <libpq-fe.h>
+
 
 /* ------------------------------------------------------------ the environment */
 
@@ -52,11 +53,13 @@ int hx_write_conf(h_env *env)
 			"log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
 			"log_timestamp_format %%H:%%M:%%S\n"
 			"plugin %s\n"
-			"plugin_opt_db_path %s\n"
+			"plugin_opt_db %s\n"
+			"plugin_opt_spool_path %s.spool\n"
+			"plugin_opt_idlease_path %s.idlease\n"
 			"plugin_opt_service_user %s\n"
 			"plugin_opt_service_password %s\n"
 			"%s%s%s",
-			me, env->port, env->dir, env->plugin, env->db, H_SERVICE_USER, env->service_password, env->extra_opts,
+			me, env->port, env->dir, env->plugin, env->db, env->files, env->files, H_SERVICE_USER, env->service_password, env->extra_opts,
 			strstr(env->broker_extra, "persistence true") ? "" : "persistence false\n", env->broker_extra);
 	return hx_write_file(env->conf, buf, 0600);
 }
@@ -93,6 +96,67 @@ void h_env_bridge_arg(h_env *env, const char *flag, const char *value)
 	h_fail(__FILE__, __LINE__, "h_env_bridge_arg: at most four flags");
 }
 
+/* One statement on the server's maintenance database. 0, or -1 (printed). */
+static int hx_pg_admin(const char *server, const char *sql)
+{
+	PGconn *c = PQconnectdb(server);
+	int rc = -1;
+	if(PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "harness: connecting to %s: %s\n", server, PQerrorMessage(c));
+	} else {
+		PGresult *r = PQexec(c, sql);
+		if(PQresultStatus(r) == PGRES_COMMAND_OK) rc = 0;
+		else fprintf(stderr, "harness: %s: %s\n", sql, PQresultErrorMessage(r));
+		PQclear(r);
+	}
+	PQfinish(c);
+	return rc;
+}
+
+/* MQCHAT_TEST_ENGINE=postgresql: a database of the test's own on the MQCHAT_TEST_PG server,
+ * and env->db its URI. 0 (also for SQLite), or -1 (printed). */
+int hx_pg_create(h_env *env, const char *test_name)
+{
+	const char *engine = getenv("MQCHAT_TEST_ENGINE");
+	const char *server = getenv("MQCHAT_TEST_PG");
+	char sql[256], hex[9];
+	size_t n = 0;
+
+	if(!engine || !*engine || !strcmp(engine, "sqlite")) return 0;
+	if(strcmp(engine, "postgresql")) {
+		fprintf(stderr, "harness: MQCHAT_TEST_ENGINE=%s: expected sqlite or postgresql\n", engine);
+		return -1;
+	}
+	if(!server || strncmp(server, "postgresql://", 13)) {
+		fprintf(stderr, "harness: MQCHAT_TEST_ENGINE=postgresql needs MQCHAT_TEST_PG=postgresql://... "
+				"(scripts/test.sh starts a server: scripts/pg.sh start DIR)\n");
+		return -1;
+	}
+	snprintf(env->pg_server, sizeof(env->pg_server), "%s", server);
+	hx_random_hex(hex, 4);
+	n = (size_t)snprintf(env->pg_name, sizeof(env->pg_name), "t_");
+	for(const char *p = test_name; *p && n < 40; p++) {
+		env->pg_name[n++] = (char)((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ? *p : '_');
+	}
+	snprintf(env->pg_name + n, sizeof(env->pg_name) - n, "_%s", hex);
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", env->pg_name);
+	if(hx_pg_admin(server, sql)) return -1;
+	/* The server's URI with this database in place of its path. */
+	const char *path = strchr(server + 13, '/');
+	const char *query = strchr(server + 13, '?');
+	int hostlen = (int)((path ? path : query ? query : server + strlen(server)) - server);
+	snprintf(env->db, sizeof(env->db), "%.*s/%s%s", hostlen, server, env->pg_name, query ? query : "");
+	return 0;
+}
+
+void hx_pg_drop(h_env *env)
+{
+	char sql[160];
+	if(!env->pg_name[0]) return;
+	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", env->pg_name);
+	hx_pg_admin(env->pg_server, sql);
+}
+
 h_env *h_env_new(const char *test_name)
 {
 	h_env *env = calloc(1, sizeof(*env));
@@ -112,6 +176,8 @@ h_env *h_env_new(const char *test_name)
 		exit(1);
 	}
 	snprintf(env->db, sizeof(env->db), "%s/chat.db", env->dir);
+	snprintf(env->files, sizeof(env->files), "%s/chat.db", env->dir);
+	if(hx_pg_create(env, test_name)) goto fail;
 	snprintf(env->conf, sizeof(env->conf), "%s/mosquitto.conf", env->dir);
 	snprintf(env->broker_log, sizeof(env->broker_log), "%s/broker.log", env->dir);
 	snprintf(env->bridge_log, sizeof(env->bridge_log), "%s/bridge.log", env->dir);
@@ -173,6 +239,7 @@ int h_env_finish(h_env *env)
 		return 1;
 	}
 	nftw(env->dir, hx_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	hx_pg_drop(env);
 	fprintf(stderr, "PASSED\n");
 	free(env);
 	return 0;

@@ -14,7 +14,6 @@
 #include <sys/types.h>
 #include <time.h>
 
-#include <sqlite3.h>
 
 #define H_ACKS 64
 
@@ -60,9 +59,10 @@ int hx_run_capture(char *const argv[], const char *stdin_data, char *out, size_t
 int hx_write_conf(h_env *env);
 int hx_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw);
 bool hx_find_room_id(const char *text, char *id);
-sqlite3_stmt *hx_db_prepare_mode(h_env *env, sqlite3 **dbp, const char *sql, va_list ap, bool rw);
-sqlite3_stmt *hx_db_prepare(h_env *env, sqlite3 **dbp, const char *sql, va_list ap);
 long long hx_db_int_va(h_env *env, const char *sql, va_list ap);
+int hx_pg_create(h_env *env, const char *test_name);
+
+void hx_pg_drop(h_env *env);
 void hx_client_free(h_client *c);
 int hx_wait_ack(h_client *c, int mid, int timeout_ms);
 

@@ -15,8 +15,8 @@
 
 #include <mqtt_protocol.h>
 #include <pthread.h>
-#include <sqlite3.h>
 
+#include "dbconn.h"
 #include "load.h"
 #include "mqchat_store.h"
 
@@ -287,37 +287,35 @@ static void *load_main(void *arg)
 	return NULL;
 }
 
+struct lag_scan { h_load *l; int64_t now; long long last; };
+
+static int lag_row(void *arg, int ncols, const char *const *cols)
+{
+	struct lag_scan *ls = arg;
+	(void)ncols;
+	ls->last = cols[0] ? strtoll(cols[0], NULL, 10) : ls->last;
+	const char *cmid = cols[1];
+	const char *dash = cmid ? strrchr(cmid, '-') : NULL;
+	long m = dash ? strtol(dash + 1, NULL, 10) : -1;
+	pthread_mutex_lock(&ls->l->mu);
+	if(m >= 0 && m < ls->l->nmsgs && !ls->l->msgs[m].stored_ms) ls->l->msgs[m].stored_ms = ls->now;
+	pthread_mutex_unlock(&ls->l->mu);
+	return 0;
+}
+
 static void *lag_main(void *arg)
 {
 	h_load *l = arg;
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	char like[64];
-	sqlite3_int64 last = 0;
+	char like[64], last[24];
+	struct lag_scan ls = { .l = l };
 	snprintf(like, sizeof(like), "%s-%%", l->tag);
-	if(sqlite3_open_v2(l->o.db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) goto done;
-	sqlite3_busy_timeout(db, 1000);
-	if(sqlite3_prepare_v2(db, "SELECT id, client_msg_id FROM messages WHERE id > ?1 AND client_msg_id LIKE ?2"
-				" ORDER BY id LIMIT 20000", -1, &st, NULL) != SQLITE_OK) goto done;
 	while(!atomic_load(&l->stop_all)){
-		sqlite3_bind_int64(st, 1, last);
-		sqlite3_bind_text(st, 2, like, -1, SQLITE_STATIC);
-		int64_t now = now_ms();
-		while(sqlite3_step(st) == SQLITE_ROW){
-			last = sqlite3_column_int64(st, 0);
-			const char *cmid = (const char *)sqlite3_column_text(st, 1);
-			const char *dash = cmid ? strrchr(cmid, '-') : NULL;
-			long m = dash ? strtol(dash + 1, NULL, 10) : -1;
-			pthread_mutex_lock(&l->mu);
-			if(m >= 0 && m < l->nmsgs && !l->msgs[m].stored_ms) l->msgs[m].stored_ms = now;
-			pthread_mutex_unlock(&l->mu);
-		}
-		sqlite3_reset(st);
+		snprintf(last, sizeof(last), "%lld", ls.last);
+		ls.now = now_ms();
+		if(dbc_rows(l->o.db, lag_row, &ls, "SELECT id, client_msg_id FROM messages WHERE id > CAST(?1 AS INTEGER)"
+					" AND client_msg_id LIKE ?2 ORDER BY id LIMIT 20000", last, like, (char *)NULL)) sleep_ms(100);
 		sleep_ms(5);
 	}
-done:
-	sqlite3_finalize(st);
-	sqlite3_close(db);
 	return NULL;
 }
 
@@ -406,42 +404,42 @@ void h_load_result_get(h_load *l, h_load_result *r)
 	free(lags);
 }
 
+struct count_scan { int *count; long n; };
+
+static int count_row(void *arg, int ncols, const char *const *cols)
+{
+	struct count_scan *cs = arg;
+	(void)ncols;
+	const char *cmid = cols[0];
+	const char *dash = cmid ? strrchr(cmid, '-') : NULL;
+	long m = dash ? strtol(dash + 1, NULL, 10) : -1;
+	if(m >= 0 && m < cs->n) cs->count[m] = cols[1] ? atoi(cols[1]) : 0;
+	return 0;
+}
+
 int h_load_check(h_load *l, int timeout_ms, long *missing, long *dups)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
 	char like[64];
 	int64_t until = now_ms() + timeout_ms;
 	long n = l->nmsgs;
-	int *count = calloc((size_t)(n ? n : 1), sizeof(*count));
+	struct count_scan cs = { .count = calloc((size_t)(n ? n : 1), sizeof(int)), .n = n };
 	*missing = *dups = -1;
 	snprintf(like, sizeof(like), "%s-%%", l->tag);
-	if(!count || sqlite3_open_v2(l->o.db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) goto done;
-	sqlite3_busy_timeout(db, 2000);
-	if(sqlite3_prepare_v2(db, "SELECT client_msg_id, count(*) FROM messages WHERE client_msg_id LIKE ?1"
-				" GROUP BY client_msg_id", -1, &st, NULL) != SQLITE_OK) goto done;
+	if(!cs.count) goto done;
 	for(;;){
-		memset(count, 0, (size_t)(n ? n : 1) * sizeof(*count));
-		sqlite3_bind_text(st, 1, like, -1, SQLITE_STATIC);
-		while(sqlite3_step(st) == SQLITE_ROW){
-			const char *cmid = (const char *)sqlite3_column_text(st, 0);
-			const char *dash = cmid ? strrchr(cmid, '-') : NULL;
-			long m = dash ? strtol(dash + 1, NULL, 10) : -1;
-			if(m >= 0 && m < n) count[m] = sqlite3_column_int(st, 1);
-		}
-		sqlite3_reset(st);
+		memset(cs.count, 0, (size_t)(n ? n : 1) * sizeof(int));
+		if(dbc_rows(l->o.db, count_row, &cs, "SELECT client_msg_id, count(*) FROM messages WHERE client_msg_id LIKE ?1"
+					" GROUP BY client_msg_id", like, (char *)NULL)) goto done;
 		*missing = *dups = 0;
 		for(long i = 0; i < n; i++){
-			if(l->msgs[i].acked_ms && !count[i]) (*missing)++;
-			if(count[i] > 1) (*dups)++;
+			if(l->msgs[i].acked_ms && !cs.count[i]) (*missing)++;
+			if(cs.count[i] > 1) (*dups)++;
 		}
 		if(!*missing || now_ms() >= until) break;
 		sleep_ms(200);
 	}
 done:
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	free(count);
+	free(cs.count);
 	return *missing == 0 && *dups == 0 ? 0 : -1;
 }
 

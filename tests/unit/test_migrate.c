@@ -1,107 +1,197 @@
-/* test_migrate.c: opening modes, migrations, and refusal of unknown schema versions. */
+/* test_migrate.c: opening modes, migrations, and refusal of unknown schema versions, on the
+ * engine MQCHAT_TEST_ENGINE names (sqlite, the default; postgresql on the server whose URI
+ * MQCHAT_TEST_PG gives: the test makes its own databases there and drops them). */
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "dbconn.h"
 #include "mqchat_store.h"
 
-static int count_rows(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *stmt = NULL;
-	int n = -1;
+static bool pg;
+static const char *server; /* PostgreSQL: the server's maintenance database */
 
-	if(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW){
-		n = sqlite3_column_int(stmt, 0);
-	}
-	sqlite3_finalize(stmt);
-	return n;
+/* The first column of sql's first row on a connection of the test's own, -1 on failure. */
+static long long one(const char *db, const char *sql, ...)
+{
+	struct hx_conn c;
+	va_list ap;
+	long long v = -1;
+	if(dbc_open(db, &c, true)) return -1;
+	va_start(ap, sql);
+	if(dbc_query(&c, sql, ap) == 0 && dbc_row(&c) == 1) v = dbc_int(&c, 0);
+	va_end(ap);
+	dbc_close(&c);
+	return v;
 }
 
-static void rm_db(const char *path)
+static int run(const char *db, const char *sql)
+{
+	struct hx_conn c;
+	int rc = -1;
+	if(dbc_open(db, &c, true)) return -1;
+	if(c.pg){
+		c.res = PQexec(c.conn, sql);
+		rc = PQresultStatus(c.res) == PGRES_COMMAND_OK || PQresultStatus(c.res) == PGRES_TUPLES_OK ? 0 : -1;
+	}else{
+		rc = sqlite3_exec(c.lite, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+	}
+	dbc_close(&c);
+	return rc;
+}
+
+/* A new, empty database: a path in dir, or a database on the server; its name into out. */
+static void fresh(const char *dir, const char *name, char *out, size_t outlen)
+{
+	if(!pg){
+		snprintf(out, outlen, "%s/%s.db", dir, name);
+		return;
+	}
+	char sql[160];
+	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS m_%d_%s", (int)getpid(), name);
+	run(server, sql);
+	snprintf(sql, sizeof(sql), "CREATE DATABASE m_%d_%s", (int)getpid(), name);
+	CHECKF(run(server, sql) == 0, "%s", sql);
+	const char *path = strchr(server + 13, '/');
+	int hostlen = (int)((path ? path : server + strlen(server)) - server);
+	snprintf(out, outlen, "%.*s/m_%d_%s", hostlen, server, (int)getpid(), name);
+}
+
+static void drop(const char *dir, const char *name)
 {
 	char p[512];
+	if(!pg){
+		const char *ext[] = { "", "-wal", "-shm" };
+		for(int i = 0; i < 3; i++){
+			snprintf(p, sizeof(p), "%s/%s.db%s", dir, name, ext[i]);
+			unlink(p);
+		}
+		return;
+	}
+	snprintf(p, sizeof(p), "DROP DATABASE IF EXISTS m_%d_%s WITH (FORCE)", (int)getpid(), name);
+	run(server, p);
+}
 
-	unlink(path);
-	snprintf(p, sizeof(p), "%s-wal", path);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-shm", path);
-	unlink(p);
+static const char *version_sql(void)
+{
+	return pg ? "SELECT version FROM mqchat_schema" : "PRAGMA user_version";
+}
+
+static long long table_count(const char *db, const char *table)
+{
+	return one(db, pg ? "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = ?1"
+			: "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", table, (char *)NULL);
 }
 
 int main(void)
 {
 	char dir[] = "/tmp/mqchat-test-migrate-XXXXXX";
-	char path[256], missing[256], reason[512], want[64];
+	char path[512], missing[512], reason[512], want[96], sql[128];
 	const char *tables[] = { "users", "rooms", "room_participants", "messages", "contacts",
-		"read_markers", "meta" };
-	sqlite3 *db = NULL;
-	int applied = -1, n = mqc_schema_version();
+		"read_markers", "meta", "room_sender_counts", "tokens" };
+	const char *engine = getenv("MQCHAT_TEST_ENGINE");
+	mqc_db *db = NULL;
+	int applied = -1, n;
 	size_t i;
 
+	pg = engine && !strcmp(engine, "postgresql");
+	server = getenv("MQCHAT_TEST_PG");
+	if(pg && (!server || strncmp(server, "postgresql://", 13))){
+		fprintf(stderr, "MQCHAT_TEST_ENGINE=postgresql needs MQCHAT_TEST_PG=postgresql://... (scripts/test.sh starts one)\n");
+		return 1;
+	}
+	n = mqc_schema_version_of(pg ? MQC_ENGINE_PG : MQC_ENGINE_SQLITE);
 	CHECK(n >= 1);
 	if(mkdtemp(dir) == NULL){
 		perror("mkdtemp");
 		return 1;
 	}
-	snprintf(path, sizeof(path), "%s/t.db", dir);
-	snprintf(missing, sizeof(missing), "%s/missing.db", dir);
+	fresh(dir, "t", path, sizeof(path));
 
-	/* READONLY and READWRITE never create a file */
+	/* READONLY and READWRITE never create a database */
+	if(pg){
+		/* a server that is not there: a clear reason naming it, no password in it */
+		snprintf(missing, sizeof(missing), "postgresql://postgres:s3cret@127.0.0.1:1/nowhere");
+		CHECK(mqc_db_open(missing, MQC_OPEN_READONLY, 100, &db, reason, sizeof(reason)) == -1);
+		CHECK(db == NULL);
+		CHECKF(strstr(reason, "cannot connect to database postgresql://postgres:***@127.0.0.1:1/nowhere") != NULL,
+				"reason: %s", reason);
+		CHECKF(strstr(reason, "s3cret") == NULL, "reason: %s", reason);
+		const char *p = strchr(server + 13, '/');
+		snprintf(missing, sizeof(missing), "%.*s/m_%d_missing", (int)((p ? p : server + strlen(server)) - server),
+				server, (int)getpid());
+	}else{
+		snprintf(missing, sizeof(missing), "%s/missing.db", dir);
+	}
 	CHECK(mqc_db_open(missing, MQC_OPEN_READONLY, 100, &db, reason, sizeof(reason)) == -1);
 	CHECK(db == NULL);
 	CHECKF(strstr(reason, missing) != NULL, "reason: %s", reason);
 	CHECK(mqc_db_open(missing, MQC_OPEN_READWRITE, 100, &db, reason, sizeof(reason)) == -1);
-	CHECK(access(missing, F_OK) != 0);
+	if(!pg) CHECK(access(missing, F_OK) != 0);
+
+	/* an empty database (version 0): READONLY and READWRITE say to run init */
+	if(pg){
+		CHECKF(mqc_db_open(path, MQC_OPEN_READONLY, 100, &db, reason, sizeof(reason)) == -1, "%s", reason);
+		CHECKF(strstr(reason, "mqchat-admin init") != NULL, "reason: %s", reason);
+		CHECK(mqc_db_open(path, MQC_OPEN_READWRITE, 100, &db, reason, sizeof(reason)) == -1);
+		CHECKF(strstr(reason, "mqchat-admin init") != NULL, "reason: %s", reason);
+	}
 
 	/* fresh database: MIGRATE creates it, migrate brings it to version N with every table */
-	CHECK(mqc_db_open(path, MQC_OPEN_MIGRATE, 100, &db, reason, sizeof(reason)) == 0);
+	CHECKF(mqc_db_open(path, MQC_OPEN_MIGRATE, 100, &db, reason, sizeof(reason)) == 0, "%s", reason);
 	CHECK(db != NULL);
-	CHECK(mqc_db_migrate(db, &applied, reason, sizeof(reason)) == 0);
+	CHECK(mqc_db_engine(db) == (pg ? MQC_ENGINE_PG : MQC_ENGINE_SQLITE));
+	CHECKF(mqc_db_migrate(db, &applied, reason, sizeof(reason)) == 0, "%s", reason);
 	CHECK(applied == n);
-	CHECK(count_rows(db, "PRAGMA user_version") == n);
+	CHECK(mqc_db_version(db) == n);
+	CHECK(one(path, version_sql(), (char *)NULL) == n);
 	for(i = 0; i < sizeof(tables)/sizeof(tables[0]); i++){
-		char sql[128];
-		snprintf(sql, sizeof(sql), "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='%s'", tables[i]);
-		CHECKF(count_rows(db, sql) == 1, "table %s", tables[i]);
+		CHECKF(table_count(path, tables[i]) == 1, "table %s", tables[i]);
 	}
-	CHECK(count_rows(db, "PRAGMA foreign_keys") == 1);
-	CHECK(count_rows(db, "SELECT value FROM meta WHERE key='acl_version'") >= 1);
+	CHECK(one(path, "SELECT value FROM meta WHERE key='acl_version'", (char *)NULL) >= 1);
 	/* re-run is a no-op */
 	CHECK(mqc_db_migrate(db, &applied, reason, sizeof(reason)) == 0);
 	CHECK(applied == 0);
-	CHECK(count_rows(db, "PRAGMA user_version") == n);
-	sqlite3_close(db);
+	CHECK(one(path, version_sql(), (char *)NULL) == n);
+	mqc_db_close(db);
 	db = NULL;
 
-	/* the other modes accept the current version; writers got WAL */
-	CHECK(mqc_db_open(path, MQC_OPEN_READWRITE, 100, &db, reason, sizeof(reason)) == 0);
-	{
-		sqlite3_stmt *st = NULL;
-		CHECK(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK);
-		CHECK(sqlite3_step(st) == SQLITE_ROW);
-		CHECK(strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0);
-		sqlite3_finalize(st);
+	/* the other modes accept the current version; SQLite writers got WAL */
+	CHECKF(mqc_db_open(path, MQC_OPEN_READWRITE, 100, &db, reason, sizeof(reason)) == 0, "%s", reason);
+	if(!pg && db){
+		struct hx_conn c;
+		va_list none;
+		memset(&none, 0, sizeof(none));
+		CHECK(dbc_open(path, &c, false) == 0);
+		CHECK(sqlite3_prepare_v2(c.lite, "PRAGMA journal_mode", -1, &c.st, NULL) == SQLITE_OK);
+		CHECK(dbc_row(&c) == 1);
+		CHECK(strcmp(dbc_text(&c, 0), "wal") == 0);
+		dbc_close(&c);
 	}
-	sqlite3_close(db);
+	mqc_db_close(db);
 	db = NULL;
 	CHECKF(mqc_db_open(path, MQC_OPEN_READONLY, 100, &db, reason, sizeof(reason)) == 0, "%s", reason);
 	if(db){
-		CHECK(sqlite3_exec(db, "INSERT INTO meta(key, value) VALUES ('x', 1)", NULL, NULL, NULL) != SQLITE_OK);
-		sqlite3_close(db);
+		/* the read-only connection refuses writes (the statement table has none for the
+		 * plugin; a script stands for any) */
+		CHECK(mqc_exec_script(db, "INSERT INTO meta(key, value) VALUES ('x', 1)") != 0);
+		CHECK(one(path, "SELECT count(*) FROM meta WHERE key = 'x'", (char *)NULL) == 0);
+		mqc_db_close(db);
 		db = NULL;
 	}
 
 	/* a database newer than the code: refused by every mode, naming both versions */
 	CHECK(mqc_db_open(path, MQC_OPEN_MIGRATE, 100, &db, reason, sizeof(reason)) == 0);
-	{
-		char sql[64];
-		snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", n + 1);
-		CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
-	}
+	if(pg) snprintf(sql, sizeof(sql), "UPDATE mqchat_schema SET version = %d", n + 1);
+	else snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", n + 1);
+	CHECK(run(path, sql) == 0);
 	/* ... and by mqc_db_migrate on a handle opened before the bump */
 	CHECK(mqc_db_migrate(db, &applied, reason, sizeof(reason)) == -1);
-	sqlite3_close(db);
+	mqc_db_close(db);
 	db = NULL;
 	snprintf(want, sizeof(want), "schema version %d, this build knows up to %d", n + 1, n);
 	{
@@ -114,20 +204,47 @@ int main(void)
 			CHECKF(strstr(reason, path) != NULL, "mode %zu reason: %s", i, reason);
 		}
 	}
-	rm_db(path);
+	drop(dir, "t");
 
-	/* an empty database (version 0): READONLY and READWRITE say to run init */
-	CHECK(mqc_db_open(path, MQC_OPEN_MIGRATE, 100, &db, reason, sizeof(reason)) == 0);
-	sqlite3_close(db);
-	db = NULL;
-	CHECK(mqc_db_open(path, MQC_OPEN_READONLY, 100, &db, reason, sizeof(reason)) == -1);
-	CHECKF(strstr(reason, "mqchat-admin init") != NULL, "reason: %s", reason);
-	CHECK(mqc_db_open(path, MQC_OPEN_READWRITE, 100, &db, reason, sizeof(reason)) == -1);
-	CHECKF(strstr(reason, "mqchat-admin init") != NULL, "reason: %s", reason);
-	rm_db(path);
-
-	/* a file that is not a database */
+	/* two migrators at once on an empty database: both succeed, the schema is made once */
+	fresh(dir, "race", path, sizeof(path));
 	{
+		pid_t kids[2];
+		for(int k = 0; k < 2; k++){
+			kids[k] = fork();
+			if(kids[k] == 0){
+				mqc_db *d = NULL;
+				char why[512];
+				int ok = mqc_db_open(path, MQC_OPEN_MIGRATE, 5000, &d, why, sizeof(why)) == 0
+					&& mqc_db_migrate(d, NULL, why, sizeof(why)) == 0;
+				if(!ok) fprintf(stderr, "migrator %d: %s\n", k, why);
+				mqc_db_close(d);
+				_exit(ok ? 0 : 1);
+			}
+		}
+		for(int k = 0; k < 2; k++){
+			int status = -1;
+			waitpid(kids[k], &status, 0);
+			CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "migrator %d", k);
+		}
+		CHECK(one(path, version_sql(), (char *)NULL) == n);
+		CHECK(one(path, "SELECT count(*) FROM meta WHERE key = 'acl_version'", (char *)NULL) == 1);
+	}
+	drop(dir, "race");
+
+	if(!pg){
+		/* an empty SQLite file (version 0): READONLY and READWRITE say to run init */
+		fresh(dir, "t", path, sizeof(path));
+		CHECK(mqc_db_open(path, MQC_OPEN_MIGRATE, 100, &db, reason, sizeof(reason)) == 0);
+		mqc_db_close(db);
+		db = NULL;
+		CHECK(mqc_db_open(path, MQC_OPEN_READONLY, 100, &db, reason, sizeof(reason)) == -1);
+		CHECKF(strstr(reason, "mqchat-admin init") != NULL, "reason: %s", reason);
+		CHECK(mqc_db_open(path, MQC_OPEN_READWRITE, 100, &db, reason, sizeof(reason)) == -1);
+		CHECKF(strstr(reason, "mqchat-admin init") != NULL, "reason: %s", reason);
+		drop(dir, "t");
+
+		/* a file that is not a database */
 		FILE *f = fopen(path, "w");
 		if(f){
 			fputs("this is not sqlite, it is plain text long enough to be looked at as a header ......\n", f);
@@ -136,8 +253,8 @@ int main(void)
 		CHECK(mqc_db_open(path, MQC_OPEN_READONLY, 100, &db, reason, sizeof(reason)) == -1);
 		CHECK(mqc_db_open(path, MQC_OPEN_MIGRATE, 100, &db, reason, sizeof(reason)) == -1);
 		CHECKF(strstr(reason, path) != NULL, "reason: %s", reason);
+		drop(dir, "t");
 	}
-	rm_db(path);
 	rmdir(dir);
 
 	return CHECK_RESULT();
