@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # down.sh: stops what scripts/up.sh started (the pids in ./run/*.pid): the bridge first, so
-# it flushes, then mosquitto. Leaves ./run/ (database, logs) in place.
+# it flushes, then mosquitto, then the PostgreSQL server of MQCHAT_ENGINE=postgresql (its
+# data is deleted with it). Leaves ./run/ (SQLite database, logs) in place.
 set -uo pipefail
 
 RUN=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/run
@@ -24,3 +25,6 @@ stop() {
 
 stop bridge mqchat-bridge
 stop mosquitto mosquitto
+if [ -f "$RUN/pg/url" ]; then
+	bash "$(dirname "${BASH_SOURCE[0]}")/pg.sh" stop "$RUN/pg" && echo "stopped postgresql ($RUN/pg)"
+fi

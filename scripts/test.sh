@@ -2,8 +2,10 @@
 # test.sh: the whole test suite, as CI runs it (.ci/run).
 #   1. installs missing Debian packages (scripts/deps.sh) and the npm packages
 #      (npm ci, from package-lock.json);
-#   2. builds in build/ (RelWithDebInfo, -Wall -Wextra) and runs ctest;
-#   3. builds in build-asan/ with AddressSanitizer + UBSan and runs ctest again.
+#   2. starts a throwaway PostgreSQL server on a free loopback port (scripts/pg.sh),
+#      stopped when this script ends: every integration test runs on SQLite and on it;
+#   3. builds in build/ (RelWithDebInfo, -Wall -Wextra) and runs ctest;
+#   4. builds in build-asan/ with AddressSanitizer + UBSan and runs ctest again.
 # Exits non-zero if any build or any test fails.
 set -euo pipefail
 
@@ -14,6 +16,13 @@ JOBS=${MQCHAT_JOBS:-2}
 bash scripts/deps.sh
 # The JavaScript packages the tests use, exactly as package-lock.json pins them.
 npm ci --no-audit --no-fund --loglevel=error
+
+# The PostgreSQL server the it.pg.* / unit.pg.* tests use (each test makes its own database).
+PG_DIR=$(mktemp -d /tmp/mqchat-test-pg-XXXXXX)
+trap 'bash "$ROOT/scripts/pg.sh" stop "$PG_DIR" >/dev/null 2>&1 || true' EXIT
+MQCHAT_TEST_PG=$(bash scripts/pg.sh start "$PG_DIR")
+export MQCHAT_TEST_PG
+echo "== PostgreSQL for the tests: $MQCHAT_TEST_PG"
 
 status=0
 

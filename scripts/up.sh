@@ -9,6 +9,9 @@
 # (MQTT over WebSockets and the page, default 9001; loopback only).
 # The web client (web/ and MQTT.js from node_modules, installed with npm ci) is copied to
 # ./run/web and served by mosquitto itself.
+# MQCHAT_ENGINE=postgresql keeps the database in PostgreSQL instead of SQLite: a server of its
+# own in ./run/pg (scripts/pg.sh, a free loopback port, stopped by down.sh) with a database
+# "mqchat". docs/running.md shows how to use a PostgreSQL server you already run.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,6 +44,17 @@ rm -rf "$RUN"
 mkdir -p "$RUN"
 chmod 700 "$RUN"
 DB=$RUN/chat.db
+case "${MQCHAT_ENGINE:-sqlite}" in
+	sqlite) ;;
+	postgresql)
+		# pg.sh runs the server as the postgres user: its directory must be reachable.
+		chmod 711 "$RUN"
+		PG_URL=$(bash scripts/pg.sh start "$RUN/pg")
+		psql "$PG_URL" -q -c 'CREATE DATABASE mqchat' >/dev/null
+		DB=${PG_URL%/postgres}/mqchat
+		;;
+	*) echo "up.sh: MQCHAT_ENGINE=$MQCHAT_ENGINE: expected sqlite or postgresql" >&2; exit 1 ;;
+esac
 newpw() { head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 "$ADMIN" --db "$DB" init >/dev/null
@@ -67,7 +81,10 @@ if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt $((MAXCONN + 100)) ]; then MAXC
 # which cannot read ./run: keep it as the invoking user.
 sed -e "s|^listener 1883 127.0.0.1|listener $PORT 127.0.0.1|" \
 	-e "s|^plugin /path/to/mqchat_plugin.so|plugin $PLUGIN|" \
-	-e "s|^plugin_opt_db_path .*|plugin_opt_db_path $DB|" \
+	-e "s|^plugin_opt_db_path .*|plugin_opt_db $DB|" \
+	-e "s|^plugin_opt_db .*|plugin_opt_db $DB|" \
+	-e "s|^#plugin_opt_spool_path .*|plugin_opt_spool_path $RUN/mqchat.spool|" \
+	-e "s|^#plugin_opt_idlease_path .*|plugin_opt_idlease_path $RUN/mqchat.idlease|" \
 	-e "s|^plugin_opt_service_user .*|plugin_opt_service_user mqchat-bridge|" \
 	-e "s|^plugin_opt_service_password .*|plugin_opt_service_password $SERVICE_PW|" \
 	-e "s|^persistence_location .*|persistence_location $RUN/|" \
@@ -129,5 +146,9 @@ alice sends (she must use her own room's send topic; every participant gets the 
   mosquitto_pub -h 127.0.0.1 -p $PORT -u alice -P $ALICE_PW -i alice:cli -t chat/rooms/$ROOM/send -q 1 -m '{"type":"msg","body":"hi bob"}'
 
 Stored messages:
-  sqlite3 -readonly $DB 'SELECT id, sender, body FROM messages'
 EOT
+if [ "$DB" = "$RUN/chat.db" ]; then
+	echo "  sqlite3 -readonly $DB 'SELECT id, sender, body FROM messages'"
+else
+	echo "  psql $DB -c 'SELECT id, sender, body FROM messages'"
+fi
