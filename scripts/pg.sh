@@ -5,6 +5,9 @@
 #                             also kept in DIR/url. Trust auth: for tests only.
 #   scripts/pg.sh stop DIR    stops the server (if running) and removes DIR.
 #   scripts/pg.sh url DIR     prints DIR/url.
+#   scripts/pg.sh halt DIR [fast|immediate]   stops the server, keeping DIR (immediate: as
+#                             a crash, no shutdown checkpoint); for tests of an outage.
+#   scripts/pg.sh resume DIR  starts a halted server again, on the same port.
 # As root, the server runs as user postgres (initdb and postgres refuse root); otherwise as
 # the current user; then DIR's parents must be searchable by postgres (DIR may be a fresh
 # `mktemp -d`, which start chowns, but not a directory under one). Logs go to stderr, the
@@ -12,7 +15,7 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 start DIR | stop DIR | url DIR" >&2
+	echo "usage: $0 start DIR | stop DIR | url DIR | halt DIR [fast|immediate] | resume DIR" >&2
 	exit 2
 }
 
@@ -153,6 +156,23 @@ cmd_stop() {
 	rm -rf "$dir"
 }
 
+cmd_halt() {
+	local dir=$1 mode=${2:-fast} bin
+	case "$mode" in fast | immediate) ;; *) usage ;; esac
+	bin=$(pg_bin)
+	as_pg "$bin/pg_ctl" -D "$dir/data" -m "$mode" -w stop >&2
+}
+
+cmd_resume() {
+	local dir=$1 bin url port
+	bin=$(pg_bin)
+	url=$(cat "$dir/url")
+	port=${url##*:}
+	port=${port%%/*}
+	as_pg "$bin/pg_ctl" -w -D "$dir/data" -l "$dir/log" \
+		-o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=300" start >&2
+}
+
 cmd_url() {
 	local dir=$1
 	if [ ! -f "$dir/url" ]; then
@@ -162,10 +182,12 @@ cmd_url() {
 	cat "$dir/url"
 }
 
-[ $# -eq 2 ] || usage
+[ $# -eq 2 ] || { [ $# -eq 3 ] && [ "$1" = halt ]; } || usage
 case "$1" in
 start) cmd_start "$2" ;;
 stop) cmd_stop "$2" ;;
 url) cmd_url "$2" ;;
+halt) cmd_halt "$2" "${3:-fast}" ;;
+resume) cmd_resume "$2" ;;
 *) usage ;;
 esac
