@@ -42,14 +42,14 @@ int op_history(struct call *c)
 
 	msgs = json_array();
 	if(!msgs) return OP_NOMEM;
-	sqlite3_stmt *s = st(c, from ? (asc ? S_HIST_FROM_ASC : S_HIST_FROM_DESC) : (asc ? S_HIST_ASC : S_HIST_DESC));
+	mqc_stmt *s = st(c, from ? (asc ? MQC_Q_REQ_HIST_FROM_ASC : MQC_Q_REQ_HIST_FROM_DESC) : (asc ? MQC_Q_REQ_HIST_ASC : MQC_Q_REQ_HIST_DESC));
 	bind_text(s, 1, room);
-	sqlite3_bind_int64(s, 2, after);
-	sqlite3_bind_int64(s, 3, before);
-	sqlite3_bind_int64(s, 4, limit + 1);
+	mqc_bind_int64(s, 2, after);
+	mqc_bind_int64(s, 3, before);
+	mqc_bind_int64(s, 4, limit + 1);
 	if(from) bind_text(s, 5, from);
 	int64_t got = 0;
-	while((rc = sqlite3_step(s)) == SQLITE_ROW){
+	while((rc = mqc_step(s)) == MQC_ROW){
 		if(got == limit){
 			more = true;
 			break;
@@ -57,19 +57,19 @@ int op_history(struct call *c)
 		json_t *m = msg_from_row(&c->r->text_log, s, 0, room);
 		/* Ascending rows are inserted at the front so the page reads newest first. */
 		if(!m || (asc ? json_array_insert_new(msgs, 0, m) : json_array_append_new(msgs, m))){
-			sqlite3_reset(s);
+			mqc_reset(s);
 			json_decref(msgs);
 			return OP_NOMEM;
 		}
 		got++;
 	}
-	if(rc != SQLITE_ROW && rc != SQLITE_DONE){
+	if(rc != MQC_ROW && rc != MQC_DONE){
 		rc = dbfail(c, "reading history");
-		sqlite3_reset(s);
+		mqc_reset(s);
 		json_decref(msgs);
 		return rc;
 	}
-	sqlite3_reset(s);
+	mqc_reset(s);
 	res = json_object();
 	if(!res){
 		json_decref(msgs);
@@ -84,19 +84,19 @@ int op_history(struct call *c)
 
 int unread(struct call *c, const char *room, int64_t *total, int64_t *n)
 {
-	sqlite3_stmt *s = st(c, S_UNREAD);
+	mqc_stmt *s = st(c, MQC_Q_REQ_UNREAD);
 	int rc;
 	bind_text(s, 1, room);
 	bind_text(s, 2, c->user);
-	rc = sqlite3_step(s);
-	if(rc != SQLITE_ROW){
+	rc = mqc_step(s);
+	if(rc != MQC_ROW){
 		rc = dbfail(c, "counting unread messages");
-		sqlite3_reset(s);
+		mqc_reset(s);
 		return rc;
 	}
-	*total = sqlite3_column_int64(s, 0);
-	*n = sqlite3_column_int64(s, 1);
-	sqlite3_reset(s);
+	*total = mqc_col_int64(s, 0);
+	*n = mqc_col_int64(s, 1);
+	mqc_reset(s);
 	return OP_OK;
 }
 
@@ -113,7 +113,7 @@ int op_count(struct call *c)
 	if((rc = unread(c, room, &total, &n))) return rc;
 	if(from){
 		bool found;
-		sqlite3_stmt *s = st(c, S_COUNT_FROM);
+		mqc_stmt *s = st(c, MQC_Q_REQ_COUNT_FROM);
 		bind_text(s, 1, room);
 		bind_text(s, 2, from);
 		if((rc = query_int(c, s, "reading a sender count", &total, &found))) return rc;
@@ -142,11 +142,11 @@ int op_read(struct call *c)
 	 * Access is checked again inside the transaction. */
 	if((rc = room_access(c, room, &ra))) return rc;
 	if((rc = about_to(c, REQ_SEES_ROOM, room))) return rc;
-	sqlite3_stmt *s = st(c, S_MSG_IN_ROOM);
-	sqlite3_bind_int64(s, 1, upto);
+	mqc_stmt *s = st(c, MQC_Q_REQ_MSG_IN_ROOM);
+	mqc_bind_int64(s, 1, upto);
 	bind_text(s, 2, room);
 	rc = query_int(c, s, "looking up a message", &one, &found);
-	sqlite3_reset(s);
+	mqc_reset(s);
 	if(rc) return rc;
 	if(!found){
 		/* A message received a moment ago may not be stored yet: a recent id waits for it
@@ -157,12 +157,12 @@ int op_read(struct call *c)
 	}
 	if((rc = txn_begin(c))) return rc;
 	if((rc = room_access(c, room, &ra))) return rc;
-	s = st(c, S_MARKER_SET);
+	s = st(c, MQC_Q_MARKER_RAISE);
 	bind_text(s, 1, c->user);
 	bind_text(s, 2, room);
-	sqlite3_bind_int64(s, 3, upto);
+	mqc_bind_int64(s, 3, upto);
 	if((rc = exec_done(c, s, "setting the read marker"))) return rc;
-	s = st(c, S_MARKER_GET);
+	s = st(c, MQC_Q_REQ_MARKER_GET);
 	bind_text(s, 1, c->user);
 	bind_text(s, 2, room);
 	if((rc = query_int(c, s, "reading the read marker", &mark, &found))) return rc;

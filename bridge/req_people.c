@@ -15,30 +15,30 @@
 /* ---------------------------------------------------------------- contacts */
 
 /* Runs s (bound by the caller) and answers {key: [one object per row, filled by row()]}. */
-int list_rows(struct call *c, sqlite3_stmt *s, const char *what, const char *key,
-		int (*row)(struct call *c, sqlite3_stmt *s, json_t *o))
+int list_rows(struct call *c, mqc_stmt *s, const char *what, const char *key,
+		int (*row)(struct call *c, mqc_stmt *s, json_t *o))
 {
 	json_t *list = json_array();
 	int rc;
 	if(!list){
-		sqlite3_reset(s);
+		mqc_reset(s);
 		return OP_NOMEM;
 	}
-	while((rc = sqlite3_step(s)) == SQLITE_ROW){
+	while((rc = mqc_step(s)) == MQC_ROW){
 		json_t *o = json_object();
 		if(!o || row(c, s, o) || json_array_append_new(list, o)){
-			sqlite3_reset(s);
+			mqc_reset(s);
 			json_decref(list);
 			return OP_NOMEM;
 		}
 	}
-	if(rc != SQLITE_DONE){
+	if(rc != MQC_DONE){
 		rc = dbfail(c, what);
-		sqlite3_reset(s);
+		mqc_reset(s);
 		json_decref(list);
 		return rc;
 	}
-	sqlite3_reset(s);
+	mqc_reset(s);
 	c->result = json_object();
 	if(!c->result){
 		json_decref(list);
@@ -47,19 +47,19 @@ int list_rows(struct call *c, sqlite3_stmt *s, const char *what, const char *key
 	return set(c->result, key, list) ? OP_NOMEM : OP_OK;
 }
 
-int contact_row(struct call *c, sqlite3_stmt *s, json_t *o)
+int contact_row(struct call *c, mqc_stmt *s, json_t *o)
 {
 	int e = 0;
 	e |= set(o, "user", column_string(&c->r->text_log, s, 0, "users.id", "user", 0));
 	e |= set(o, "display_name", column_string(&c->r->text_log, s, 1, "users.display_name", "user", 0));
-	e |= set(o, "explicit", json_boolean(sqlite3_column_int(s, 2)));
+	e |= set(o, "explicit", json_boolean(mqc_col_int64(s, 2)));
 	e |= set(o, "direct_room", column_string(&c->r->text_log, s, 3, "rooms.id", "the direct room with user", 0));
 	return e;
 }
 
 int op_contacts_list(struct call *c)
 {
-	sqlite3_stmt *s = st(c, S_CONTACTS_LIST);
+	mqc_stmt *s = st(c, MQC_Q_REQ_CONTACTS_LIST);
 	bind_text(s, 1, c->user);
 	return list_rows(c, s, "listing contacts", "contacts", contact_row);
 }
@@ -74,17 +74,17 @@ int contact_change(struct call *c, bool add)
 	if(add){
 		int64_t disabled;
 		bool found;
-		sqlite3_stmt *s = st(c, S_USER_GET);
+		mqc_stmt *s = st(c, MQC_Q_REQ_USER_GET);
 		bind_text(s, 1, user);
 		if((rc = query_int(c, s, "looking up a user", &disabled, &found))) return rc;
 		if(!found) return fail(c, "not_found", "no such user: %s", user);
 	}
-	sqlite3_stmt *s = st(c, add ? S_CONTACT_ADD : S_CONTACT_DEL);
+	mqc_stmt *s = st(c, add ? MQC_Q_REQ_CONTACT_ADD : MQC_Q_REQ_CONTACT_DEL);
 	bind_text(s, 1, c->user);
 	bind_text(s, 2, user);
-	if(add) sqlite3_bind_int64(s, 3, mqc_now_ms());
+	if(add) mqc_bind_int64(s, 3, mqc_now_ms());
 	if((rc = exec_done(c, s, add ? "adding a contact" : "removing a contact"))) return rc;
-	bool changed = sqlite3_changes(c->r->db) == 1;
+	bool changed = mqc_db_changes(c->r->db) == 1;
 	c->result = json_object();
 	if(!c->result || set(c->result, "user", json_string(user))
 			|| set(c->result, add ? "added" : "removed", json_boolean(changed))){
@@ -143,7 +143,7 @@ int op_token_create(struct call *c)
 	if((rc = txn_begin(c))) return rc;
 	int64_t n;
 	bool found;
-	sqlite3_stmt *s = st(c, S_TOKEN_COUNT);
+	mqc_stmt *s = st(c, MQC_Q_REQ_TOKEN_COUNT);
 	bind_text(s, 1, c->user);
 	if((rc = query_int(c, s, "counting tokens", &n, &found))) return rc;
 	if(n >= REQ_MAX_TOKENS){
@@ -152,14 +152,14 @@ int op_token_create(struct call *c)
 	char secret[MQC_TOKEN_LEN + 1], hash[MQC_TOKEN_HASH_HEX + 1], id[MQC_TOKEN_ID_LEN + 1];
 	if(mqc_token_new(secret, hash, id)) return fail(c, "internal", "no randomness for a token");
 	int64_t now = mqc_now_ms(), expires_at = has_exp ? now + expires_in * 1000 : 0;
-	s = st(c, S_TOKEN_INSERT);
+	s = st(c, MQC_Q_REQ_TOKEN_INSERT);
 	bind_text(s, 1, id);
 	bind_text(s, 2, c->user);
-	sqlite3_bind_text(s, 3, json_string_value(jname), (int)json_string_length(jname), SQLITE_TRANSIENT);
+	mqc_bind_text(s, 3, json_string_value(jname), (int)json_string_length(jname));
 	bind_text(s, 4, hash);
-	sqlite3_bind_int64(s, 5, now);
-	if(expires_at) sqlite3_bind_int64(s, 6, expires_at);
-	else sqlite3_bind_null(s, 6);
+	mqc_bind_int64(s, 5, now);
+	if(expires_at) mqc_bind_int64(s, 6, expires_at);
+	else mqc_bind_null(s, 6);
 	rc = exec_done(c, s, "storing a token");
 	if(!rc) rc = token_control(c, "token", id, hash, expires_at);
 	if(!rc){
@@ -181,17 +181,17 @@ int op_token_create(struct call *c)
 	return txn_commit(c);
 }
 
-json_t *int_or_null(sqlite3_stmt *s, int col)
+json_t *int_or_null(mqc_stmt *s, int col)
 {
-	return sqlite3_column_type(s, col) == SQLITE_NULL ? json_null() : json_integer(sqlite3_column_int64(s, col));
+	return mqc_col_null(s, col) ? json_null() : json_integer(mqc_col_int64(s, col));
 }
 
-int token_row(struct call *c, sqlite3_stmt *s, json_t *o)
+int token_row(struct call *c, mqc_stmt *s, json_t *o)
 {
 	int e = 0;
 	e |= set(o, "id", column_string(&c->r->text_log, s, 0, "tokens.id", "user", 0));
 	e |= set(o, "name", column_string(&c->r->text_log, s, 1, "tokens.name", "user", 0));
-	e |= set(o, "created_at", json_integer(sqlite3_column_int64(s, 2)));
+	e |= set(o, "created_at", json_integer(mqc_col_int64(s, 2)));
 	e |= set(o, "expires_at", int_or_null(s, 3));
 	e |= set(o, "last_used_at", int_or_null(s, 4));
 	return e;
@@ -199,7 +199,7 @@ int token_row(struct call *c, sqlite3_stmt *s, json_t *o)
 
 int op_tokens_list(struct call *c)
 {
-	sqlite3_stmt *s = st(c, S_TOKENS_LIST);
+	mqc_stmt *s = st(c, MQC_Q_REQ_TOKENS_LIST);
 	bind_text(s, 1, c->user);
 	return list_rows(c, s, "listing tokens", "tokens", token_row);
 }
@@ -210,12 +210,12 @@ int op_token_revoke(struct call *c)
 	int rc = arg_name(c, "id", true, &id);
 	if(rc) return rc;
 	if((rc = txn_begin(c))) return rc;
-	sqlite3_stmt *s = st(c, S_TOKEN_DELETE);
+	mqc_stmt *s = st(c, MQC_Q_REQ_TOKEN_DELETE);
 	bind_text(s, 1, id);
 	bind_text(s, 2, c->user);
 	if((rc = exec_done(c, s, "revoking a token"))) return rc;
 	/* someone else's token does not exist for you */
-	if(sqlite3_changes(c->r->db) != 1) return fail(c, "not_found", "you have no token %s", id);
+	if(mqc_db_changes(c->r->db) != 1) return fail(c, "not_found", "you have no token %s", id);
 	if((rc = token_control(c, "token.revoke", id, NULL, 0))) return rc;
 	c->result = json_object();
 	if(!c->result || set(c->result, "id", json_string(id)) || set(c->result, "revoked", json_true())) return OP_NOMEM;

@@ -63,12 +63,12 @@ int op_room_create(struct call *c)
 		rc = fail(c, "internal", "cannot make a room id");
 		goto out;
 	}
-	sqlite3_stmt *s = st(c, S_ROOM_INSERT);
+	mqc_stmt *s = st(c, MQC_Q_REQ_ROOM_INSERT);
 	bind_text(s, 1, id);
 	bind_text(s, 2, n == 2 ? "direct" : "group");
 	bind_text(s, 3, jname ? json_string_value(jname) : NULL);
 	bind_text(s, 4, c->user);
-	sqlite3_bind_int64(s, 5, now);
+	mqc_bind_int64(s, 5, now);
 	if(n == 2){
 		if(mqc_direct_key(names[0], names[1], key, sizeof(key))){
 			rc = fail(c, "internal", "cannot make the direct room key");
@@ -79,27 +79,27 @@ int op_room_create(struct call *c)
 		bind_text(s, 6, NULL);
 	}
 	if((rc = exec_done(c, s, "inserting a room"))) goto out;
-	created = sqlite3_changes(c->r->db) == 1;
+	created = mqc_db_changes(c->r->db) == 1;
 	room = id;
 	if(n == 2 && !created){
 		/* The pair already has its room: UNIQUE(direct_key) made the INSERT a no-op. */
-		s = st(c, S_DIRECT_GET);
+		s = st(c, MQC_Q_REQ_DIRECT_GET);
 		bind_text(s, 1, key);
-		rc = sqlite3_step(s);
-		if(rc != SQLITE_ROW){
+		rc = mqc_step(s);
+		if(rc != MQC_ROW){
 			rc = dbfail(c, "reading the direct room");
-			sqlite3_reset(s);
+			mqc_reset(s);
 			goto out;
 		}
-		snprintf(id, sizeof(id), "%s", (const char *)sqlite3_column_text(s, 0));
-		sqlite3_reset(s);
+		snprintf(id, sizeof(id), "%s", mqc_col_text(s, 0));
+		mqc_reset(s);
 	}
 	if(created){
 		for(i = 0; i < n; i++){
-			s = st(c, S_PART_INSERT);
+			s = st(c, MQC_Q_REQ_PART_INSERT);
 			bind_text(s, 1, id);
 			bind_text(s, 2, names[i]);
-			sqlite3_bind_int64(s, 3, now);
+			mqc_bind_int64(s, 3, now);
 			if((rc = exec_done(c, s, "inserting a participant"))) goto out;
 		}
 		if((rc = room_control(c, id))) goto out;
@@ -127,16 +127,16 @@ int op_room_direct(struct call *c)
 	if(strcmp(with, c->user) == 0) return fail(c, "invalid", "with: must be someone else");
 	if(mqc_direct_key(c->user, with, key, sizeof(key))) return fail(c, "invalid", "with: not a valid user id");
 
-	sqlite3_stmt *s = st(c, S_DIRECT_GET);
+	mqc_stmt *s = st(c, MQC_Q_REQ_DIRECT_GET);
 	bind_text(s, 1, key);
-	rc = sqlite3_step(s);
-	if(rc != SQLITE_ROW && rc != SQLITE_DONE){
+	rc = mqc_step(s);
+	if(rc != MQC_ROW && rc != MQC_DONE){
 		rc = dbfail(c, "reading the direct room");
-		sqlite3_reset(s);
+		mqc_reset(s);
 		return rc;
 	}
-	json_t *room = rc == SQLITE_ROW ? column_string(&c->r->text_log, s, 0, "rooms.id", "the direct room of", 1) : json_null();
-	sqlite3_reset(s);
+	json_t *room = rc == MQC_ROW ? column_string(&c->r->text_log, s, 0, "rooms.id", "the direct room of", 1) : json_null();
+	mqc_reset(s);
 	c->result = json_object();
 	if(!c->result || set(c->result, "room", room)) return OP_NOMEM;
 	return OP_OK;
@@ -176,34 +176,34 @@ int op_rooms_list(struct call *c)
 	rooms = json_array();
 	if(!rooms) return OP_NOMEM;
 
-	sqlite3_stmt *s = st(c, S_ROOMS_PAGE);
+	mqc_stmt *s = st(c, MQC_Q_REQ_ROOMS_PAGE);
 	bind_text(s, 1, c->user);
-	sqlite3_bind_int64(s, 2, act);
+	mqc_bind_int64(s, 2, act);
 	bind_text(s, 3, after_room);
-	sqlite3_bind_int64(s, 4, limit + 1);
+	mqc_bind_int64(s, 4, limit + 1);
 	next[0] = '\0';
-	while((rc = sqlite3_step(s)) == SQLITE_ROW){
+	while((rc = mqc_step(s)) == MQC_ROW){
 		if(got == (size_t)limit){
 			more = true;
 			break;
 		}
 		json_t *o;
 		if((rc = room_from_row(c, s, &o)) || json_array_append_new(rooms, o)){
-			sqlite3_reset(s);
+			mqc_reset(s);
 			json_decref(rooms);
 			return rc ? rc : OP_NOMEM;
 		}
-		last_act = sqlite3_column_int64(s, 15);
+		last_act = mqc_col_int64(s, 15);
 		snprintf(next, sizeof(next), "%" PRId64 ":%s", last_act, json_string_value(json_object_get(o, "id")));
 		got++;
 	}
-	if(rc != SQLITE_ROW && rc != SQLITE_DONE){
+	if(rc != MQC_ROW && rc != MQC_DONE){
 		rc = dbfail(c, "listing rooms");
-		sqlite3_reset(s);
+		mqc_reset(s);
 		json_decref(rooms);
 		return rc;
 	}
-	sqlite3_reset(s);
+	mqc_reset(s);
 	res = json_object();
 	if(!res){
 		json_decref(rooms);
@@ -266,12 +266,12 @@ int op_room_members_add(struct call *c)
 			rc = fail(c, "too_large", "a room holds at most %d users", REQ_MAX_ROOM_MEMBERS);
 			goto out;
 		}
-		sqlite3_stmt *s = st(c, S_PART_INSERT);
+		mqc_stmt *s = st(c, MQC_Q_REQ_PART_INSERT);
 		bind_text(s, 1, room);
 		bind_text(s, 2, names[i]);
-		sqlite3_bind_int64(s, 3, now);
+		mqc_bind_int64(s, 3, now);
 		if((rc = exec_done(c, s, "inserting a participant"))) goto out;
-		s = st(c, S_MARKER_JOIN);
+		s = st(c, MQC_Q_REQ_MARKER_JOIN);
 		bind_text(s, 1, names[i]);
 		bind_text(s, 2, room);
 		if((rc = exec_done(c, s, "setting a new participant's read marker"))) goto out;
@@ -331,11 +331,11 @@ int op_room_members_remove(struct call *c)
 		goto out;
 	}
 	for(i = 0; i < n; i++){
-		sqlite3_stmt *s = st(c, S_PART_DELETE);
+		mqc_stmt *s = st(c, MQC_Q_REQ_PART_DELETE);
 		bind_text(s, 1, room);
 		bind_text(s, 2, names[i]);
 		if((rc = exec_done(c, s, "removing a participant"))) goto out;
-		if(sqlite3_changes(c->r->db) == 1 && json_array_append_new(removed, json_string(names[i]))){
+		if(mqc_db_changes(c->r->db) == 1 && json_array_append_new(removed, json_string(names[i]))){
 			rc = OP_NOMEM;
 			goto out;
 		}
@@ -378,32 +378,32 @@ int op_room_leave(struct call *c)
 	if((rc = txn_begin(c))) return rc;
 	if((rc = group_change_access(c, room, &ra, false))) return rc;
 
-	sqlite3_stmt *s = st(c, S_PART_DELETE);
+	mqc_stmt *s = st(c, MQC_Q_REQ_PART_DELETE);
 	bind_text(s, 1, room);
 	bind_text(s, 2, c->user);
 	if((rc = exec_done(c, s, "removing the participant"))) return rc;
 	if((rc = member_count(c, room, &count))) return rc;
 	if(count > 0 && strcmp(ra.created_by, c->user) == 0){
-		s = st(c, S_NEXT_OWNER);
+		s = st(c, MQC_Q_REQ_NEXT_OWNER);
 		bind_text(s, 1, room);
-		rc = sqlite3_step(s);
-		if(rc != SQLITE_ROW){
+		rc = mqc_step(s);
+		if(rc != MQC_ROW){
 			rc = dbfail(c, "choosing the next owner");
-			sqlite3_reset(s);
+			mqc_reset(s);
 			return rc;
 		}
 		char owner[MQC_NAME_MAX + 1];
-		snprintf(owner, sizeof(owner), "%s", (const char *)sqlite3_column_text(s, 0));
-		sqlite3_reset(s);
-		s = st(c, S_ROOM_SET_OWNER);
+		snprintf(owner, sizeof(owner), "%s", mqc_col_text(s, 0));
+		mqc_reset(s);
+		s = st(c, MQC_Q_REQ_ROOM_SET_OWNER);
 		bind_text(s, 1, room);
 		bind_text(s, 2, owner);
 		if((rc = exec_done(c, s, "passing ownership"))) return rc;
 	}
 	if(count < 2 && ra.enabled){
-		s = st(c, S_ROOM_SET_ENABLED);
+		s = st(c, MQC_Q_REQ_ROOM_SET_ENABLED);
 		bind_text(s, 1, room);
-		sqlite3_bind_int(s, 2, 0);
+		mqc_bind_int64(s, 2, 0);
 		if((rc = exec_done(c, s, "disabling the room"))) return rc;
 		disabled_now = true;
 	}
@@ -438,9 +438,9 @@ int set_enabled(struct call *c, bool enable)
 			if((rc = member_count(c, room, &count))) return rc;
 			if(count < 2) return fail(c, "conflict", "room %s has fewer than two participants", room);
 		}
-		sqlite3_stmt *s = st(c, S_ROOM_SET_ENABLED);
+		mqc_stmt *s = st(c, MQC_Q_REQ_ROOM_SET_ENABLED);
 		bind_text(s, 1, room);
-		sqlite3_bind_int(s, 2, enable);
+		mqc_bind_int64(s, 2, enable ? 1 : 0);
 		if((rc = exec_done(c, s, enable ? "enabling the room" : "disabling the room"))) return rc;
 		changed = true;
 		if((rc = room_control(c, room))) return rc;

@@ -4,16 +4,18 @@
  * requests__handle() parses one request, checks its arguments against the op's table
  * entry, runs the op and builds exactly one answer. This file is the core (statements, the
  * call context, arguments, building blocks, dispatch); the op families are req_rooms.c,
- * req_messages.c and req_people.c, over requests_int.h. Ops that change state run in one
- * BEGIN IMMEDIATE transaction and, before committing, collect what the caller publishes
- * after the commit: the room's full new state for the plugin ($CONTROL/mqchat/v1) and the
- * user events. If anything fails, the transaction is rolled back and nothing is handed out.
+ * req_messages.c and req_people.c, over requests_int.h. Their SQL is the req_* statements
+ * of schema/<engine>/q_bridge.sql, for either engine (db.h). Ops that change state run in
+ * one write transaction (begin_write: BEGIN IMMEDIATE on SQLite) and, before committing,
+ * collect what the caller publishes after the commit: the room's full new state for the
+ * plugin ($CONTROL/mqchat/v1) and the user events. If anything fails, the transaction is
+ * rolled back and nothing is handed out.
  *
  * Rules every op follows:
  *   - a room the caller is not a participant of does not exist for it (not_found, whether
  *     the room exists or not);
  *   - an op's arguments are exactly those in its table entry; anything else is invalid;
- *   - every SQL statement is prepared in requests__new and finalized in requests__free;
+ *   - every statement is prepared in requests__new and kept by the connection (mqc_q);
  *     each use resets it at once, so no read transaction outlives the request.
  */
 #include <errno.h>
@@ -33,99 +35,7 @@
 
 #include "requests_int.h"
 
-/* ---------------------------------------------------------------- statements */
-
-/* Activity of a room, for ordering rooms.list: its newest message id, else the first
- * message id of the millisecond it was created (same scale, see MQC_ID_SEQ_BITS). */
-#define ROOM_ACTIVITY "(CASE WHEN r.last_msg_id > 0 THEN r.last_msg_id ELSE (r.created_at - 1704067200000) * 4096 END)"
-
-/* The columns of a room object as seen by user ?1 (see room_from_row). Unread: the room's
- * message count minus the seq of the newest message at or below my read marker. */
-#define ROOM_COLS \
-	"r.id, r.name, r.kind, r.created_by, r.enabled, r.created_at," \
-	" (SELECT json_group_array(p2.user_id) FROM room_participants p2 WHERE p2.room_id = r.id)," \
-	" m.id, m.sender, m.ts, m.type, m.body, m.attachment, m.client_msg_id," \
-	" max(0, r.msg_count - coalesce((SELECT s.seq FROM messages s WHERE s.room_id = r.id" \
-	"   AND s.id <= rm.last_read_id ORDER BY s.id DESC LIMIT 1), 0))"
-#define ROOM_JOINS \
-	" LEFT JOIN messages m ON m.id = r.last_msg_id" \
-	" LEFT JOIN read_markers rm ON rm.user_id = ?1 AND rm.room_id = r.id"
-#define MSG_COLS "id, sender, ts, type, body, attachment, client_msg_id"
-
-static const char *const stmt_sql[S_COUNT_] = {
-	[S_BEGIN] = "BEGIN IMMEDIATE",
-	[S_COMMIT] = "COMMIT",
-	[S_ROLLBACK] = "ROLLBACK",
-	[S_ACL_VERSION] = "SELECT value FROM meta WHERE key = 'acl_version'",
-	[S_USER_GET] = "SELECT disabled FROM users WHERE id = ?1",
-	[S_ROOM_ACCESS] = "SELECT r.kind, r.created_by, r.enabled FROM rooms r"
-		" JOIN room_participants p ON p.room_id = r.id AND p.user_id = ?2 WHERE r.id = ?1",
-	[S_ROOM_STATE] = "SELECT version, enabled FROM rooms WHERE id = ?1",
-	[S_MEMBERS] = "SELECT user_id, room_id FROM room_participants WHERE room_id = ?1 ORDER BY user_id",
-	[S_MEMBER_COUNT] = "SELECT count(*) FROM room_participants WHERE room_id = ?1",
-	[S_IS_MEMBER] = "SELECT 1 FROM room_participants WHERE room_id = ?1 AND user_id = ?2",
-	[S_ROOM_INSERT] = "INSERT INTO rooms(id, kind, name, created_by, created_at, direct_key)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(direct_key) DO NOTHING",
-	[S_DIRECT_GET] = "SELECT id, direct_key FROM rooms WHERE direct_key = ?1",
-	[S_PART_INSERT] = "INSERT INTO room_participants(room_id, user_id, joined_at) VALUES (?1, ?2, ?3)"
-		" ON CONFLICT DO NOTHING",
-	[S_PART_DELETE] = "DELETE FROM room_participants WHERE room_id = ?1 AND user_id = ?2",
-	/* A new member starts with everything before its arrival read. */
-	[S_MARKER_JOIN] = "INSERT INTO read_markers(user_id, room_id, last_read_id)"
-		" SELECT ?1, id, last_msg_id FROM rooms WHERE id = ?2 AND true"
-		" ON CONFLICT(user_id, room_id) DO UPDATE SET last_read_id = max(last_read_id, excluded.last_read_id)",
-	[S_ROOM_SET_ENABLED] = "UPDATE rooms SET enabled = ?2 WHERE id = ?1",
-	[S_ROOM_SET_OWNER] = "UPDATE rooms SET created_by = ?2 WHERE id = ?1",
-	[S_NEXT_OWNER] = "SELECT user_id FROM room_participants WHERE room_id = ?1 ORDER BY joined_at, user_id LIMIT 1",
-	[S_ROOM_ONE] = "SELECT " ROOM_COLS " FROM rooms r" ROOM_JOINS " WHERE r.id = ?2",
-	/* The page is chosen from my participations alone (room_participants_by_user, top-N
-	 * sort of my rooms' activity), then only its rows get participants, last message and
-	 * unread. Cursor: (?2 activity, ?3 room id), exclusive. */
-	[S_ROOMS_PAGE] = "WITH page(id, activity) AS MATERIALIZED ("
-		" SELECT r.id, " ROOM_ACTIVITY " FROM room_participants p JOIN rooms r ON r.id = p.room_id"
-		" WHERE p.user_id = ?1 AND (" ROOM_ACTIVITY " < ?2 OR (" ROOM_ACTIVITY " = ?2 AND r.id < ?3))"
-		" ORDER BY 2 DESC, 1 DESC LIMIT ?4)"
-		" SELECT " ROOM_COLS ", page.activity FROM page JOIN rooms r ON r.id = page.id" ROOM_JOINS
-		" ORDER BY page.activity DESC, page.id DESC",
-	[S_CONTACTS_LIST] = "WITH c(u) AS ("
-		" SELECT contact FROM contacts WHERE owner = ?1"
-		" UNION SELECT p2.user_id FROM room_participants p1"
-		" JOIN room_participants p2 ON p2.room_id = p1.room_id"
-		" WHERE p1.user_id = ?1 AND p2.user_id <> ?1)"
-		" SELECT c.u, u.display_name,"
-		" EXISTS (SELECT 1 FROM contacts k WHERE k.owner = ?1 AND k.contact = c.u),"
-		" (SELECT d.id FROM rooms d WHERE d.direct_key ="
-		"   CASE WHEN ?1 < c.u THEN ?1 || ':' || c.u ELSE c.u || ':' || ?1 END)"
-		" FROM c JOIN users u ON u.id = c.u ORDER BY c.u",
-	[S_CONTACT_ADD] = "INSERT INTO contacts(owner, contact, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-	[S_CONTACT_DEL] = "DELETE FROM contacts WHERE owner = ?1 AND contact = ?2",
-	[S_HIST_DESC] = "SELECT " MSG_COLS " FROM messages WHERE room_id = ?1 AND id > ?2 AND id < ?3"
-		" ORDER BY id DESC LIMIT ?4",
-	[S_HIST_ASC] = "SELECT " MSG_COLS " FROM messages WHERE room_id = ?1 AND id > ?2 AND id < ?3"
-		" ORDER BY id ASC LIMIT ?4",
-	[S_HIST_FROM_DESC] = "SELECT " MSG_COLS " FROM messages WHERE room_id = ?1 AND sender = ?5"
-		" AND id > ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
-	[S_HIST_FROM_ASC] = "SELECT " MSG_COLS " FROM messages WHERE room_id = ?1 AND sender = ?5"
-		" AND id > ?2 AND id < ?3 ORDER BY id ASC LIMIT ?4",
-	[S_COUNT_FROM] = "SELECT n FROM room_sender_counts WHERE room_id = ?1 AND sender = ?2",
-	[S_UNREAD] = "SELECT r.msg_count, max(0, r.msg_count - coalesce((SELECT s.seq FROM messages s"
-		" WHERE s.room_id = r.id AND s.id <= rm.last_read_id ORDER BY s.id DESC LIMIT 1), 0))"
-		" FROM rooms r LEFT JOIN read_markers rm ON rm.user_id = ?2 AND rm.room_id = r.id WHERE r.id = ?1",
-	[S_MSG_IN_ROOM] = "SELECT 1 FROM messages WHERE id = ?1 AND room_id = ?2",
-	[S_MARKER_SET] = "INSERT INTO read_markers(user_id, room_id, last_read_id) VALUES (?1, ?2, ?3)"
-		" ON CONFLICT(user_id, room_id) DO UPDATE SET last_read_id = max(last_read_id, excluded.last_read_id)",
-	[S_MARKER_GET] = "SELECT last_read_id FROM read_markers WHERE user_id = ?1 AND room_id = ?2",
-	[S_TOKEN_INSERT] = "INSERT INTO tokens(id, user_id, name, hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-	[S_TOKEN_COUNT] = "SELECT count(*) FROM tokens WHERE user_id = ?1",
-	[S_TOKENS_LIST] = "SELECT id, name, created_at, expires_at, last_used_at FROM tokens WHERE user_id = ?1"
-		" ORDER BY created_at, id",
-	[S_TOKEN_DELETE] = "DELETE FROM tokens WHERE id = ?1 AND user_id = ?2",
-	[S_TOKEN_USED] = "UPDATE tokens SET last_used_at = max(coalesce(last_used_at, 0), ?3) WHERE id = ?1 AND user_id = ?2",
-};
-
 /* ---------------------------------------------------------------- one call */
-
-
 
 int fail(struct call *c, const char *code, const char *fmt, ...)
 {
@@ -140,59 +50,57 @@ int fail(struct call *c, const char *code, const char *fmt, ...)
 /* A database failure: logged with the op and the user; the requester gets `internal`. */
 int dbfail(struct call *c, const char *what)
 {
-	int err = sqlite3_extended_errcode(c->r->db);
-	bridge__log(BLOG_ERROR, "requests", "%s for %s: %s failed: %s (%d); answering internal, nothing changed",
-			c->opname ? c->opname : "request", c->user, what, sqlite3_errmsg(c->r->db), err);
-	if((err & 0xff) == SQLITE_BUSY){
+	bridge__log(BLOG_ERROR, "requests", "%s for %s: %s failed: %s; answering internal, nothing changed",
+			c->opname ? c->opname : "request", c->user, what, mqc_db_errmsg(c->r->db));
+	if(mqc_db_fault_last(c->r->db) == MQC_DBF_BUSY){
 		return fail(c, "internal", "the database is busy, try again");
 	}
 	return fail(c, "internal", "database error");
 }
 
-sqlite3_stmt *st(struct call *c, enum stmt_id id)
+/* Statement id, reset and unbound. Never NULL: requests__new prepared every statement the
+ * request API runs, and the connection keeps them (a lost PostgreSQL connection shows at
+ * the step, which prepares them again). */
+mqc_stmt *st(struct call *c, mqc_qid id)
 {
-	sqlite3_stmt *s = c->r->stmt[id];
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	return s;
+	return mqc_q(c->r->db, id);
 }
 
-void bind_text(sqlite3_stmt *s, int i, const char *v)
+void bind_text(mqc_stmt *s, int i, const char *v)
 {
-	if(v) sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
-	else sqlite3_bind_null(s, i);
+	mqc_bind_text(s, i, v, -1); /* NULL binds NULL */
 }
 
 /* Steps a statement that returns no row and resets it. 0 or OP_ERR. */
-int exec_done(struct call *c, sqlite3_stmt *s, const char *what)
+int exec_done(struct call *c, mqc_stmt *s, const char *what)
 {
-	int rc = sqlite3_step(s);
-	if(rc != SQLITE_DONE){
+	int rc = mqc_step(s);
+	if(rc != MQC_DONE){
 		rc = dbfail(c, what);
-		sqlite3_reset(s);
+		mqc_reset(s);
 		return rc;
 	}
-	sqlite3_reset(s);
+	mqc_reset(s);
 	return OP_OK;
 }
 
 /* Steps a query expected to give at most one integer. *found says whether a row came. */
-int query_int(struct call *c, sqlite3_stmt *s, const char *what, int64_t *v, bool *found)
+int query_int(struct call *c, mqc_stmt *s, const char *what, int64_t *v, bool *found)
 {
-	int rc = sqlite3_step(s);
+	int rc = mqc_step(s);
 	*v = 0;
 	*found = false;
-	if(rc == SQLITE_ROW){
-		*v = sqlite3_column_int64(s, 0);
+	if(rc == MQC_ROW){
+		*v = mqc_col_int64(s, 0);
 		*found = true;
-	}else if(rc == SQLITE_DONE){
+	}else if(rc == MQC_DONE){
 		*found = false;
 	}else{
 		rc = dbfail(c, what);
-		sqlite3_reset(s);
+		mqc_reset(s);
 		return rc;
 	}
-	sqlite3_reset(s);
+	mqc_reset(s);
 	return OP_OK;
 }
 
@@ -230,7 +138,7 @@ void log_quote(char out[static 264], const unsigned char *t)
 
 /* The rare path of column_utf8: text that failed the check is copied with U+FFFD for each
  * bad byte, and one warning is logged. Apart so that the common path carries no buffers. */
-__attribute__((noinline)) int column_fix(struct log_repeat *lr, sqlite3_stmt *s, const char *what,
+__attribute__((noinline)) int column_fix(struct log_repeat *lr, mqc_stmt *s, const char *what,
 		const char *whose, int keycol, const char **t, size_t *len, char **fixed)
 {
 	char reason[256], key[264];
@@ -240,7 +148,7 @@ __attribute__((noinline)) int column_fix(struct log_repeat *lr, sqlite3_stmt *s,
 	if(!*fixed) return -1;
 	/* After the copy: reading keycol may convert that column and invalidate *t. */
 	key[0] = '\0';
-	if(keycol >= 0) log_quote(key, sqlite3_column_text(s, keycol));
+	if(keycol >= 0) log_quote(key, (const unsigned char *)mqc_col_text(s, keycol));
 	bridge__log_repeated(lr, BLOG_WARN, "requests", "%s of %s%s%s is %s; answering with U+FFFD replacements",
 			what, whose, keycol >= 0 ? " " : "", key, reason);
 	*t = *fixed;
@@ -252,19 +160,19 @@ __attribute__((noinline)) int column_fix(struct log_repeat *lr, sqlite3_stmt *s,
  * else into *fixed (malloc'd, caller frees), and the warning says "<what> of <whose>
  * <column keycol of the row> is not valid UTF-8 (...)" (keycol -1: whose alone).
  * Returns 0, 1 if the column is NULL (*t NULL), -1 when out of memory. */
-int column_utf8(struct log_repeat *lr, sqlite3_stmt *s, int col, const char *what, const char *whose,
+int column_utf8(struct log_repeat *lr, mqc_stmt *s, int col, const char *what, const char *whose,
 		int keycol, const char **t, size_t *len, char **fixed)
 {
 	*fixed = NULL;
-	*t = (const char *)sqlite3_column_text(s, col);
-	if(!*t) return sqlite3_column_type(s, col) == SQLITE_NULL ? 1 : -1; /* else SQLite ran out of memory */
-	*len = (size_t)sqlite3_column_bytes(s, col);
+	*t = mqc_col_text(s, col);
+	if(!*t) return mqc_col_null(s, col) ? 1 : -1; /* else the engine ran out of memory */
+	*len = (size_t)mqc_col_bytes(s, col);
 	if(mqc_utf8_valid_len(*t, *len) == *len) return 0;
 	return column_fix(lr, s, what, whose, keycol, t, len, fixed);
 }
 
 /* Column col as a JSON string, or JSON null for NULL. NULL only when out of memory. */
-json_t *column_string(struct log_repeat *lr, sqlite3_stmt *s, int col, const char *what, const char *whose,
+json_t *column_string(struct log_repeat *lr, mqc_stmt *s, int col, const char *what, const char *whose,
 		int keycol)
 {
 	const char *t;
@@ -281,7 +189,7 @@ json_t *column_string(struct log_repeat *lr, sqlite3_stmt *s, int col, const cha
 
 /* Column col parsed as JSON. Returns 0 with *out (NULL for a NULL column), 1 if the text
  * is not JSON (*out NULL, jerr says why), -1 when out of memory. */
-int column_json(struct log_repeat *lr, sqlite3_stmt *s, int col, const char *what, const char *whose,
+int column_json(struct log_repeat *lr, mqc_stmt *s, int col, const char *what, const char *whose,
 		int keycol, json_t **out, json_error_t *jerr)
 {
 	const char *t;
@@ -310,7 +218,7 @@ int set_present(json_t *o, const char *k, json_t *v)
 int acl_version(struct call *c, int64_t *v)
 {
 	bool found;
-	int rc = query_int(c, st(c, S_ACL_VERSION), "reading meta.acl_version", v, &found);
+	int rc = query_int(c, st(c, MQC_Q_ACL_VERSION), "reading meta.acl_version", v, &found);
 	if(rc == OP_OK && !found) *v = 0;
 	return rc;
 }
@@ -328,14 +236,14 @@ int about_to(struct call *c, enum req_sees what, const char *room)
  * the controls must describe committed state. */
 int txn_begin(struct call *c)
 {
-	if(!sqlite3_get_autocommit(c->r->db)){
+	if(mqc_db_in_txn(c->r->db)){
 		bridge__log(BLOG_ERROR, "requests", "%s for %s: called with a transaction open on the database (the caller must "
 				"commit first); answering internal", c->opname, c->user);
 		return fail(c, "internal", "database busy");
 	}
 	int rc = about_to(c, REQ_WRITES, NULL);
 	if(rc) return rc;
-	rc = exec_done(c, st(c, S_BEGIN), "BEGIN IMMEDIATE");
+	rc = exec_done(c, st(c, MQC_Q_BEGIN_WRITE), "beginning the transaction");
 	if(rc) return rc;
 	c->began = true;
 	return acl_version(c, &c->acl_from);
@@ -343,22 +251,22 @@ int txn_begin(struct call *c)
 
 int txn_commit(struct call *c)
 {
-	return exec_done(c, st(c, S_COMMIT), "COMMIT");
+	return exec_done(c, st(c, MQC_Q_COMMIT), "COMMIT");
 }
 
 /* ---------------------------------------------------------------- building blocks */
 
 /* A stamped message from the MSG_COLS columns at col..col+6, exactly as delivered on
  * <prefix>/rooms/{room}/messages: id, room, from, ts, type, body?, attachment?, client_msg_id?. */
-json_t *msg_from_row(struct log_repeat *lr, sqlite3_stmt *s, int col, const char *room)
+json_t *msg_from_row(struct log_repeat *lr, mqc_stmt *s, int col, const char *room)
 {
 	json_t *m = json_object();
 	int rc = 0;
 	if(!m) return NULL;
-	rc |= set(m, "id", json_integer(sqlite3_column_int64(s, col)));
+	rc |= set(m, "id", json_integer(mqc_col_int64(s, col)));
 	rc |= set(m, "room", json_string(room));
 	rc |= set(m, "from", column_string(lr, s, col + 1, "messages.sender", "message", col));
-	rc |= set(m, "ts", json_integer(sqlite3_column_int64(s, col + 2)));
+	rc |= set(m, "ts", json_integer(mqc_col_int64(s, col + 2)));
 	rc |= set(m, "type", column_string(lr, s, col + 3, "messages.type", "message", col));
 	rc |= set_present(m, "body", column_string(lr, s, col + 4, "messages.body", "message", col));
 	json_error_t jerr;
@@ -370,7 +278,7 @@ json_t *msg_from_row(struct log_repeat *lr, sqlite3_stmt *s, int col, const char
 		if(att) rc |= set(m, "attachment", att);
 	}else{
 		bridge__log(BLOG_WARN, "requests", "messages.attachment of message %lld is not JSON (%s); sent without it",
-				(long long)sqlite3_column_int64(s, col), jerr.text);
+				(long long)mqc_col_int64(s, col), jerr.text);
 	}
 	rc |= set_present(m, "client_msg_id", column_string(lr, s, col + 6, "messages.client_msg_id", "message", col));
 	if(rc){
@@ -382,7 +290,7 @@ json_t *msg_from_row(struct log_repeat *lr, sqlite3_stmt *s, int col, const char
 
 /* A room object from a ROOM_COLS row into *out: OP_OK, OP_NOMEM, or OP_ERR (internal,
  * logged) if the stored participants cannot be read. */
-int room_from_row(struct call *c, sqlite3_stmt *s, json_t **out)
+int room_from_row(struct call *c, mqc_stmt *s, json_t **out)
 {
 	json_t *o = json_object(), *id, *parts = NULL;
 	json_error_t jerr;
@@ -393,26 +301,27 @@ int room_from_row(struct call *c, sqlite3_stmt *s, json_t **out)
 	rc |= set(o, "name", column_string(&c->r->text_log, s, 1, "rooms.name", "room", 0));
 	rc |= set(o, "kind", column_string(&c->r->text_log, s, 2, "rooms.kind", "room", 0));
 	rc |= set(o, "created_by", column_string(&c->r->text_log, s, 3, "rooms.created_by", "room", 0));
-	rc |= set(o, "enabled", json_boolean(sqlite3_column_int(s, 4)));
-	rc |= set(o, "created_at", json_integer(sqlite3_column_int64(s, 5)));
-	/* json_group_array makes JSON of any text; once that text is valid UTF-8 only a NUL
-	 * byte in a user id (jansson refuses \u0000) can make it unreadable. */
+	rc |= set(o, "enabled", json_boolean(mqc_col_int64(s, 4)));
+	rc |= set(o, "created_at", json_integer(mqc_col_int64(s, 5)));
+	/* json_group_array (SQLite) / json_agg (PostgreSQL) makes JSON of any text; once that
+	 * text is valid UTF-8 only a NUL byte in a user id (jansson refuses \u0000) can make it
+	 * unreadable. NULL (json_agg of no rows) is an empty array. */
 	int j = column_json(&c->r->text_log, s, 6, "room_participants.user_id", "room", 0, &parts, &jerr);
 	if(j > 0){
 		char key[264];
-		log_quote(key, sqlite3_column_text(s, 0));
+		log_quote(key, (const unsigned char *)mqc_col_text(s, 0));
 		bridge__log(BLOG_ERROR, "requests", "%s for %s: the participants of room %s cannot be read (%s); answering internal",
 				c->opname, c->user, key, jerr.text);
 		json_decref(o);
 		return fail(c, "internal", "the stored participants of a room cannot be read");
 	}
 	rc |= set(o, "participants", j == 0 && !parts ? json_array() : parts);
-	if(sqlite3_column_type(s, 7) == SQLITE_NULL){
+	if(mqc_col_null(s, 7)){
 		rc |= set(o, "last_message", json_null());
 	}else{
 		rc |= set(o, "last_message", msg_from_row(&c->r->text_log, s, 7, json_string_value(id) ? json_string_value(id) : ""));
 	}
-	rc |= set(o, "unread", json_integer(sqlite3_column_int64(s, 14)));
+	rc |= set(o, "unread", json_integer(mqc_col_int64(s, 14)));
 	if(rc){
 		json_decref(o);
 		return OP_NOMEM;
@@ -424,22 +333,22 @@ int room_from_row(struct call *c, sqlite3_stmt *s, json_t **out)
 /* The room object of `room` as `user` sees it. */
 int room_object(struct call *c, const char *room, const char *user, json_t **out)
 {
-	sqlite3_stmt *s = st(c, S_ROOM_ONE);
+	mqc_stmt *s = st(c, MQC_Q_REQ_ROOM_ONE);
 	int rc;
 	bind_text(s, 1, user);
 	bind_text(s, 2, room);
-	rc = sqlite3_step(s);
-	if(rc == SQLITE_ROW){
+	rc = mqc_step(s);
+	if(rc == MQC_ROW){
 		rc = room_from_row(c, s, out);
-		sqlite3_reset(s);
+		mqc_reset(s);
 		return rc;
 	}
-	if(rc == SQLITE_DONE){
-		sqlite3_reset(s);
+	if(rc == MQC_DONE){
+		mqc_reset(s);
 		return fail(c, "not_found", "no room %s", room);
 	}
 	rc = dbfail(c, "reading a room");
-	sqlite3_reset(s);
+	mqc_reset(s);
 	return rc;
 }
 
@@ -447,26 +356,26 @@ int room_object(struct call *c, const char *room, const char *user, json_t **out
 /* The caller's view of a room: not_found unless the caller is a participant. */
 int room_access(struct call *c, const char *room, struct room_access *ra)
 {
-	sqlite3_stmt *s = st(c, S_ROOM_ACCESS);
+	mqc_stmt *s = st(c, MQC_Q_REQ_ROOM_ACCESS);
 	int rc;
 	bind_text(s, 1, room);
 	bind_text(s, 2, c->user);
-	rc = sqlite3_step(s);
-	if(rc == SQLITE_ROW){
-		const char *kind = (const char *)sqlite3_column_text(s, 0);
-		const char *by = (const char *)sqlite3_column_text(s, 1);
+	rc = mqc_step(s);
+	if(rc == MQC_ROW){
+		const char *kind = mqc_col_text(s, 0);
+		const char *by = mqc_col_text(s, 1);
 		ra->direct = kind && strcmp(kind, "direct") == 0;
 		snprintf(ra->created_by, sizeof(ra->created_by), "%s", by ? by : "");
-		ra->enabled = sqlite3_column_int(s, 2) != 0;
-		sqlite3_reset(s);
+		ra->enabled = mqc_col_int64(s, 2) != 0;
+		mqc_reset(s);
 		return OP_OK;
 	}
-	if(rc == SQLITE_DONE){
-		sqlite3_reset(s);
+	if(rc == MQC_DONE){
+		mqc_reset(s);
 		return fail(c, "not_found", "no room %s (or you are not a participant)", room);
 	}
 	rc = dbfail(c, "checking room access");
-	sqlite3_reset(s);
+	mqc_reset(s);
 	return rc;
 }
 
@@ -475,7 +384,7 @@ int user_joinable(struct call *c, const char *user)
 {
 	int64_t disabled;
 	bool found;
-	sqlite3_stmt *s = st(c, S_USER_GET);
+	mqc_stmt *s = st(c, MQC_Q_REQ_USER_GET);
 	bind_text(s, 1, user);
 	int rc = query_int(c, s, "looking up a user", &disabled, &found);
 	if(rc) return rc;
@@ -487,7 +396,7 @@ int user_joinable(struct call *c, const char *user)
 int member_count(struct call *c, const char *room, int64_t *n)
 {
 	bool found;
-	sqlite3_stmt *s = st(c, S_MEMBER_COUNT);
+	mqc_stmt *s = st(c, MQC_Q_REQ_MEMBER_COUNT);
 	bind_text(s, 1, room);
 	return query_int(c, s, "counting participants", n, &found);
 }
@@ -495,7 +404,7 @@ int member_count(struct call *c, const char *room, int64_t *n)
 int is_member(struct call *c, const char *room, const char *user, bool *yes)
 {
 	int64_t v;
-	sqlite3_stmt *s = st(c, S_IS_MEMBER);
+	mqc_stmt *s = st(c, MQC_Q_REQ_IS_MEMBER);
 	bind_text(s, 1, room);
 	bind_text(s, 2, user);
 	return query_int(c, s, "checking a participant", &v, yes);
@@ -504,25 +413,25 @@ int is_member(struct call *c, const char *room, const char *user, bool *yes)
 /* The sorted participants of a room, as a JSON array of strings. */
 int members(struct call *c, const char *room, json_t **out)
 {
-	sqlite3_stmt *s = st(c, S_MEMBERS);
+	mqc_stmt *s = st(c, MQC_Q_REQ_MEMBERS);
 	json_t *a = json_array();
 	int rc;
 	if(!a) return OP_NOMEM;
 	bind_text(s, 1, room);
-	while((rc = sqlite3_step(s)) == SQLITE_ROW){
+	while((rc = mqc_step(s)) == MQC_ROW){
 		if(json_array_append_new(a, column_string(&c->r->text_log, s, 0, "room_participants.user_id", "room", 1))){
-			sqlite3_reset(s);
+			mqc_reset(s);
 			json_decref(a);
 			return OP_NOMEM;
 		}
 	}
-	if(rc != SQLITE_DONE){
+	if(rc != MQC_DONE){
 		rc = dbfail(c, "listing participants");
-		sqlite3_reset(s);
+		mqc_reset(s);
 		json_decref(a);
 		return rc;
 	}
-	sqlite3_reset(s);
+	mqc_reset(s);
 	*out = a;
 	return OP_OK;
 }
@@ -542,21 +451,21 @@ int append(json_t **arr, json_t *v)
  * let the plugin's reload thread skip re-reading a change it was told about. */
 int room_control(struct call *c, const char *room)
 {
-	sqlite3_stmt *s = st(c, S_ROOM_STATE);
+	mqc_stmt *s = st(c, MQC_Q_REQ_ROOM_STATE);
 	int64_t version, enabled, acl_to = 0;
 	json_t *o, *mem = NULL;
 	int rc;
 
 	bind_text(s, 1, room);
-	rc = sqlite3_step(s);
-	if(rc != SQLITE_ROW){
+	rc = mqc_step(s);
+	if(rc != MQC_ROW){
 		rc = dbfail(c, "reading room state");
-		sqlite3_reset(s);
+		mqc_reset(s);
 		return rc;
 	}
-	version = sqlite3_column_int64(s, 0);
-	enabled = sqlite3_column_int64(s, 1);
-	sqlite3_reset(s);
+	version = mqc_col_int64(s, 0);
+	enabled = mqc_col_int64(s, 1);
+	mqc_reset(s);
 	if((rc = acl_version(c, &acl_to))) return rc;
 	if((rc = members(c, room, &mem))) return rc;
 
@@ -740,37 +649,35 @@ int requests__token_used(struct requests *r, const void *payload, size_t len)
 	return rc;
 }
 
+/* One transaction for the queued uses. A failed update ends the batch: PostgreSQL aborts
+ * a transaction at its first error, so nothing after it would be written (and the COMMIT
+ * would answer success having rolled back). The batch is then dropped: a last use is a hint. */
 void requests__flush_used(struct requests *r, bool now)
 {
+	size_t i;
+
 	if(!r->used_n || (!now && mqc_now_ms() - r->used_first_ms < 1000)) return;
-	if(!sqlite3_get_autocommit(r->db)) return;
-	sqlite3_stmt *b = r->stmt[S_BEGIN], *cm = r->stmt[S_COMMIT], *s = r->stmt[S_TOKEN_USED];
-	sqlite3_reset(b);
-	if(sqlite3_step(b) != SQLITE_DONE){
-		sqlite3_reset(b);
+	if(mqc_db_in_txn(r->db)) return;
+	if(mqc_exec(r->db, MQC_Q_BEGIN_WRITE)){
 		bridge__log(BLOG_WARN, "requests", "cannot record %zu tokens' last use now: %s; trying again later", r->used_n,
-				sqlite3_errmsg(r->db));
+				mqc_db_errmsg(r->db));
+		if(mqc_db_in_txn(r->db)) mqc_exec(r->db, MQC_Q_ROLLBACK);
 		r->used_first_ms = mqc_now_ms();
 		return;
 	}
-	sqlite3_reset(b);
-	for(size_t i = 0; i < r->used_n; i++){
-		sqlite3_bind_text(s, 1, r->used_q[i].id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 2, r->used_q[i].user, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 3, r->used_q[i].at);
-		sqlite3_step(s);
-		sqlite3_reset(s);
-		sqlite3_clear_bindings(s);
+	mqc_stmt *s = mqc_q(r->db, MQC_Q_REQ_TOKEN_USED);
+	for(i = 0; i < r->used_n; i++){
+		mqc_bind_text(s, 1, r->used_q[i].id, -1);
+		mqc_bind_text(s, 2, r->used_q[i].user, -1);
+		mqc_bind_int64(s, 3, r->used_q[i].at);
+		int rc = mqc_step(s);
+		mqc_reset(s);
+		if(rc != MQC_DONE) break;
 	}
-	sqlite3_reset(cm);
-	if(sqlite3_step(cm) != SQLITE_DONE){
-		bridge__log(BLOG_WARN, "requests", "cannot record %zu tokens' last use: %s", r->used_n, sqlite3_errmsg(r->db));
-		sqlite3_reset(cm);
-		sqlite3_reset(r->stmt[S_ROLLBACK]);
-		sqlite3_step(r->stmt[S_ROLLBACK]);
-		sqlite3_reset(r->stmt[S_ROLLBACK]);
+	if(i < r->used_n || mqc_exec(r->db, MQC_Q_COMMIT)){
+		bridge__log(BLOG_WARN, "requests", "cannot record %zu tokens' last use: %s", r->used_n, mqc_db_errmsg(r->db));
+		if(mqc_db_in_txn(r->db)) mqc_exec(r->db, MQC_Q_ROLLBACK);
 	}
-	sqlite3_reset(cm);
 	r->used_n = 0;
 }
 
@@ -911,13 +818,11 @@ int requests__handle(struct requests *r, const char *user, const void *payload, 
 	}else{
 		rc = run(&c, payload, len, &req_id);
 	}
-	if(rc != OP_OK && c.began && !sqlite3_get_autocommit(r->db)){
+	if(rc != OP_OK && c.began && mqc_db_in_txn(r->db)){
 		/* Ours (txn_begin refuses to nest); a failed COMMIT may have left it open. */
-		sqlite3_reset(r->stmt[S_ROLLBACK]);
-		if(sqlite3_step(r->stmt[S_ROLLBACK]) != SQLITE_DONE){
-			bridge__log(BLOG_ERROR, "requests", "%s for %s: ROLLBACK failed: %s", c.opname, user, sqlite3_errmsg(r->db));
+		if(mqc_exec(r->db, MQC_Q_ROLLBACK)){
+			bridge__log(BLOG_ERROR, "requests", "%s for %s: ROLLBACK failed: %s", c.opname, user, mqc_db_errmsg(r->db));
 		}
-		sqlite3_reset(r->stmt[S_ROLLBACK]);
 	}
 	if(rc == OP_DEFER){
 		free(c.res);
@@ -1004,7 +909,12 @@ void requests__set_token_login(struct requests *r, bool token)
 
 /* ---------------------------------------------------------------- life cycle */
 
-struct requests *requests__new(sqlite3 *db, const char *prefix)
+/* The shared statements of q_store.sql the request API runs; its own are every req_*. */
+static const mqc_qid shared_stmts[] = {
+	MQC_Q_BEGIN_WRITE, MQC_Q_COMMIT, MQC_Q_ROLLBACK, MQC_Q_ACL_VERSION, MQC_Q_MARKER_RAISE,
+};
+
+struct requests *requests__new(mqc_db *db, const char *prefix)
 {
 	struct requests *r = calloc(1, sizeof(*r));
 	if(!r){
@@ -1015,10 +925,14 @@ struct requests *requests__new(sqlite3 *db, const char *prefix)
 	(void)prefix;
 	r->db = db;
 	r->text_log.limit = 20; /* one bad row need not hide another's warning */
-	for(int i = 0; i < S_COUNT_; i++){
-		if(sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &r->stmt[i], NULL) != SQLITE_OK){
-			bridge__log(BLOG_ERROR, "requests", "cannot prepare statement %d (%s): %s; the bridge cannot serve requests",
-					i, stmt_sql[i], sqlite3_errmsg(db));
+	/* Prepared now, so that a statement the database refuses shows at start (and st()
+	 * never meets a statement that cannot be prepared). */
+	for(int i = 0; i < MQC_Q_COUNT_; i++){
+		bool ours = strncmp(mqc_q_names[i], "req_", 4) == 0;
+		for(size_t k = 0; !ours && k < sizeof(shared_stmts) / sizeof(shared_stmts[0]); k++) ours = shared_stmts[k] == (mqc_qid)i;
+		if(ours && !mqc_q(db, (mqc_qid)i)){
+			bridge__log(BLOG_ERROR, "requests", "cannot prepare statement %s on database %s: %s; the bridge cannot serve requests",
+					mqc_q_names[i], mqc_db_name(db), mqc_db_errmsg(db));
 			goto fail;
 		}
 	}
@@ -1034,9 +948,8 @@ void requests__set_before(struct requests *r, requests_before_fn *fn, void *arg)
 	r->before_arg = arg;
 }
 
+/* The statements stay with the connection (db.h): the caller closes it. */
 void requests__free(struct requests *r)
 {
-	if(!r) return;
-	for(int i = 0; i < S_COUNT_; i++) sqlite3_finalize(r->stmt[i]);
 	free(r);
 }

@@ -5,7 +5,7 @@
  * Contract with the caller (bridge core):
  *   - single-threaded; the caller owns db, which stays open for the life of the struct;
  *   - requests__handle must be called with no transaction open on db: write ops run in
- *     their own BEGIN IMMEDIATE ... COMMIT (see requests__set_before);
+ *     their own write transaction (begin_write ... commit; see requests__set_before);
  *   - publish order: every controls[] entry to $CONTROL/mqchat/v1 (QoS 1) first, then the
  *     answer and the events (each to <prefix>/users/{user}/events). Controls describe the
  *     committed state, so the plugin knows a membership change before anyone else does.
@@ -17,8 +17,8 @@
 #include <stddef.h>
 
 #include <jansson.h>
-#include <sqlite3.h>
 
+#include "db.h"
 #include "mqchat_store.h"
 
 /* Limits (docs/protocol.md "Limits"). A group room's name: MQC_ROOM_NAME_MAX and
@@ -38,10 +38,10 @@ struct requests;
 #define REQ_OPS 18
 const char *requests__op_name(int index);
 
-/* Prepares every statement. prefix (the topic prefix) is not needed: answers and events
- * name rooms and users, the caller builds topics. NULL on failure (logged, with the
- * statement that failed). */
-struct requests *requests__new(sqlite3 *db, const char *prefix);
+/* Prepares every statement on db (either engine; db.h). prefix (the topic prefix) is not
+ * needed: answers and events name rooms and users, the caller builds topics. NULL on
+ * failure (logged, with the statement that failed). */
+struct requests *requests__new(mqc_db *db, const char *prefix);
 void requests__free(struct requests *r);
 
 struct req_out {

@@ -12,63 +12,28 @@
 #include <stdint.h>
 
 #include <jansson.h>
-#include <sqlite3.h>
 
 #include "bridge.h"
+#include "db.h"
 #include "mqchat_store.h"
 #include "requests.h"
 
-/* ---------------------------------------------------------------- statements, the state, one call */
+/* ---------------------------------------------------------------- the state, one call */
 
-enum stmt_id {
-	S_BEGIN, S_COMMIT, S_ROLLBACK,
-	S_ACL_VERSION,
-	S_USER_GET,
-	S_ROOM_ACCESS,
-	S_ROOM_STATE,
-	S_MEMBERS,
-	S_MEMBER_COUNT,
-	S_IS_MEMBER,
-	S_ROOM_INSERT,
-	S_DIRECT_GET,
-	S_PART_INSERT,
-	S_PART_DELETE,
-	S_MARKER_JOIN,
-	S_ROOM_SET_ENABLED,
-	S_ROOM_SET_OWNER,
-	S_NEXT_OWNER,
-	S_ROOM_ONE,
-	S_ROOMS_PAGE,
-	S_CONTACTS_LIST,
-	S_CONTACT_ADD,
-	S_CONTACT_DEL,
-	S_HIST_DESC, S_HIST_ASC, S_HIST_FROM_DESC, S_HIST_FROM_ASC,
-	S_COUNT_FROM,
-	S_UNREAD,
-	S_MSG_IN_ROOM,
-	S_MARKER_SET,
-	S_MARKER_GET,
-	S_TOKEN_INSERT,
-	S_TOKEN_COUNT,
-	S_TOKENS_LIST,
-	S_TOKEN_DELETE,
-	S_TOKEN_USED,
-	S_COUNT_
-};
-
+/* The statements are the req_* entries of schema/<engine>/q_bridge.sql (MQC_Q_REQ_*) and
+ * the shared ones of q_store.sql (transactions, acl_version, marker_raise). */
 
 /* Token uses reported by the plugin, not yet written (requests__flush_used). */
 #define USED_MAX 1024
 struct used { char user[MQC_NAME_MAX + 1], id[MQC_TOKEN_ID_LEN + 1]; int64_t at; };
 
 struct requests {
-	sqlite3 *db;
+	mqc_db *db;
 	struct used used_q[USED_MAX];
 	size_t used_n;
 	int64_t used_first_ms;
 	bool token_login;    /* the request being handled came from a device-token session */
 	struct log_repeat text_log; /* stored text that is not UTF-8 (column_fix) */
-	sqlite3_stmt *stmt[S_COUNT_];
 	requests_before_fn *before;
 	void *before_arg;
 };
@@ -103,27 +68,27 @@ struct room_access {
 
 int fail(struct call *c, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int dbfail(struct call *c, const char *what);
-sqlite3_stmt *st(struct call *c, enum stmt_id id);
-void bind_text(sqlite3_stmt *s, int i, const char *v);
-int exec_done(struct call *c, sqlite3_stmt *s, const char *what);
-int query_int(struct call *c, sqlite3_stmt *s, const char *what, int64_t *v, bool *found);
+mqc_stmt *st(struct call *c, mqc_qid id);
+void bind_text(mqc_stmt *s, int i, const char *v);
+int exec_done(struct call *c, mqc_stmt *s, const char *what);
+int query_int(struct call *c, mqc_stmt *s, const char *what, int64_t *v, bool *found);
 int set(json_t *o, const char *k, json_t *v);
 void log_quote(char out[static 264], const unsigned char *t);
-int column_fix(struct log_repeat *lr, sqlite3_stmt *s, const char *what,
+int column_fix(struct log_repeat *lr, mqc_stmt *s, const char *what,
 		const char *whose, int keycol, const char **t, size_t *len, char **fixed);
-int column_utf8(struct log_repeat *lr, sqlite3_stmt *s, int col, const char *what, const char *whose,
+int column_utf8(struct log_repeat *lr, mqc_stmt *s, int col, const char *what, const char *whose,
 		int keycol, const char **t, size_t *len, char **fixed);
-json_t *column_string(struct log_repeat *lr, sqlite3_stmt *s, int col, const char *what, const char *whose,
+json_t *column_string(struct log_repeat *lr, mqc_stmt *s, int col, const char *what, const char *whose,
 		int keycol);
-int column_json(struct log_repeat *lr, sqlite3_stmt *s, int col, const char *what, const char *whose,
+int column_json(struct log_repeat *lr, mqc_stmt *s, int col, const char *what, const char *whose,
 		int keycol, json_t **out, json_error_t *jerr);
 int set_present(json_t *o, const char *k, json_t *v);
 int acl_version(struct call *c, int64_t *v);
 int about_to(struct call *c, enum req_sees what, const char *room);
 int txn_begin(struct call *c);
 int txn_commit(struct call *c);
-json_t *msg_from_row(struct log_repeat *lr, sqlite3_stmt *s, int col, const char *room);
-int room_from_row(struct call *c, sqlite3_stmt *s, json_t **out);
+json_t *msg_from_row(struct log_repeat *lr, mqc_stmt *s, int col, const char *room);
+int room_from_row(struct call *c, mqc_stmt *s, json_t **out);
 int room_object(struct call *c, const char *room, const char *user, json_t **out);
 int room_access(struct call *c, const char *room, struct room_access *ra);
 int user_joinable(struct call *c, const char *user);
@@ -141,14 +106,14 @@ int arg_users(struct call *c, const char *key, const char *extra, const char ***
 int parse_cursor(struct call *c, const char *cur, int64_t *act, const char **room);
 int group_change_access(struct call *c, const char *room, struct room_access *ra, bool creator_only);
 int set_enabled(struct call *c, bool enable);
-int list_rows(struct call *c, sqlite3_stmt *s, const char *what, const char *key,
-		int (*row)(struct call *c, sqlite3_stmt *s, json_t *o));
-int contact_row(struct call *c, sqlite3_stmt *s, json_t *o);
+int list_rows(struct call *c, mqc_stmt *s, const char *what, const char *key,
+		int (*row)(struct call *c, mqc_stmt *s, json_t *o));
+int contact_row(struct call *c, mqc_stmt *s, json_t *o);
 int contact_change(struct call *c, bool add);
 int unread(struct call *c, const char *room, int64_t *total, int64_t *n);
 int token_control(struct call *c, const char *op, const char *id, const char *hash, int64_t expires_at);
-json_t *int_or_null(sqlite3_stmt *s, int col);
-int token_row(struct call *c, sqlite3_stmt *s, json_t *o);
+json_t *int_or_null(mqc_stmt *s, int col);
+int token_row(struct call *c, mqc_stmt *s, json_t *o);
 
 /* ---------------------------------------------------------------- the ops */
 

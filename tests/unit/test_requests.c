@@ -1,11 +1,18 @@
 /*
- * Unit tests of the bridge's request API (bridge/requests.c) against a real SQLite database
- * in a temp dir: every op's success path and its error codes, direct-room dedupe, history
- * paging without skips or repeats while messages arrive, unread counting, the controls and
- * events that go with each state change, and the query plans that must stay indexed.
+ * Unit tests of the bridge's request API (bridge/requests.c) against a real database of
+ * the engine MQCHAT_TEST_ENGINE names: sqlite (the default), a fresh file in a temp dir;
+ * postgresql, a fresh database on the server whose URL MQCHAT_TEST_PG gives (like
+ * postgresql://postgres@127.0.0.1:PORT/postgres), dropped at the end. The same cases on
+ * both: every op's success path and its error codes, direct-room dedupe, history paging
+ * without skips or repeats while messages arrive, unread counting, the controls and events
+ * that go with each state change; on SQLite also the query plans that must stay indexed
+ * and stored text that is not UTF-8.
  *
  * Messages are stored the way bridge/ingest.c stores them (seq, msg_count, last_msg_id,
- * room_sender_counts, the sender's read marker), by store_msg() below.
+ * room_sender_counts, the sender's read marker), by store_msg() below. The SQL the tests
+ * write themselves runs on both engines: exec() on the request API's own connection,
+ * sql_int() on one of the test's own (tests/lib/dbconn.h; db.h runs only the statement
+ * table).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,6 +20,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "dbconn.h"
 
 #include "../../bridge/requests.c"
 #include "../../bridge/req_rooms.c"
@@ -61,35 +70,44 @@ static int failures;
 	fprintf(stderr, "%s:%d: CHECK failed: %s == %s (%lld vs %lld)\n", __FILE__, __LINE__, #a, #b, a_, b_); \
 	failures++; } }while(0)
 
-static sqlite3 *db;
+static mqc_db *db;        /* the request API's connection */
+static struct hx_conn look; /* the test's own connection to the same database */
 static struct requests *R;
 static struct req_out last; /* the outcome of the latest rq(), kept until the next */
 static mqc_idgen idgen;
 
+/* Runs test SQL (one or more statements) on the request API's connection. */
 static void exec(const char *sql)
 {
-	char *err = NULL;
-	if(sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK){
-		fprintf(stderr, "SQL failed: %s\n%s\n", err, sql);
+	if(mqc_exec_script(db, sql)){
+		fprintf(stderr, "SQL failed: %s\n%s\n", mqc_db_errmsg(db), sql);
 		exit(2);
 	}
 }
 
+static int look_query(const char *sql, ...)
+{
+	va_list ap;
+	va_start(ap, sql);
+	int rc = dbc_query(&look, sql, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* The first column of the first row of a query on the test's connection, -1 without a row. */
 static int64_t sql_int(const char *fmt, ...)
 {
 	char sql[1024];
 	va_list ap;
-	sqlite3_stmt *s;
 	int64_t v = -1;
 	va_start(ap, fmt);
 	vsnprintf(sql, sizeof(sql), fmt, ap);
 	va_end(ap);
-	if(sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK){
-		fprintf(stderr, "SQL failed: %s\n%s\n", sqlite3_errmsg(db), sql);
+	if(look_query(sql, (char *)NULL)){
+		fprintf(stderr, "SQL failed: %s\n%s\n", dbc_err(&look), sql);
 		exit(2);
 	}
-	if(sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	if(dbc_row(&look) == 1) v = dbc_int(&look, 0);
 	return v;
 }
 
@@ -115,7 +133,7 @@ static json_t *rq(const char *user, const char *fmt, ...)
 		fprintf(stderr, "requests__handle failed for %s\n", buf);
 		exit(2);
 	}
-	if(!sqlite3_get_autocommit(db)){
+	if(mqc_db_in_txn(db)){
 		fprintf(stderr, "transaction left open after %s\n", buf);
 		exit(2);
 	}
@@ -165,7 +183,7 @@ static void add_user(const char *id, int disabled)
 	exec(sql);
 }
 
-/* Stores a message the way bridge/ingest.c does. Returns its id. */
+/* Stores a message the way bridge/ingest.c does (SQL both engines take). Returns its id. */
 static int64_t store_msg(const char *room, const char *from, const char *body)
 {
 	int64_t id = (int64_t)mqc_id_next(&idgen, mqc_now_ms());
@@ -175,9 +193,11 @@ static int64_t store_msg(const char *room, const char *from, const char *body)
 			" VALUES (%lld, '%s', (SELECT msg_count + 1 FROM rooms WHERE id = '%s'), '%s', 'msg', '%s', %lld);"
 			"UPDATE rooms SET msg_count = msg_count + 1, last_msg_id = %lld WHERE id = '%s';"
 			"INSERT INTO room_sender_counts(room_id, sender, n) VALUES ('%s', '%s', 1)"
-			" ON CONFLICT DO UPDATE SET n = n + 1;"
+			" ON CONFLICT (room_id, sender) DO UPDATE SET n = room_sender_counts.n + 1;"
 			"INSERT INTO read_markers(user_id, room_id, last_read_id) VALUES ('%s', '%s', %lld)"
-			" ON CONFLICT DO UPDATE SET last_read_id = max(last_read_id, excluded.last_read_id);",
+			" ON CONFLICT (user_id, room_id) DO UPDATE SET last_read_id = CASE"
+			" WHEN excluded.last_read_id > read_markers.last_read_id THEN excluded.last_read_id"
+			" ELSE read_markers.last_read_id END;",
 			(long long)id, room, room, from, body, (long long)mqc_now_ms(), (long long)id, room,
 			room, from, from, room, (long long)id);
 	exec(sql);
@@ -379,7 +399,7 @@ static void test_room_create(void)
 	}
 	snprintf(many + off, sizeof(many) - off, "]}");
 	ERR(rq("alice", "%s", many), "too_large");
-	CHECK(sqlite3_get_autocommit(db));
+	CHECK(!mqc_db_in_txn(db));
 }
 
 /* Many pairs asked for in both orders: one room per pair, enforced by UNIQUE(direct_key). */
@@ -587,6 +607,112 @@ static void test_contacts(void)
 	ERR(rq("alice", "{\"op\":\"contacts.remove\",\"user\":\"a b\"}"), "invalid");
 	list = json_object_get(OK(rq("alice", "{\"op\":\"contacts.list\"}")), "contacts");
 	json_array_foreach(list, i, e) CHECK(strcmp(json_string_value(json_object_get(e, "user")), "frank") != 0);
+}
+
+/* ---------------------------------------------------------------- device tokens */
+
+/* The control of a token change in `last`: op, user, id, and the acl versions around it. */
+static json_t *token_control_check(const char *op, const char *user, const char *id)
+{
+	CHECK_INT(json_array_size(last.controls), 1);
+	json_t *c = json_array_get(last.controls, 0);
+	if(!c) return NULL;
+	CHECK_STR(json_string_value(json_object_get(c, "op")), op);
+	CHECK_STR(json_string_value(json_object_get(c, "user")), user);
+	CHECK_STR(json_string_value(json_object_get(c, "id")), id);
+	CHECK_INT(json_integer_value(json_object_get(c, "acl_to")), sql_int("SELECT value FROM meta WHERE key = 'acl_version'"));
+	CHECK(json_integer_value(json_object_get(c, "acl_from")) < json_integer_value(json_object_get(c, "acl_to")));
+	return c;
+}
+
+static void test_tokens(void)
+{
+	json_t *r, *res, *list, *c;
+	char id1[32], id2[32], report[256];
+
+	/* A token: the secret shown once, its hash to the plugin before the answer. */
+	res = OK(rq("eve", "{\"op\":\"token.create\",\"name\":\"phone\"}"));
+	if(!res) return;
+	snprintf(id1, sizeof(id1), "%s", json_string_value(json_object_get(res, "id")));
+	CHECK_INT(strlen(id1), MQC_TOKEN_ID_LEN);
+	CHECK(strncmp(json_string_value(json_object_get(res, "token")), MQC_TOKEN_PREFIX, 4) == 0);
+	CHECK_STR(json_string_value(json_object_get(res, "name")), "phone");
+	CHECK(json_is_null(json_object_get(res, "expires_at")));
+	c = token_control_check("token", "eve", id1);
+	CHECK_INT(strlen(json_string_value(json_object_get(c, "hash"))), MQC_TOKEN_HASH_HEX);
+	CHECK(json_is_null(json_object_get(c, "expires_at")));
+	CHECK_INT(sql_int("SELECT count(*) FROM tokens WHERE id = '%s' AND user_id = 'eve'", id1), 1);
+	usleep(2000); /* a later created_at: tokens.list's order is not decided by the ids */
+	res = OK(rq("eve", "{\"op\":\"token.create\",\"name\":\"laptop\",\"expires_in\":3600}"));
+	if(!res) return;
+	snprintf(id2, sizeof(id2), "%s", json_string_value(json_object_get(res, "id")));
+	CHECK_INT(json_integer_value(json_object_get(res, "expires_at")),
+			json_integer_value(json_object_get(res, "created_at")) + 3600 * 1000);
+	c = token_control_check("token", "eve", id2);
+	CHECK_INT(json_integer_value(json_object_get(c, "expires_at")), json_integer_value(json_object_get(res, "expires_at")));
+
+	/* tokens.list: oldest first, no secret and no hash. */
+	list = json_object_get(OK(rq("eve", "{\"op\":\"tokens.list\"}")), "tokens");
+	CHECK_INT(json_array_size(list), 2);
+	CHECK_STR(json_string_value(json_object_get(json_array_get(list, 0), "id")), id1);
+	CHECK_STR(json_string_value(json_object_get(json_array_get(list, 1), "name")), "laptop");
+	CHECK(json_object_get(json_array_get(list, 0), "token") == NULL && json_object_get(json_array_get(list, 0), "hash") == NULL);
+	CHECK(json_is_null(json_object_get(json_array_get(list, 0), "expires_at")));
+	CHECK(json_is_null(json_object_get(json_array_get(list, 0), "last_used_at")));
+	CHECK(json_is_integer(json_object_get(json_array_get(list, 1), "expires_at")));
+	CHECK(last.controls == NULL && last.events == NULL);
+	CHECK_INT(json_array_size(json_object_get(OK(rq("frank", "{\"op\":\"tokens.list\"}")), "tokens")), 0);
+
+	/* The plugin's reports of use: written together, a last use never moves back, and
+	 * a report naming someone else's token changes nothing. */
+	snprintf(report, sizeof(report), "{\"user\":\"eve\",\"id\":\"%s\",\"at\":5000}", id1);
+	CHECK(requests__token_used(R, report, strlen(report)) == 0);
+	snprintf(report, sizeof(report), "{\"user\":\"eve\",\"id\":\"%s\",\"at\":4000}", id1);
+	CHECK(requests__token_used(R, report, strlen(report)) == 0);
+	snprintf(report, sizeof(report), "{\"user\":\"frank\",\"id\":\"%s\",\"at\":6000}", id2);
+	CHECK(requests__token_used(R, report, strlen(report)) == 0);
+	CHECK(requests__token_used(R, "{\"user\":\"eve\",\"at\":1}", 21) == -1);
+	requests__flush_used(R, true);
+	CHECK(!mqc_db_in_txn(db));
+	CHECK_INT(R->used_n, 0);
+	CHECK_INT(sql_int("SELECT last_used_at FROM tokens WHERE id = '%s'", id1), 5000);
+	CHECK_INT(sql_int("SELECT coalesce(last_used_at, -2) FROM tokens WHERE id = '%s'", id2), -2);
+	list = json_object_get(OK(rq("eve", "{\"op\":\"tokens.list\"}")), "tokens");
+	CHECK_INT(json_integer_value(json_object_get(json_array_get(list, 0), "last_used_at")), 5000);
+
+	/* A session that logged in with a device token makes no tokens. */
+	requests__set_token_login(R, true);
+	ERR(rq("eve", "{\"op\":\"token.create\",\"name\":\"more\"}"), "forbidden");
+	requests__set_token_login(R, false);
+
+	/* Errors. */
+	ERR(rq("eve", "{\"op\":\"token.create\"}"), "invalid");
+	ERR(rq("eve", "{\"op\":\"token.create\",\"name\":\"\"}"), "invalid");
+	ERR(rq("eve", "{\"op\":\"token.create\",\"name\":\"x\",\"expires_in\":59}"), "invalid");
+	ERR(rq("eve", "{\"op\":\"token.revoke\"}"), "invalid");
+	/* A disabled user gets none: the database refuses the row (tokens_bi_disabled), the
+	 * transaction is rolled back, nothing is handed out, and the next request works. */
+	int64_t acl = sql_int("SELECT value FROM meta WHERE key = 'acl_version'");
+	ERR(rq("mallory", "{\"op\":\"token.create\",\"name\":\"x\"}"), "internal");
+	CHECK(last.controls == NULL);
+	CHECK_INT(sql_int("SELECT count(*) FROM tokens WHERE user_id = 'mallory'"), 0);
+	CHECK_INT(sql_int("SELECT value FROM meta WHERE key = 'acl_version'"), acl);
+	CHECK_INT(json_array_size(json_object_get(OK(rq("mallory", "{\"op\":\"tokens.list\"}")), "tokens")), 0);
+
+	/* Revoking: only your own. */
+	ERR(rq("frank", "{\"op\":\"token.revoke\",\"id\":\"%s\"}", id1), "not_found");
+	CHECK(last.controls == NULL);
+	r = rq("eve", "{\"op\":\"token.revoke\",\"id\":\"%s\"}", id1);
+	CHECK(json_is_true(json_object_get(OK(r), "revoked")));
+	c = token_control_check("token.revoke", "eve", id1);
+	CHECK(c && json_object_get(c, "hash") == NULL);
+	ERR(rq("eve", "{\"op\":\"token.revoke\",\"id\":\"%s\"}", id1), "not_found");
+	CHECK_INT(json_array_size(json_object_get(OK(rq("eve", "{\"op\":\"tokens.list\"}")), "tokens")), 1);
+
+	/* At most REQ_MAX_TOKENS each. */
+	for(int i = 1; i < REQ_MAX_TOKENS; i++) OK(rq("eve", "{\"op\":\"token.create\",\"name\":\"t%d\"}", i));
+	ERR(rq("eve", "{\"op\":\"token.create\",\"name\":\"one more\"}"), "conflict");
+	CHECK_INT(sql_int("SELECT count(*) FROM tokens WHERE user_id = 'eve'"), REQ_MAX_TOKENS);
 }
 
 /* ---------------------------------------------------------------- history, count, read */
@@ -883,15 +1009,15 @@ static void test_many_rooms(void)
 	CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(res, "rooms"), 50), "id")), "h4999");
 }
 
-/* Query plans that must stay indexed whatever the data size. */
-static void plan_of(enum stmt_id id, char *out, size_t outlen)
+/* Query plans that must stay indexed whatever the data size (SQLite's planner). */
+static void plan_of(mqc_qid id, char *out, size_t outlen)
 {
 	char sql[8192];
 	sqlite3_stmt *s;
 	out[0] = '\0';
-	snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", stmt_sql[id]);
-	if(sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK){
-		fprintf(stderr, "EXPLAIN failed: %s\n", sqlite3_errmsg(db));
+	snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", mqc_q_sqlite[id]);
+	if(sqlite3_prepare_v2(look.lite, sql, -1, &s, NULL) != SQLITE_OK){
+		fprintf(stderr, "EXPLAIN failed: %s\n", sqlite3_errmsg(look.lite));
 		failures++;
 		return;
 	}
@@ -905,32 +1031,33 @@ static void plan_of(enum stmt_id id, char *out, size_t outlen)
 static void test_plans(void)
 {
 	char p[8192];
-	plan_of(S_ROOMS_PAGE, p, sizeof(p));
+	plan_of(MQC_Q_REQ_ROOMS_PAGE, p, sizeof(p));
 	if(getenv("MQCHAT_SHOW_PLANS")) fprintf(stderr, "rooms.list plan:\n%s", p);
 	CHECK(strstr(p, "room_participants_by_user") != NULL);
 	CHECK(strstr(p, "SCAN r ") == NULL && strstr(p, "SCAN rooms") == NULL);
 	CHECK(strstr(p, "SCAN m") == NULL && strstr(p, "SCAN s") == NULL && strstr(p, "SCAN p2") == NULL);
 
-	plan_of(S_HIST_DESC, p, sizeof(p));
+	plan_of(MQC_Q_REQ_HIST_DESC, p, sizeof(p));
 	CHECK(strstr(p, "messages_by_room") != NULL);
-	plan_of(S_HIST_ASC, p, sizeof(p));
+	plan_of(MQC_Q_REQ_HIST_ASC, p, sizeof(p));
 	CHECK(strstr(p, "messages_by_room") != NULL);
 	CHECK(strstr(p, "TEMP B-TREE") == NULL);
-	plan_of(S_HIST_FROM_DESC, p, sizeof(p));
+	plan_of(MQC_Q_REQ_HIST_FROM_DESC, p, sizeof(p));
 	CHECK(strstr(p, "messages_by_room_sender") != NULL);
 	CHECK(strstr(p, "TEMP B-TREE") == NULL);
-	plan_of(S_HIST_FROM_ASC, p, sizeof(p));
+	plan_of(MQC_Q_REQ_HIST_FROM_ASC, p, sizeof(p));
 	CHECK(strstr(p, "messages_by_room_sender") != NULL);
-	plan_of(S_UNREAD, p, sizeof(p));
+	plan_of(MQC_Q_REQ_UNREAD, p, sizeof(p));
 	CHECK(strstr(p, "SCAN") == NULL);
-	plan_of(S_CONTACTS_LIST, p, sizeof(p));
+	plan_of(MQC_Q_REQ_CONTACTS_LIST, p, sizeof(p));
 	if(getenv("MQCHAT_SHOW_PLANS")) fprintf(stderr, "contacts.list plan:\n%s", p);
 	CHECK(strstr(p, "SCAN p1") == NULL && strstr(p, "SCAN d") == NULL);
 }
 
 /* Text in the database that the request API would refuse today (not UTF-8, a NUL byte)
  * is answered with U+FFFD in place of each bad byte, never dropped: one warning per bad
- * value, naming the column and the row. */
+ * value, naming the column and the row. SQLite only: a PostgreSQL database (UTF8) refuses
+ * such text, and no PostgreSQL text holds a NUL. */
 static int64_t bad_msg_id;
 static void test_stored_text(void)
 {
@@ -1024,34 +1151,26 @@ static void test_open_transaction(void)
 	const char *q = "{\"op\":\"contacts.add\",\"user\":\"bob\"}";
 	CHECK(requests__handle(R, "carol", q, strlen(q), &last) == 0);
 	ERR(last.response, "internal");
-	CHECK(!sqlite3_get_autocommit(db)); /* the caller's transaction is left alone */
+	CHECK(mqc_db_in_txn(db)); /* the caller's transaction is left alone */
 	exec("ROLLBACK");
 }
 
-int main(void)
+/* The cases, in order (each builds on what the ones before left), on the open database db
+ * with the test's own connection `look` to the same database. */
+static void run_cases(void)
 {
-	char dir[] = "/tmp/mqchat-requests-XXXXXX", path[256], reason[512];
+	bool sqlite = mqc_db_engine(db) == MQC_ENGINE_SQLITE;
 
-	if(!mkdtemp(dir)) return 2;
-	snprintf(path, sizeof(path), "%s/t.db", dir);
-	if(mqc_db_open(path, MQC_OPEN_MIGRATE, 1000, &db, reason, sizeof(reason))
-			|| mqc_db_migrate(db, NULL, reason, sizeof(reason))){
-		fprintf(stderr, "open: %s\n", reason);
-		return 2;
-	}
-	sqlite3_close(db);
-	if(mqc_db_open(path, MQC_OPEN_READWRITE, 1000, &db, reason, sizeof(reason))){
-		fprintf(stderr, "open: %s\n", reason);
-		return 2;
-	}
 	mqc_idgen_init(&idgen, 0);
 	const char *people[] = {"alice", "bob", "carol", "dave", "eve", "frank"};
 	for(size_t i = 0; i < sizeof(people) / sizeof(people[0]); i++) add_user(people[i], 0);
 	add_user("mallory", 1);
 
 	R = requests__new(db, "chat");
-	if(!R) return 2;
-
+	if(!R){
+		fprintf(stderr, "requests__new failed on %s\n", mqc_db_name(db));
+		exit(2);
+	}
 	test_protocol();
 	test_room_create();
 	test_direct_dedupe();
@@ -1059,28 +1178,148 @@ int main(void)
 	test_members();
 	test_leave_disable();
 	test_contacts();
+	test_tokens();
 	test_history();
 	test_count_read();
 	test_rooms_list();
 	test_many_rooms();
-	test_plans();
+	if(sqlite) test_plans();
 	test_open_transaction();
-	test_stored_text();
+	if(sqlite) test_stored_text();
 
 	clear_last();
 	requests__free(R);
-	sqlite3_close(db);
-	if(failures == 0){
-		unlink(path);
-		char p2[300];
-		snprintf(p2, sizeof(p2), "%s-wal", path);
-		unlink(p2);
-		snprintf(p2, sizeof(p2), "%s-shm", path);
-		unlink(p2);
-		rmdir(dir);
-		printf("test_requests: all checks passed\n");
-		return 0;
+	R = NULL;
+}
+
+/* Opens the database at where for the request API: migrated first (as mqchat-admin init
+ * does), then opened the bridge's way; and the test's own connection. Exits on failure. */
+static void open_db(const char *where)
+{
+	char reason[512];
+	if(mqc_db_open(where, MQC_OPEN_MIGRATE, 1000, &db, reason, sizeof(reason))
+			|| mqc_db_migrate(db, NULL, reason, sizeof(reason))){
+		fprintf(stderr, "open: %s\n", reason);
+		exit(2);
 	}
-	fprintf(stderr, "test_requests: %d check(s) failed; database kept in %s\n", failures, dir);
-	return 1;
+	mqc_db_close(db);
+	if(mqc_db_open(where, MQC_OPEN_READWRITE, 1000, &db, reason, sizeof(reason))){
+		fprintf(stderr, "open: %s\n", reason);
+		exit(2);
+	}
+	if(dbc_open(where, &look, true)) exit(2);
+}
+
+static void close_db(void)
+{
+	dbc_close(&look);
+	mqc_db_close(db);
+	db = NULL;
+}
+
+/* A fresh SQLite database in a temp dir; kept if a check failed. */
+static int run_sqlite(void)
+{
+	char dir[] = "/tmp/mqchat-requests-XXXXXX", path[256];
+
+	if(!mkdtemp(dir)) return 2;
+	snprintf(path, sizeof(path), "%s/t.db", dir);
+	open_db(path);
+	run_cases();
+	close_db();
+	if(failures){
+		fprintf(stderr, "test_requests: %d check(s) failed on SQLite; database kept in %s\n", failures, dir);
+		return 1;
+	}
+	unlink(path);
+	char p2[300];
+	snprintf(p2, sizeof(p2), "%s-wal", path);
+	unlink(p2);
+	snprintf(p2, sizeof(p2), "%s-shm", path);
+	unlink(p2);
+	rmdir(dir);
+	printf("test_requests: all checks passed (SQLite)\n");
+	return 0;
+}
+
+/* server's URL with its database replaced by name (and its query part kept). */
+static void url_with_db(const char *server, const char *name, char *out, size_t outlen)
+{
+	const char *auth = strstr(server, "://");
+	auth = auth ? auth + 3 : server;
+	size_t end = strcspn(auth, "/?");
+	const char *query = strchr(auth + end, '?');
+	snprintf(out, outlen, "%.*s/%s%s", (int)(auth + end - server), server, name, query ? query : "");
+}
+
+static int pg_do(PGconn *conn, const char *sql)
+{
+	PGresult *res = PQexec(conn, sql);
+	int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+	if(rc) fprintf(stderr, "%s: %s\n", sql, PQresultErrorMessage(res));
+	PQclear(res);
+	return rc;
+}
+
+/* A fresh database on the PostgreSQL server at server (a URL), dropped at the end. Made
+ * from template0 with the C collation, as mqchat's PostgreSQL schema expects (text
+ * compares bytewise like SQLite's; schema/postgresql/001_init.sql). */
+static int run_pg(const char *server)
+{
+	char name[64], sql[256], url[1024];
+	unsigned char rnd[6] = {0};
+	FILE *f = fopen("/dev/urandom", "rb");
+
+	if(!f || fread(rnd, 1, sizeof(rnd), f) != sizeof(rnd)){
+		unsigned v = (unsigned)getpid() ^ (unsigned)time(NULL);
+		memcpy(rnd, &v, sizeof(v));
+	}
+	if(f) fclose(f);
+	snprintf(name, sizeof(name), "mqchat_test_requests_%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3],
+			rnd[4], rnd[5]);
+	PGconn *admin = PQconnectdb(server);
+	if(PQstatus(admin) != CONNECTION_OK){
+		fprintf(stderr, "MQCHAT_TEST_PG: cannot connect to %s: %s\n", server, PQerrorMessage(admin));
+		PQfinish(admin);
+		return 2;
+	}
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'", name);
+	if(pg_do(admin, sql)){
+		PQfinish(admin);
+		return 2;
+	}
+	url_with_db(server, name, url, sizeof(url));
+	open_db(url);
+	run_cases();
+	close_db();
+	snprintf(sql, sizeof(sql), "DROP DATABASE %s", name);
+	int dropped = pg_do(admin, sql);
+	PQfinish(admin);
+	if(failures){
+		fprintf(stderr, "test_requests: %d check(s) failed on PostgreSQL (database %s)\n", failures, name);
+		return 1;
+	}
+	if(dropped) return 2;
+	printf("test_requests: all checks passed (PostgreSQL)\n");
+	return 0;
+}
+
+int main(void)
+{
+	const char *engine = getenv("MQCHAT_TEST_ENGINE");
+	const char *server = getenv("MQCHAT_TEST_PG");
+
+	if(engine && !strcmp(engine, "postgresql")){
+		if(!server || !dbc_is_pg(server)){
+			fprintf(stderr, "MQCHAT_TEST_ENGINE=postgresql needs MQCHAT_TEST_PG=postgresql://... (scripts/test.sh "
+					"starts one)\n");
+			return 1;
+		}
+		return run_pg(server);
+	}
+	if(engine && *engine && strcmp(engine, "sqlite")){
+		fprintf(stderr, "MQCHAT_TEST_ENGINE=%s: expected sqlite or postgresql\n", engine);
+		return 1;
+	}
+	return run_sqlite();
 }
