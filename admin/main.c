@@ -1,10 +1,14 @@
 /*
  * mqchat-admin: creates and migrates the database, manages users and rooms.
  *
- * It is the only writer besides the bridge. Every change is one transaction; the schema's
- * triggers bump meta.acl_version, so a running broker's plugin picks the change up within
- * one reload poll (docs/architecture.md "Membership"). Passwords are read from standard
- * input, never from the command line (argv is visible to every local user in ps).
+ * The database is a SQLite file or a PostgreSQL server (store/db.h); the statements are
+ * schema/<engine>/q_admin.sql, and the room commands follow the request API's rules
+ * (store/rooms.c). It is the only writer besides the bridge. Every change is one
+ * transaction; the schema's triggers bump meta.acl_version, so a running broker's plugin
+ * picks the change up within one reload poll (SQLite) or when the server notifies it of the
+ * commit (PostgreSQL, channel mqchat_acl; docs/architecture.md "Membership"). Passwords are
+ * read from standard input, never from the command line (argv is visible to every local
+ * user in ps).
  *
  * Exit status: 0 on success, 1 on any error (the message on stderr says what and why).
  */
@@ -18,17 +22,21 @@
 #include <openssl/crypto.h>
 
 #include "mqchat_store.h"
+#include "rooms.h"
 
 #define BUSY_MS 5000
 
 static const char usage_text[] =
-"usage: mqchat-admin [--db PATH] COMMAND [ARGS]\n"
+"usage: mqchat-admin [--db PATH|URI] COMMAND [ARGS]\n"
 "\n"
-"The database is --db PATH, or the environment variable MQCHAT_DB.\n"
+"The database is --db PATH (a SQLite file) or --db URI (PostgreSQL,\n"
+"postgresql://[user[:password]@]host[:port]/dbname), or the environment variable\n"
+"MQCHAT_DB. A password is better given in PGPASSWORD or ~/.pgpass than in the URI.\n"
 "\n"
 "Commands:\n"
 "  init                         create the database, or migrate it to this build's\n"
-"                               schema version; prints the version\n"
+"                               schema version; prints the version (PostgreSQL: the\n"
+"                               database must exist; init makes its tables)\n"
 "  user add NAME [--display-name X] [--iterations N | --no-password]\n"
 "                               add a user; the password is read from standard input\n"
 "                               (one line, trailing newline stripped, must not be empty;\n"
@@ -50,11 +58,15 @@ static const char usage_text[] =
 "                               two distinct users make their direct room (if the pair\n"
 "                               already has one, that one is printed); more make a group\n"
 "                               room created by the first user; prints the room id\n"
+"                               (no user may be disabled; --name: groups only)\n"
 "  room list                    id, kind, state, created_by, participants, name\n"
-"  room add ROOM USER           add a participant to a group room\n"
-"  room remove ROOM USER        remove a participant from a group room\n"
+"  room add ROOM USER           add a participant to a group room (not a disabled\n"
+"                               user); what the room held before is read for it\n"
+"  room remove ROOM USER        remove a participant from a group room; a group keeps\n"
+"                               two participants; a removed owner hands the room to the\n"
+"                               longest-standing participant\n"
 "  room disable ROOM            nobody can send to the room; history stays readable\n"
-"  room enable ROOM             reopen a disabled room\n"
+"  room enable ROOM             reopen a disabled room (it needs two participants)\n"
 "\n"
 "Names (users and rooms) are 1-64 characters of [A-Za-z0-9._-]. A display name\n"
 "(--display-name) and a room name (--name) are 1-128 bytes of UTF-8 without control\n"
@@ -108,7 +120,7 @@ static bool check_text(const char *flag, const char *s, mqc_text_err (*check)(co
 
 /* ---------------------------------------------------------------- database helpers */
 
-static int db_open(const struct opts *o, mqc_open_mode mode, sqlite3 **db)
+static int db_open(const struct opts *o, mqc_open_mode mode, mqc_db **db)
 {
 	char reason[512];
 
@@ -118,89 +130,62 @@ static int db_open(const struct opts *o, mqc_open_mode mode, sqlite3 **db)
 	return 0;
 }
 
-static int db_fail(sqlite3 *db, const char *what)
+static int db_fail(mqc_db *db, const char *what)
 {
-	return fail_msg("%s failed: %s", what, sqlite3_errmsg(db));
+	return fail_msg("%s failed: %s", what, mqc_db_errmsg(db));
 }
 
-static int tx_begin(sqlite3 *db)
+static int tx_begin(mqc_db *db)
 {
-	if(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return db_fail(db, "BEGIN");
+	if(mqc_exec(db, MQC_Q_BEGIN_WRITE)) return db_fail(db, "BEGIN");
 	return 0;
 }
 
-static int tx_commit(sqlite3 *db)
+static int tx_commit(mqc_db *db)
 {
-	if(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) return db_fail(db, "COMMIT");
+	if(mqc_exec(db, MQC_Q_COMMIT)) return db_fail(db, "COMMIT");
 	return 0;
 }
 
-static void tx_rollback(sqlite3 *db)
+static void tx_rollback(mqc_db *db)
 {
-	if(!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	if(mqc_db_in_txn(db)) mqc_exec(db, MQC_Q_ROLLBACK);
 }
 
-/* Prepares sql and binds the NULL-terminated text arguments (a NULL pointer binds NULL:
- * the list ends at the count given). */
-static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **stmt, int n, const char *const *args)
+/* The statement id, or NULL (the failure said, as what). */
+static mqc_stmt *q(mqc_db *db, mqc_qid id, const char *what)
 {
-	int i;
+	mqc_stmt *s = mqc_q(db, id);
 
-	if(sqlite3_prepare_v2(db, sql, -1, stmt, NULL) != SQLITE_OK) return db_fail(db, sql);
-	for(i = 0; i < n; i++){
-		int rc = args[i] ? sqlite3_bind_text(*stmt, i + 1, args[i], -1, SQLITE_STATIC)
-			: sqlite3_bind_null(*stmt, i + 1);
-		if(rc != SQLITE_OK){
-			sqlite3_finalize(*stmt);
-			*stmt = NULL;
-			return db_fail(db, sql);
-		}
-	}
+	if(s == NULL) db_fail(db, what);
+	return s;
+}
+
+/* Steps a statement that returns no rows; *changes gets mqc_db_changes (may be NULL). */
+static int run(mqc_stmt *s, const char *what, int64_t *changes)
+{
+	mqc_db *db = mqc_stmt_db(s);
+	int rc = mqc_step(s);
+
+	mqc_reset(s);
+	if(rc != MQC_DONE) return db_fail(db, what);
+	if(changes) *changes = mqc_db_changes(db);
 	return 0;
 }
 
-/* Runs a statement that returns no rows; *changes gets sqlite3_changes (may be NULL). */
-static int run(sqlite3 *db, const char *sql, int n, const char *const *args, int *changes)
+static int user_exists(mqc_db *db, const char *name)
 {
-	sqlite3_stmt *stmt = NULL;
+	mqc_stmt *s = q(db, MQC_Q_ADMIN_USER_EXISTS, "looking up a user");
 	int rc;
 
-	if(prep(db, sql, &stmt, n, args)) return 1;
-	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
-	if(rc != SQLITE_DONE) return db_fail(db, sql);
-	if(changes) *changes = sqlite3_changes(db);
-	return 0;
-}
-
-/* 1 if the query returns a row (its first column copied into out if out), 0 if not, -1 on error. */
-static int query_one(sqlite3 *db, const char *sql, int n, const char *const *args, char *out, size_t outlen)
-{
-	sqlite3_stmt *stmt = NULL;
-	int rc;
-
-	if(prep(db, sql, &stmt, n, args)) return -1;
-	rc = sqlite3_step(stmt);
-	if(rc == SQLITE_ROW){
-		if(out){
-			const unsigned char *t = sqlite3_column_text(stmt, 0);
-			snprintf(out, outlen, "%s", t ? (const char *)t : "");
-		}
-		sqlite3_finalize(stmt);
-		return 1;
-	}
-	sqlite3_finalize(stmt);
-	if(rc != SQLITE_DONE){
-		db_fail(db, sql);
-		return -1;
-	}
-	return 0;
-}
-
-static int user_exists(sqlite3 *db, const char *name)
-{
-	const char *args[] = { name };
-	return query_one(db, "SELECT 1 FROM users WHERE id = ?", 1, args, NULL, 0);
+	if(s == NULL) return -1;
+	mqc_bind_text(s, 1, name, -1);
+	rc = mqc_step(s);
+	mqc_reset(s);
+	if(rc == MQC_ROW) return 1;
+	if(rc == MQC_DONE) return 0;
+	db_fail(db, "looking up a user");
+	return -1;
 }
 
 /* ---------------------------------------------------------------- passwords */
@@ -329,28 +314,33 @@ done:
 
 static int cmd_init(const struct opts *o)
 {
-	sqlite3 *db = NULL;
-	char reason[512];
-	int applied = 0;
+	mqc_db *db = NULL;
+	char reason[512], name[512];
+	int applied = 0, version;
 
 	if(o->argc != 1) return fail_msg("init takes no arguments");
 	if(db_open(o, MQC_OPEN_MIGRATE, &db)) return 1;
+	/* the SQLite path, or the URI without its password */
+	snprintf(name, sizeof(name), "%s", mqc_db_name(db));
 	if(mqc_db_migrate(db, &applied, reason, sizeof(reason))){
-		sqlite3_close(db);
-		return fail_msg("database %s: %s", o->db_path, reason);
+		mqc_db_close(db);
+		return fail_msg("database %s: %s", name, reason);
 	}
-	sqlite3_close(db);
+	version = mqc_schema_version_of(mqc_db_engine(db));
+	mqc_db_close(db);
 	printf("database %s is at schema version %d (%d migration%s applied)\n",
-			o->db_path, mqc_schema_version(), applied, applied == 1 ? "" : "s");
+			name, version, applied, applied == 1 ? "" : "s");
 	return 0;
 }
 
 static int cmd_user_add(const struct opts *o)
 {
 	const char *name;
-	char hash[MQC_PW_HASH_MAX], now[24];
-	sqlite3 *db = NULL;
+	char hash[MQC_PW_HASH_MAX];
+	mqc_db *db = NULL;
+	mqc_stmt *s;
 	int rc = 1, exists;
+	int64_t changes = 0;
 
 	if(o->argc != 3) return fail_msg("usage: user add NAME [--display-name X] [--iterations N | --no-password]");
 	name = o->argv[2];
@@ -365,24 +355,24 @@ static int cmd_user_add(const struct opts *o)
 	}
 	if(o->no_password) hash[0] = '\0'; /* logs in with a device token or a JWT only */
 	else if(read_password_hash(o, name, hash)) goto done;
-	snprintf(now, sizeof(now), "%lld", (long long)mqc_now_ms());
-	{
-		const char *args[] = { name, o->has_display_name ? o->display_name : NULL, hash, now };
-		if(tx_begin(db)) goto done;
-		/* the row may have appeared since the check: the primary key decides */
-		if(user_exists(db, name) == 1){
-			fail_msg("user %s already exists", name);
-			goto done;
-		}
-		if(run(db, "INSERT INTO users(id, display_name, password_hash, created_at) VALUES (?, ?, ?, CAST(? AS INTEGER))",
-					4, args, NULL)) goto done;
-		if(tx_commit(db)) goto done;
+	if(tx_begin(db)) goto done;
+	if((s = q(db, MQC_Q_ADMIN_USER_INSERT, "adding the user")) == NULL) goto done;
+	mqc_bind_text(s, 1, name, -1);
+	mqc_bind_text(s, 2, o->has_display_name ? o->display_name : NULL, -1);
+	mqc_bind_text(s, 3, hash, -1);
+	mqc_bind_int64(s, 4, mqc_now_ms());
+	if(run(s, "adding the user", &changes)) goto done;
+	/* the row may have appeared since the check: the primary key decides */
+	if(changes == 0){
+		fail_msg("user %s already exists", name);
+		goto done;
 	}
+	if(tx_commit(db)) goto done;
 	printf("user %s added\n", name);
 	rc = 0;
 done:
 	if(db) tx_rollback(db);
-	sqlite3_close(db);
+	mqc_db_close(db);
 	return rc;
 }
 
@@ -390,8 +380,10 @@ static int cmd_user_passwd(const struct opts *o)
 {
 	const char *name;
 	char hash[MQC_PW_HASH_MAX];
-	sqlite3 *db = NULL;
-	int rc = 1, exists, changes = 0;
+	mqc_db *db = NULL;
+	mqc_stmt *s;
+	int rc = 1, exists;
+	int64_t changes = 0;
 
 	if(o->argc != 3) return fail_msg("usage: user passwd NAME [--iterations N]");
 	name = o->argv[2];
@@ -404,204 +396,194 @@ static int cmd_user_passwd(const struct opts *o)
 		goto done;
 	}
 	if(read_password_hash(o, name, hash)) goto done;
-	{
-		const char *args[] = { hash, name };
-		if(tx_begin(db)) goto done;
-		if(run(db, "UPDATE users SET password_hash = ? WHERE id = ?", 2, args, &changes)) goto done;
-		if(changes == 0){
-			fail_msg("no such user: %s", name);
-			goto done;
-		}
-		if(tx_commit(db)) goto done;
+	if(tx_begin(db)) goto done;
+	if((s = q(db, MQC_Q_ADMIN_USER_PASSWD, "changing the password")) == NULL) goto done;
+	mqc_bind_text(s, 1, name, -1);
+	mqc_bind_text(s, 2, hash, -1);
+	if(run(s, "changing the password", &changes)) goto done;
+	if(changes == 0){
+		fail_msg("no such user: %s", name);
+		goto done;
 	}
+	if(tx_commit(db)) goto done;
 	printf("password of user %s changed\n", name);
 	rc = 0;
 done:
 	if(db) tx_rollback(db);
-	sqlite3_close(db);
+	mqc_db_close(db);
 	return rc;
 }
 
 static int cmd_user_set_disabled(const struct opts *o, bool disabled)
 {
 	const char *name;
-	sqlite3 *db = NULL;
-	int rc = 1, changes = 0;
+	mqc_db *db = NULL;
+	mqc_stmt *s;
+	int rc = 1;
 
 	if(o->argc != 3) return fail_msg("usage: user %s NAME", disabled ? "disable" : "enable");
 	name = o->argv[2];
 	if(!check_name("user", name)) return 1;
 	if(db_open(o, MQC_OPEN_READWRITE, &db)) return 1;
-	{
-		const char *args[] = { disabled ? "1" : "0", name };
-		if(tx_begin(db)) goto done;
-		if(user_exists(db, name) != 1){
-			fail_msg("no such user: %s", name);
-			goto done;
-		}
-		if(run(db, "UPDATE users SET disabled = CAST(? AS INTEGER) WHERE id = ?", 2, args, &changes)) goto done;
-		if(tx_commit(db)) goto done;
+	if(tx_begin(db)) goto done;
+	if(user_exists(db, name) != 1){
+		fail_msg("no such user: %s", name);
+		goto done;
 	}
+	if((s = q(db, MQC_Q_ADMIN_USER_SET_DISABLED, disabled ? "disabling the user" : "enabling the user")) == NULL) goto done;
+	mqc_bind_text(s, 1, name, -1);
+	mqc_bind_int64(s, 2, disabled ? 1 : 0);
+	if(run(s, disabled ? "disabling the user" : "enabling the user", NULL)) goto done;
+	if(tx_commit(db)) goto done;
 	printf("user %s %s\n", name, disabled ? "disabled" : "enabled");
 	rc = 0;
 done:
 	if(db) tx_rollback(db);
-	sqlite3_close(db);
+	mqc_db_close(db);
 	return rc;
 }
 
 static int cmd_user_list(const struct opts *o)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *stmt = NULL;
+	mqc_db *db = NULL;
+	mqc_stmt *s;
 	int rc;
 
 	if(o->argc != 2) return fail_msg("user list takes no arguments");
 	if(db_open(o, MQC_OPEN_READONLY, &db)) return 1;
-	if(prep(db, "SELECT id, disabled, display_name FROM users ORDER BY id", &stmt, 0, NULL)){
-		sqlite3_close(db);
+	if((s = q(db, MQC_Q_ADMIN_USER_LIST, "listing users")) == NULL){
+		mqc_db_close(db);
 		return 1;
 	}
-	while((rc = sqlite3_step(stmt)) == SQLITE_ROW){
-		const unsigned char *dn = sqlite3_column_text(stmt, 2);
-		printf("%s\t%s\t%s\n", (const char *)sqlite3_column_text(stmt, 0),
-				sqlite3_column_int(stmt, 1) ? "disabled" : "enabled", dn ? (const char *)dn : "");
+	while((rc = mqc_step(s)) == MQC_ROW){
+		const char *dn = mqc_col_text(s, 2);
+		printf("%s\t%s\t%s\n", mqc_col_text(s, 0), mqc_col_int64(s, 1) ? "disabled" : "enabled", dn ? dn : "");
 	}
-	if(rc != SQLITE_DONE) db_fail(db, "listing users");
-	sqlite3_finalize(stmt);
-	sqlite3_close(db);
-	return rc == SQLITE_DONE ? 0 : 1;
+	mqc_reset(s);
+	if(rc != MQC_DONE) db_fail(db, "listing users");
+	mqc_db_close(db);
+	return rc == MQC_DONE ? 0 : 1;
+}
+
+/* The room rules (store/rooms.c) are the request API's; these are mqchat-admin's words
+ * for their refusals. 1 after saying it. */
+static int room_refused(mqc_db *db, mqc_rooms_rc rc, const mqc_rooms_res *res, const char *room,
+		const char *user, const char *what)
+{
+	switch(rc){
+	case MQC_ROOMS_OK: return 0;
+	case MQC_ROOMS_NO_ROOM: return fail_msg("no such room: %s", room);
+	case MQC_ROOMS_DIRECT: return fail_msg("room %s is a direct room: its participants never change", room);
+	case MQC_ROOMS_NO_USER: return fail_msg("no such user: %s", res->user ? res->user : user);
+	case MQC_ROOMS_USER_DISABLED: return fail_msg("%s is disabled: not added to room %s", user, room);
+	case MQC_ROOMS_PARTICIPANT: return fail_msg("%s is already a participant of room %s", user, room);
+	case MQC_ROOMS_NOT_PARTICIPANT: return fail_msg("%s is not a participant of room %s", user, room);
+	case MQC_ROOMS_DB: return db_fail(db, what);
+	default: return fail_msg("%s: %s", what, mqc_rooms_rc_str(rc));
+	}
 }
 
 static int cmd_room_create(const struct opts *o)
 {
 	char **users = o->argv + 2;
-	int nusers = o->argc - 2, ndistinct = 0, i, j, found;
-	const char *distinct[2] = { NULL, NULL };
-	char key[2 * MQC_NAME_MAX + 2], room[23], existing[64], now[24];
-	sqlite3 *db = NULL;
-	bool direct;
+	int nusers = o->argc - 2, i, j;
+	const char **distinct = NULL;
+	size_t ndistinct = 0;
+	mqc_db *db = NULL;
+	mqc_rooms_res res;
+	mqc_rooms_rc rr;
 	int rc = 1;
 
 	if(nusers < 2) return fail_msg("usage: room create [--name X] USER USER [USER...]");
 	if(o->has_room_name && !check_text("--name", o->room_name, mqc_room_name_check)) return 1;
+	distinct = calloc((size_t)nusers, sizeof(*distinct));
+	if(distinct == NULL) return fail_msg("out of memory");
 	for(i = 0; i < nusers; i++){
 		bool dup = false;
-		if(!check_name("user", users[i])) return 1;
+		if(!check_name("user", users[i])) goto done;
 		for(j = 0; j < i; j++){
 			if(!strcmp(users[i], users[j])) dup = true;
 		}
-		if(!dup){
-			if(ndistinct < 2) distinct[ndistinct] = users[i];
-			ndistinct++;
-		}
+		if(!dup) distinct[ndistinct++] = users[i];
 	}
-	if(ndistinct < 2) return fail_msg("a room needs at least two distinct users");
-	direct = ndistinct == 2;
-	if(direct && mqc_direct_key(distinct[0], distinct[1], key, sizeof(key))){
-		return fail_msg("cannot make the direct key of %s and %s", distinct[0], distinct[1]);
+	if(ndistinct < 2){
+		fail_msg("a room needs at least two distinct users");
+		goto done;
+	}
+	/* the request API's rule: the pair's room is theirs, it has no name */
+	if(ndistinct == 2 && o->has_room_name){
+		fail_msg("--name: a direct room (two distinct users) has no name; nothing written");
+		goto done;
 	}
 
-	if(db_open(o, MQC_OPEN_READWRITE, &db)) return 1;
+	if(db_open(o, MQC_OPEN_READWRITE, &db)) goto done;
 	if(tx_begin(db)) goto done;
-	for(i = 0; i < nusers; i++){
-		int e = user_exists(db, users[i]);
-		if(e < 0) goto done;
-		if(!e){
-			fail_msg("no such user: %s (nothing created)", users[i]);
-			goto done;
-		}
+	/* two distinct users: their direct room; more: a group room owned by the first */
+	rr = mqc_room_create(db, distinct, ndistinct, distinct[0], o->has_room_name ? o->room_name : NULL,
+			mqc_now_ms(), &res);
+	if(rr == MQC_ROOMS_NO_USER){
+		fail_msg("no such user: %s (nothing created)", res.user);
+		goto done;
 	}
-	if(direct){
-		const char *args[] = { key };
-		found = query_one(db, "SELECT id FROM rooms WHERE direct_key = ?", 1, args, existing, sizeof(existing));
-		if(found < 0) goto done;
-		if(found){
-			tx_rollback(db);
-			fprintf(stderr, "mqchat-admin: %s and %s already have a direct room: %s\n",
-					distinct[0], distinct[1], existing);
-			printf("%s\n", existing);
-			rc = 0;
-			goto done;
-		}
+	if(rr == MQC_ROOMS_USER_DISABLED){
+		fail_msg("%s is disabled (nothing created)", res.user);
+		goto done;
 	}
-	if(mqc_room_id_new(room)){
+	if(rr == MQC_ROOMS_NO_RANDOM){
 		fail_msg("no randomness available to make a room id");
 		goto done;
 	}
-	snprintf(now, sizeof(now), "%lld", (long long)mqc_now_ms());
-	{
-		const char *args[] = { room, direct ? "direct" : "group", o->has_room_name ? o->room_name : NULL,
-			users[0], now, direct ? key : NULL };
-		if(run(db, "INSERT INTO rooms(id, kind, name, created_by, created_at, direct_key) "
-					"VALUES (?, ?, ?, ?, CAST(? AS INTEGER), ?)", 6, args, NULL)) goto done;
-	}
-	for(i = 0; i < nusers; i++){
-		const char *args[] = { room, users[i], now };
-		bool dup = false;
-		for(j = 0; j < i; j++){
-			if(!strcmp(users[i], users[j])) dup = true;
-		}
-		if(dup) continue;
-		if(run(db, "INSERT INTO room_participants(room_id, user_id, joined_at) VALUES (?, ?, CAST(? AS INTEGER))",
-					3, args, NULL)) goto done;
+	if(room_refused(db, rr, &res, NULL, NULL, "creating the room")) goto done;
+	if(!res.created){
+		tx_rollback(db);
+		fprintf(stderr, "mqchat-admin: %s and %s already have a direct room: %s\n",
+				distinct[0], distinct[1], res.room);
+		printf("%s\n", res.room);
+		rc = 0;
+		goto done;
 	}
 	if(tx_commit(db)) goto done;
-	printf("%s\n", room);
+	printf("%s\n", res.room);
 	rc = 0;
 done:
 	if(db) tx_rollback(db);
-	sqlite3_close(db);
+	mqc_db_close(db);
+	free(distinct);
 	return rc;
 }
 
 static int cmd_room_list(const struct opts *o)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *stmt = NULL;
+	mqc_db *db = NULL;
+	mqc_stmt *s;
 	int rc;
 
 	if(o->argc != 2) return fail_msg("room list takes no arguments");
 	if(db_open(o, MQC_OPEN_READONLY, &db)) return 1;
-	if(prep(db, "SELECT r.id, r.kind, r.enabled, r.created_by,"
-				" (SELECT group_concat(user_id, ',') FROM"
-				"   (SELECT user_id FROM room_participants p WHERE p.room_id = r.id ORDER BY user_id)),"
-				" r.name FROM rooms r ORDER BY r.created_at, r.id", &stmt, 0, NULL)){
-		sqlite3_close(db);
+	if((s = q(db, MQC_Q_ADMIN_ROOM_LIST, "listing rooms")) == NULL){
+		mqc_db_close(db);
 		return 1;
 	}
-	while((rc = sqlite3_step(stmt)) == SQLITE_ROW){
-		const unsigned char *members = sqlite3_column_text(stmt, 4);
-		const unsigned char *name = sqlite3_column_text(stmt, 5);
-		printf("%s\t%s\t%s\t%s\t%s\t%s\n", (const char *)sqlite3_column_text(stmt, 0),
-				(const char *)sqlite3_column_text(stmt, 1),
-				sqlite3_column_int(stmt, 2) ? "enabled" : "disabled",
-				(const char *)sqlite3_column_text(stmt, 3),
-				members ? (const char *)members : "", name ? (const char *)name : "");
+	while((rc = mqc_step(s)) == MQC_ROW){
+		const char *members = mqc_col_text(s, 4);
+		const char *name = mqc_col_text(s, 5);
+		printf("%s\t%s\t%s\t%s\t%s\t%s\n", mqc_col_text(s, 0), mqc_col_text(s, 1),
+				mqc_col_int64(s, 2) ? "enabled" : "disabled", mqc_col_text(s, 3),
+				members ? members : "", name ? name : "");
 	}
-	if(rc != SQLITE_DONE) db_fail(db, "listing rooms");
-	sqlite3_finalize(stmt);
-	sqlite3_close(db);
-	return rc == SQLITE_DONE ? 0 : 1;
-}
-
-/* Looks the room up inside the open transaction; its kind into kind. */
-static int room_lookup(sqlite3 *db, const char *room, char *kind, size_t kindlen)
-{
-	const char *args[] = { room };
-	int found = query_one(db, "SELECT kind FROM rooms WHERE id = ?", 1, args, kind, kindlen);
-
-	if(found < 0) return 1;
-	if(!found) return fail_msg("no such room: %s", room);
-	return 0;
+	mqc_reset(s);
+	if(rc != MQC_DONE) db_fail(db, "listing rooms");
+	mqc_db_close(db);
+	return rc == MQC_DONE ? 0 : 1;
 }
 
 static int cmd_room_member(const struct opts *o, bool add)
 {
 	const char *room, *user;
-	char kind[16], now[24];
-	sqlite3 *db = NULL;
-	int rc = 1, e, changes = 0;
+	mqc_db *db = NULL;
+	mqc_rooms_res res;
+	mqc_rooms_rc rr;
+	int rc = 1;
 
 	if(o->argc != 4) return fail_msg("usage: room %s ROOM USER", add ? "add" : "remove");
 	room = o->argv[2];
@@ -609,74 +591,34 @@ static int cmd_room_member(const struct opts *o, bool add)
 	if(!check_name("room", room) || !check_name("user", user)) return 1;
 	if(db_open(o, MQC_OPEN_READWRITE, &db)) return 1;
 	if(tx_begin(db)) goto done;
-	if(room_lookup(db, room, kind, sizeof(kind))) goto done;
-	if(strcmp(kind, "group")){
-		fail_msg("room %s is a direct room: its participants never change", room);
-		goto done;
-	}
-	e = user_exists(db, user);
-	if(e < 0) goto done;
-	if(!e){
-		fail_msg("no such user: %s", user);
-		goto done;
-	}
-	/* The request API's rules (bridge/requests.c room.members.add / .remove): a disabled
+	/* The request API's rules (store/rooms.c, as room.members.add / .remove): a disabled
 	 * user is not added; a new participant starts with what came before it read; a group
 	 * keeps at least two participants (disable it instead); a removed owner hands the room
-	 * to the longest-standing participant, as room.leave does. */
-	if(add){
-		const char *uargs[] = { user };
-		char dis[8] = "";
-		if(query_one(db, "SELECT disabled FROM users WHERE id = ?", 1, uargs, dis, sizeof(dis)) < 0) goto done;
-		if(strcmp(dis, "0") != 0){
-			fail_msg("%s is disabled: not added to room %s", user, room);
-			goto done;
-		}
-		const char *args[] = { room, user, now };
-		snprintf(now, sizeof(now), "%lld", (long long)mqc_now_ms());
-		if(run(db, "INSERT OR IGNORE INTO room_participants(room_id, user_id, joined_at) VALUES (?, ?, CAST(? AS INTEGER))",
-					3, args, &changes)) goto done;
-		if(changes == 0){
-			fail_msg("%s is already a participant of room %s", user, room);
-			goto done;
-		}
-		const char *margs[] = { user, room };
-		if(run(db, "INSERT INTO read_markers(user_id, room_id, last_read_id) SELECT ?, id, last_msg_id FROM rooms"
-					" WHERE id = ? AND true ON CONFLICT(user_id, room_id) DO UPDATE SET"
-					" last_read_id = max(last_read_id, excluded.last_read_id)", 2, margs, NULL)) goto done;
-	}else{
-		const char *args[] = { room, user };
-		if(run(db, "DELETE FROM room_participants WHERE room_id = ? AND user_id = ?", 2, args, &changes)) goto done;
-		if(changes == 0){
-			fail_msg("%s is not a participant of room %s", user, room);
-			goto done;
-		}
-		const char *rargs[] = { room };
-		char left[24] = "";
-		if(query_one(db, "SELECT count(*) FROM room_participants WHERE room_id = ?", 1, rargs, left, sizeof(left)) < 0) goto done;
-		if(atoi(left) < 2){
-			fail_msg("removing %s would leave room %s with fewer than two participants: disable the room instead "
-					"(room disable %s)", user, room, room);
-			goto done;
-		}
-		const char *oargs[] = { room, room, user };
-		if(run(db, "UPDATE rooms SET created_by = (SELECT user_id FROM room_participants WHERE room_id = ?"
-					" ORDER BY joined_at, user_id LIMIT 1) WHERE id = ? AND created_by = ?", 3, oargs, NULL)) goto done;
+	 * to the longest-standing participant, as room.leave does. No size limit here. */
+	if(add) rr = mqc_room_member_add(db, room, user, mqc_now_ms(), 0, &res);
+	else rr = mqc_room_member_remove(db, room, user, &res);
+	if(rr == MQC_ROOMS_TOO_FEW){
+		fail_msg("removing %s would leave room %s with fewer than two participants: disable the room instead "
+				"(room disable %s)", user, room, room);
+		goto done;
 	}
+	if(room_refused(db, rr, &res, room, user, add ? "adding the participant" : "removing the participant")) goto done;
 	if(tx_commit(db)) goto done;
 	printf("%s %s room %s\n", user, add ? "added to" : "removed from", room);
+	if(res.owner_changed) fprintf(stderr, "mqchat-admin: room %s passed from %s to %s\n", room, user, res.owner);
 	rc = 0;
 done:
 	if(db) tx_rollback(db);
-	sqlite3_close(db);
+	mqc_db_close(db);
 	return rc;
 }
 
 static int cmd_room_set_enabled(const struct opts *o, bool enabled)
 {
 	const char *room;
-	char kind[16];
-	sqlite3 *db = NULL;
+	mqc_db *db = NULL;
+	mqc_rooms_res res;
+	mqc_rooms_rc rr;
 	int rc = 1;
 
 	if(o->argc != 3) return fail_msg("usage: room %s ROOM", enabled ? "enable" : "disable");
@@ -684,30 +626,28 @@ static int cmd_room_set_enabled(const struct opts *o, bool enabled)
 	if(!check_name("room", room)) return 1;
 	if(db_open(o, MQC_OPEN_READWRITE, &db)) return 1;
 	if(tx_begin(db)) goto done;
-	if(room_lookup(db, room, kind, sizeof(kind))) goto done;
-	{
-		const char *args[] = { enabled ? "1" : "0", room };
-		if(run(db, "UPDATE rooms SET enabled = CAST(? AS INTEGER) WHERE id = ?", 2, args, NULL)) goto done;
+	rr = mqc_room_set_enabled(db, room, enabled, &res);
+	if(rr == MQC_ROOMS_TOO_FEW){
+		fail_msg("room %s has fewer than two participants: not enabled (room add %s USER first)", room, room);
+		goto done;
 	}
+	if(room_refused(db, rr, &res, room, NULL, enabled ? "enabling the room" : "disabling the room")) goto done;
 	if(tx_commit(db)) goto done;
 	printf("room %s %s\n", room, enabled ? "enabled" : "disabled");
 	rc = 0;
 done:
 	if(db) tx_rollback(db);
-	sqlite3_close(db);
+	mqc_db_close(db);
 	return rc;
 }
 
-/* ---------------------------------------------------------------- arguments */
-
-/* Splits argv into options (anywhere) and positional words. */
 /* ---------------------------------------------------------------- device tokens */
 
 static int cmd_token_add(const struct opts *o)
 {
 	char secret[MQC_TOKEN_LEN + 1], hash[MQC_TOKEN_HASH_HEX + 1], id[MQC_TOKEN_ID_LEN + 1];
-	char now[24], exp[24];
-	sqlite3 *db = NULL;
+	mqc_db *db = NULL;
+	mqc_stmt *s;
 	int rc = 1;
 	long long expires_in = 0;
 
@@ -734,13 +674,15 @@ static int cmd_token_add(const struct opts *o)
 		goto done;
 	}
 	int64_t t = mqc_now_ms();
-	snprintf(now, sizeof(now), "%lld", (long long)t);
-	snprintf(exp, sizeof(exp), "%lld", (long long)(t + expires_in * 1000));
-	{
-		const char *args[] = { id, user, name, hash, now, o->has_expires_in ? exp : NULL };
-		if(run(db, "INSERT INTO tokens(id, user_id, name, hash, created_at, expires_at)"
-					" VALUES (?, ?, ?, ?, CAST(? AS INTEGER), CAST(? AS INTEGER))", 6, args, NULL)) goto done;
-	}
+	if((s = q(db, MQC_Q_ADMIN_TOKEN_INSERT, "adding the token")) == NULL) goto done;
+	mqc_bind_text(s, 1, id, -1);
+	mqc_bind_text(s, 2, user, -1);
+	mqc_bind_text(s, 3, name, -1);
+	mqc_bind_text(s, 4, hash, -1);
+	mqc_bind_int64(s, 5, t);
+	if(o->has_expires_in) mqc_bind_int64(s, 6, t + expires_in * 1000);
+	else mqc_bind_null(s, 6);
+	if(run(s, "adding the token", NULL)) goto done;
 	if(tx_commit(db)) goto done;
 	/* the secret alone on stdout (TOKEN=$(mqchat-admin token add ...)); shown this once */
 	printf("%s\n", secret);
@@ -751,50 +693,54 @@ static int cmd_token_add(const struct opts *o)
 done:
 	OPENSSL_cleanse(secret, sizeof(secret));
 	if(db) tx_rollback(db);
-	sqlite3_close(db);
+	mqc_db_close(db);
 	return rc;
 }
 
 static int cmd_token_list(const struct opts *o)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *stmt = NULL;
+	mqc_db *db = NULL;
+	mqc_stmt *s;
 	int rc;
 
 	if(o->argc != 3) return fail_msg("usage: token list USER");
 	const char *user = o->argv[2];
 	if(!check_name("user", user)) return 1;
 	if(db_open(o, MQC_OPEN_READONLY, &db)) return 1;
-	const char *args[] = { user };
-	if(prep(db, "SELECT id, name, created_at, expires_at, last_used_at FROM tokens WHERE user_id = ?"
-				" ORDER BY created_at, id", &stmt, 1, args)){
-		sqlite3_close(db);
+	if((s = q(db, MQC_Q_ADMIN_TOKEN_LIST, "listing tokens")) == NULL){
+		mqc_db_close(db);
 		return 1;
 	}
-	while((rc = sqlite3_step(stmt)) == SQLITE_ROW){
-		const unsigned char *e = sqlite3_column_text(stmt, 3), *u = sqlite3_column_text(stmt, 4);
-		printf("%s\t%s\t%lld\t%s\t%s\n", (const char *)sqlite3_column_text(stmt, 0),
-				(const char *)sqlite3_column_text(stmt, 1), (long long)sqlite3_column_int64(stmt, 2),
-				e ? (const char *)e : "-", u ? (const char *)u : "-");
+	mqc_bind_text(s, 1, user, -1);
+	while((rc = mqc_step(s)) == MQC_ROW){
+		char e[24] = "-", u[24] = "-";
+		if(!mqc_col_null(s, 3)) snprintf(e, sizeof(e), "%lld", (long long)mqc_col_int64(s, 3));
+		if(!mqc_col_null(s, 4)) snprintf(u, sizeof(u), "%lld", (long long)mqc_col_int64(s, 4));
+		printf("%s\t%s\t%lld\t%s\t%s\n", mqc_col_text(s, 0), mqc_col_text(s, 1),
+				(long long)mqc_col_int64(s, 2), e, u);
 	}
-	if(rc != SQLITE_DONE) db_fail(db, "listing tokens");
-	sqlite3_finalize(stmt);
-	sqlite3_close(db);
-	return rc == SQLITE_DONE ? 0 : 1;
+	mqc_reset(s);
+	if(rc != MQC_DONE) db_fail(db, "listing tokens");
+	mqc_db_close(db);
+	return rc == MQC_DONE ? 0 : 1;
 }
 
 static int cmd_token_revoke(const struct opts *o)
 {
-	sqlite3 *db = NULL;
-	int rc = 1, changes = 0;
+	mqc_db *db = NULL;
+	mqc_stmt *s;
+	int rc = 1;
+	int64_t changes = 0;
 
 	if(o->argc != 4) return fail_msg("usage: token revoke USER ID");
 	const char *user = o->argv[2], *id = o->argv[3];
 	if(!check_name("user", user) || !check_name("token", id)) return 1;
 	if(db_open(o, MQC_OPEN_READWRITE, &db)) return 1;
-	const char *args[] = { id, user };
 	if(tx_begin(db)) goto done;
-	if(run(db, "DELETE FROM tokens WHERE id = ? AND user_id = ?", 2, args, &changes)) goto done;
+	if((s = q(db, MQC_Q_ADMIN_TOKEN_REVOKE, "revoking the token")) == NULL) goto done;
+	mqc_bind_text(s, 1, id, -1);
+	mqc_bind_text(s, 2, user, -1);
+	if(run(s, "revoking the token", &changes)) goto done;
 	if(!changes){
 		fail_msg("user %s has no token %s", user, id);
 		goto done;
@@ -804,10 +750,13 @@ static int cmd_token_revoke(const struct opts *o)
 	rc = 0;
 done:
 	if(db) tx_rollback(db);
-	sqlite3_close(db);
+	mqc_db_close(db);
 	return rc;
 }
 
+/* ---------------------------------------------------------------- arguments */
+
+/* Splits argv into options (anywhere) and positional words. */
 static int parse_args(int argc, char **argv, struct opts *o, bool *help)
 {
 	int i;
@@ -870,7 +819,7 @@ int main(int argc, char **argv)
 	if(o.db_path == NULL) o.db_path = getenv("MQCHAT_DB");
 	if(o.db_path == NULL || o.db_path[0] == '\0'){
 		free(o.argv);
-		return fail_msg("no database: give --db PATH or set MQCHAT_DB");
+		return fail_msg("no database: give --db PATH|URI or set MQCHAT_DB");
 	}
 
 	cmd = o.argv[0];

@@ -21,10 +21,11 @@
  * has aborted the whole transaction. What stays with the callers: who may do what (the
  * owner, a participant), argument limits, names' syntax, events, answers, messages.
  *
- * With PostgreSQL every function first locks the room's row (SELECT ... FOR UPDATE), so
- * two changes to one room's participants run one after the other and each counts the
- * participants the other left (SQLite has one writer at a time anyway); users it checks
- * are read FOR SHARE, so a user disabled meanwhile is waited for and then seen.
+ * With PostgreSQL every function first locks the acl_version row (which the change bumps
+ * anyway) and then the room's row (SELECT ... FOR UPDATE), so two changes to one room's
+ * participants run one after the other and each counts the participants the other left,
+ * and a transaction calling several rules, also for several rooms, takes its locks in the
+ * schema triggers' order (SQLite has one writer at a time anyway).
  *
  * Nothing here logs; on MQC_ROOMS_DB, mqc_db_errmsg and mqc_db_fault_last say what failed.
  */
@@ -74,9 +75,9 @@ typedef struct mqc_rooms_res {
 } mqc_rooms_res;
 
 /* Creates the room of users[0..n): n == 2 their direct room, n > 2 a group room named name
- * (NULL: no name; the callers' rule whether a direct room may have one). owner is its
- * created_by and one of users. Preconditions (else MQC_ROOMS_INVALID, nothing read): n >= 2,
- * the names valid and distinct, owner among them. Every user is checked in order
+ * (NULL: no name; the callers check its text). owner is its created_by and one of users.
+ * Preconditions (else MQC_ROOMS_INVALID, nothing read): n >= 2, the names valid and
+ * distinct, owner among them, no name for a direct room. Every user is checked in order
  * (MQC_ROOMS_NO_USER, MQC_ROOMS_USER_DISABLED with res->user) before anything is written,
  * also when the pair's direct room exists: then res->room is that room, res->created false
  * and nothing is written (the UNIQUE direct_key decides, so two creates racing make one
