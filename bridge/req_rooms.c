@@ -1,6 +1,8 @@
 /*
  * req_rooms.c: the room ops: room.create, room.direct, rooms.list, room.get, members, leave, disable and enable (docs/protocol.md "Operations"; the call context and
- * building blocks: requests_int.h).
+ * building blocks: requests_int.h). The database part of each change is a room rule of
+ * store/rooms.h (shared with mqchat-admin); who may ask, the events and the answers are
+ * here.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -11,19 +13,49 @@
 #include <openssl/crypto.h>
 
 #include "requests_int.h"
+#include "rooms.h"
 
 /* ---------------------------------------------------------------- room ops */
+
+/* A room rule's outcome (store/rooms.h) as the answer, for the outcomes every op answers
+ * alike (the op handles the others first). what: the change, for the log. */
+static int rooms_fail(struct call *c, mqc_rooms_rc rr, const char *room, const mqc_rooms_res *res, const char *what)
+{
+	switch(rr){
+	case MQC_ROOMS_OK:
+		return OP_OK;
+	case MQC_ROOMS_DB:
+		return dbfail(c, what);
+	case MQC_ROOMS_NO_USER:
+		return fail(c, "not_found", "no such user: %s", res->user);
+	case MQC_ROOMS_USER_DISABLED:
+		return fail(c, "invalid", "user %s is disabled", res->user);
+	case MQC_ROOMS_NO_ROOM:
+	case MQC_ROOMS_NOT_PARTICIPANT:
+		return fail(c, "not_found", "no room %s (or you are not a participant)", room);
+	case MQC_ROOMS_DIRECT:
+		return fail(c, "invalid", "room %s is a direct room: its participants never change", room);
+	case MQC_ROOMS_FULL:
+		return fail(c, "too_large", "a room holds at most %d users", REQ_MAX_ROOM_MEMBERS);
+	case MQC_ROOMS_NO_RANDOM:
+		bridge__log(BLOG_ERROR, "requests", "%s for %s: no randomness for a room id; answering internal", c->opname,
+				c->user);
+		return fail(c, "internal", "cannot make a room id");
+	default:
+		bridge__log(BLOG_ERROR, "requests", "%s for %s: %s: the room rule answered \"%s\"; answering internal", c->opname,
+				c->user, what, mqc_rooms_rc_str(rr));
+		return fail(c, "internal", "%s", mqc_rooms_rc_str(rr));
+	}
+}
 
 int op_room_create(struct call *c)
 {
 	const char **names = NULL;
-	const char *room = NULL;
 	size_t n, i;
 	int rc;
 	json_t *jname = json_object_get(c->req, "name");
-	char id[23], key[2 * MQC_NAME_MAX + 2];
-	bool created = false;
-	int64_t now = mqc_now_ms();
+	mqc_rooms_res res;
+	mqc_rooms_rc rr;
 
 	if(json_is_null(jname)) jname = NULL;
 	rc = arg_users(c, "participants", c->user, &names, &n);
@@ -55,60 +87,21 @@ int op_room_create(struct call *c)
 	}
 
 	if((rc = txn_begin(c))) goto out;
-	for(i = 0; i < n; i++){
-		if((rc = user_joinable(c, names[i]))) goto out;
-	}
-	if(mqc_room_id_new(id)){
-		bridge__log(BLOG_ERROR, "requests", "room.create for %s: no randomness for a room id; answering internal", c->user);
-		rc = fail(c, "internal", "cannot make a room id");
+	/* Every user is checked first; a pair that has its direct room gets it (created false:
+	 * nothing is written, nothing published). */
+	rr = mqc_room_create(c->r->db, names, n, c->user, jname ? json_string_value(jname) : NULL, mqc_now_ms(), &res);
+	if(rr != MQC_ROOMS_OK){
+		rc = rooms_fail(c, rr, NULL, &res, "creating a room");
 		goto out;
 	}
-	mqc_stmt *s = st(c, MQC_Q_REQ_ROOM_INSERT);
-	bind_text(s, 1, id);
-	bind_text(s, 2, n == 2 ? "direct" : "group");
-	bind_text(s, 3, jname ? json_string_value(jname) : NULL);
-	bind_text(s, 4, c->user);
-	mqc_bind_int64(s, 5, now);
-	if(n == 2){
-		if(mqc_direct_key(names[0], names[1], key, sizeof(key))){
-			rc = fail(c, "internal", "cannot make the direct room key");
-			goto out;
-		}
-		bind_text(s, 6, key);
-	}else{
-		bind_text(s, 6, NULL);
-	}
-	if((rc = exec_done(c, s, "inserting a room"))) goto out;
-	created = mqc_db_changes(c->r->db) == 1;
-	room = id;
-	if(n == 2 && !created){
-		/* The pair already has its room: UNIQUE(direct_key) made the INSERT a no-op. */
-		s = st(c, MQC_Q_REQ_DIRECT_GET);
-		bind_text(s, 1, key);
-		rc = mqc_step(s);
-		if(rc != MQC_ROW){
-			rc = dbfail(c, "reading the direct room");
-			mqc_reset(s);
-			goto out;
-		}
-		snprintf(id, sizeof(id), "%s", mqc_col_text(s, 0));
-		mqc_reset(s);
-	}
-	if(created){
+	if(res.created){
+		if((rc = room_control(c, res.room))) goto out;
 		for(i = 0; i < n; i++){
-			s = st(c, MQC_Q_REQ_PART_INSERT);
-			bind_text(s, 1, id);
-			bind_text(s, 2, names[i]);
-			mqc_bind_int64(s, 3, now);
-			if((rc = exec_done(c, s, "inserting a participant"))) goto out;
-		}
-		if((rc = room_control(c, id))) goto out;
-		for(i = 0; i < n; i++){
-			if((rc = room_event(c, names[i], "room.added", id, true))) goto out;
+			if((rc = room_event(c, names[i], "room.added", res.room, true))) goto out;
 		}
 	}
-	if((rc = room_object(c, room, c->user, &c->result))) goto out;
-	if(json_object_set_new(c->result, "created", json_boolean(created))){
+	if((rc = room_object(c, res.room, c->user, &c->result))) goto out;
+	if(json_object_set_new(c->result, "created", json_boolean(res.created))){
 		rc = OP_NOMEM;
 		goto out;
 	}
@@ -245,37 +238,25 @@ int op_room_members_add(struct call *c)
 	const char *room, **names = NULL;
 	struct room_access ra;
 	size_t n, i;
-	int64_t count, now = mqc_now_ms();
+	int64_t now = mqc_now_ms();
 	json_t *added = NULL;
 	int rc = arg_name(c, "room", true, &room);
 	if(rc) return rc;
 	if((rc = arg_users(c, "users", NULL, &names, &n))) return rc;
 	if((rc = txn_begin(c))) goto out;
 	if((rc = group_change_access(c, room, &ra, true))) goto out;
-	if((rc = member_count(c, room, &count))) goto out;
 	if(!(added = json_array())){
 		rc = OP_NOMEM;
 		goto out;
 	}
 	for(i = 0; i < n; i++){
-		bool yes;
-		if((rc = is_member(c, room, names[i], &yes))) goto out;
-		if(yes) continue;
-		if((rc = user_joinable(c, names[i]))) goto out;
-		if(count + 1 > REQ_MAX_ROOM_MEMBERS){
-			rc = fail(c, "too_large", "a room holds at most %d users", REQ_MAX_ROOM_MEMBERS);
+		mqc_rooms_res res;
+		mqc_rooms_rc rr = mqc_room_member_add(c->r->db, room, names[i], now, REQ_MAX_ROOM_MEMBERS, &res);
+		if(rr == MQC_ROOMS_PARTICIPANT) continue;
+		if(rr != MQC_ROOMS_OK){
+			rc = rooms_fail(c, rr, room, &res, "adding a participant");
 			goto out;
 		}
-		mqc_stmt *s = st(c, MQC_Q_REQ_PART_INSERT);
-		bind_text(s, 1, room);
-		bind_text(s, 2, names[i]);
-		mqc_bind_int64(s, 3, now);
-		if((rc = exec_done(c, s, "inserting a participant"))) goto out;
-		s = st(c, MQC_Q_REQ_MARKER_JOIN);
-		bind_text(s, 1, names[i]);
-		bind_text(s, 2, room);
-		if((rc = exec_done(c, s, "setting a new participant's read marker"))) goto out;
-		count++;
 		if(json_array_append_new(added, json_string(names[i]))){
 			rc = OP_NOMEM;
 			goto out;
@@ -313,7 +294,6 @@ int op_room_members_remove(struct call *c)
 	const char *room, **names = NULL;
 	struct room_access ra;
 	size_t n, i;
-	int64_t count;
 	json_t *removed = NULL;
 	int rc = arg_name(c, "room", true, &room);
 	if(rc) return rc;
@@ -331,20 +311,23 @@ int op_room_members_remove(struct call *c)
 		goto out;
 	}
 	for(i = 0; i < n; i++){
-		mqc_stmt *s = st(c, MQC_Q_REQ_PART_DELETE);
-		bind_text(s, 1, room);
-		bind_text(s, 2, names[i]);
-		if((rc = exec_done(c, s, "removing a participant"))) goto out;
-		if(mqc_db_changes(c->r->db) == 1 && json_array_append_new(removed, json_string(names[i]))){
+		mqc_rooms_res res;
+		mqc_rooms_rc rr = mqc_room_member_remove(c->r->db, room, names[i], &res);
+		if(rr == MQC_ROOMS_NOT_PARTICIPANT || rr == MQC_ROOMS_NO_USER) continue; /* nothing to remove */
+		if(rr == MQC_ROOMS_TOO_FEW){
+			/* The caller (the owner) stays: the removal that fails is the one leaving 1. */
+			rc = fail(c, "conflict", "a room needs at least two participants: removing these would leave %" PRId64
+					"; disable the room instead", res.participants);
+			goto out;
+		}
+		if(rr != MQC_ROOMS_OK){
+			rc = rooms_fail(c, rr, room, &res, "removing a participant");
+			goto out;
+		}
+		if(json_array_append_new(removed, json_string(names[i]))){
 			rc = OP_NOMEM;
 			goto out;
 		}
-	}
-	if((rc = member_count(c, room, &count))) goto out;
-	if(count < 2){
-		rc = fail(c, "conflict", "a room needs at least two participants: removing these would leave %" PRId64
-				"; disable the room instead", count);
-		goto out;
 	}
 	if(json_array_size(removed) > 0){
 		if((rc = room_control(c, room))) goto out;
@@ -366,57 +349,30 @@ out:
 
 /* Leaving a group: always allowed. If the owner leaves, ownership passes to the member who
  * joined first (ties: smallest user id). If fewer than two members remain, the room is
- * disabled as well: nobody can talk alone, and the last one keeps the history. */
+ * disabled as well: nobody can talk alone, and the last one keeps the history (the rule
+ * is mqc_room_leave's). */
 int op_room_leave(struct call *c)
 {
 	const char *room;
 	struct room_access ra;
-	int64_t count;
-	bool disabled_now = false;
+	mqc_rooms_res res;
+	mqc_rooms_rc rr;
 	int rc = arg_name(c, "room", true, &room);
 	if(rc) return rc;
 	if((rc = txn_begin(c))) return rc;
 	if((rc = group_change_access(c, room, &ra, false))) return rc;
-
-	mqc_stmt *s = st(c, MQC_Q_REQ_PART_DELETE);
-	bind_text(s, 1, room);
-	bind_text(s, 2, c->user);
-	if((rc = exec_done(c, s, "removing the participant"))) return rc;
-	if((rc = member_count(c, room, &count))) return rc;
-	if(count > 0 && strcmp(ra.created_by, c->user) == 0){
-		s = st(c, MQC_Q_REQ_NEXT_OWNER);
-		bind_text(s, 1, room);
-		rc = mqc_step(s);
-		if(rc != MQC_ROW){
-			rc = dbfail(c, "choosing the next owner");
-			mqc_reset(s);
-			return rc;
-		}
-		char owner[MQC_NAME_MAX + 1];
-		snprintf(owner, sizeof(owner), "%s", mqc_col_text(s, 0));
-		mqc_reset(s);
-		s = st(c, MQC_Q_REQ_ROOM_SET_OWNER);
-		bind_text(s, 1, room);
-		bind_text(s, 2, owner);
-		if((rc = exec_done(c, s, "passing ownership"))) return rc;
-	}
-	if(count < 2 && ra.enabled){
-		s = st(c, MQC_Q_REQ_ROOM_SET_ENABLED);
-		bind_text(s, 1, room);
-		mqc_bind_int64(s, 2, 0);
-		if((rc = exec_done(c, s, "disabling the room"))) return rc;
-		disabled_now = true;
-	}
+	rr = mqc_room_leave(c->r->db, room, c->user, &res);
+	if(rr != MQC_ROOMS_OK) return rooms_fail(c, rr, room, &res, "leaving the room");
 	if((rc = room_control(c, room))) return rc;
 	if((rc = room_event(c, c->user, "room.removed", room, false))) return rc;
 	if((rc = room_event_all(c, "room.updated", room, true, NULL))) return rc;
-	if(disabled_now && (rc = room_event_all(c, "room.disabled", room, false, NULL))) return rc;
+	if(res.disabled_now && (rc = room_event_all(c, "room.disabled", room, false, NULL))) return rc;
 
 	c->result = json_object();
 	if(!c->result || set(c->result, "room", json_string(room)) || set(c->result, "left", json_true())){
 		return OP_NOMEM;
 	}
-	if(set(c->result, "room_disabled", json_boolean(disabled_now))) return OP_NOMEM;
+	if(set(c->result, "room_disabled", json_boolean(res.disabled_now))) return OP_NOMEM;
 	return txn_commit(c);
 }
 
@@ -424,7 +380,8 @@ int set_enabled(struct call *c, bool enable)
 {
 	const char *room;
 	struct room_access ra;
-	bool changed = false;
+	mqc_rooms_res res;
+	mqc_rooms_rc rr;
 	int rc = arg_name(c, "room", true, &room);
 	if(rc) return rc;
 	if((rc = txn_begin(c))) return rc;
@@ -432,22 +389,15 @@ int set_enabled(struct call *c, bool enable)
 	if(strcmp(ra.created_by, c->user) != 0){
 		return fail(c, "forbidden", "only the room's owner (%s) may %s it", ra.created_by, enable ? "enable" : "disable");
 	}
-	if(ra.enabled != enable){
-		if(enable){
-			int64_t count;
-			if((rc = member_count(c, room, &count))) return rc;
-			if(count < 2) return fail(c, "conflict", "room %s has fewer than two participants", room);
-		}
-		mqc_stmt *s = st(c, MQC_Q_REQ_ROOM_SET_ENABLED);
-		bind_text(s, 1, room);
-		mqc_bind_int64(s, 2, enable ? 1 : 0);
-		if((rc = exec_done(c, s, enable ? "enabling the room" : "disabling the room"))) return rc;
-		changed = true;
+	rr = mqc_room_set_enabled(c->r->db, room, enable, &res);
+	if(rr == MQC_ROOMS_TOO_FEW) return fail(c, "conflict", "room %s has fewer than two participants", room);
+	if(rr != MQC_ROOMS_OK) return rooms_fail(c, rr, room, &res, enable ? "enabling the room" : "disabling the room");
+	if(res.changed){
 		if((rc = room_control(c, room))) return rc;
 		if((rc = room_event_all(c, enable ? "room.enabled" : "room.disabled", room, false, NULL))) return rc;
 	}
 	if((rc = room_object(c, room, c->user, &c->result))) return rc;
-	if(set(c->result, "changed", json_boolean(changed))) return OP_NOMEM;
+	if(set(c->result, "changed", json_boolean(res.changed))) return OP_NOMEM;
 	return txn_commit(c);
 }
 

@@ -379,37 +379,6 @@ int room_access(struct call *c, const char *room, struct room_access *ra)
 	return rc;
 }
 
-/* A user that may join a room: exists (else not_found) and is not disabled (else invalid). */
-int user_joinable(struct call *c, const char *user)
-{
-	int64_t disabled;
-	bool found;
-	mqc_stmt *s = st(c, MQC_Q_REQ_USER_GET);
-	bind_text(s, 1, user);
-	int rc = query_int(c, s, "looking up a user", &disabled, &found);
-	if(rc) return rc;
-	if(!found) return fail(c, "not_found", "no such user: %s", user);
-	if(disabled) return fail(c, "invalid", "user %s is disabled", user);
-	return OP_OK;
-}
-
-int member_count(struct call *c, const char *room, int64_t *n)
-{
-	bool found;
-	mqc_stmt *s = st(c, MQC_Q_REQ_MEMBER_COUNT);
-	bind_text(s, 1, room);
-	return query_int(c, s, "counting participants", n, &found);
-}
-
-int is_member(struct call *c, const char *room, const char *user, bool *yes)
-{
-	int64_t v;
-	mqc_stmt *s = st(c, MQC_Q_REQ_IS_MEMBER);
-	bind_text(s, 1, room);
-	bind_text(s, 2, user);
-	return query_int(c, s, "checking a participant", &v, yes);
-}
-
 /* The sorted participants of a room, as a JSON array of strings. */
 int members(struct call *c, const char *room, json_t **out)
 {
@@ -909,7 +878,8 @@ void requests__set_token_login(struct requests *r, bool token)
 
 /* ---------------------------------------------------------------- life cycle */
 
-/* The shared statements of q_store.sql the request API runs; its own are every req_*. */
+/* The shared statements of q_store.sql the request API runs; its own are every req_*, and
+ * the room rules' (store/rooms.c) every rooms_*. */
 static const mqc_qid shared_stmts[] = {
 	MQC_Q_BEGIN_WRITE, MQC_Q_COMMIT, MQC_Q_ROLLBACK, MQC_Q_ACL_VERSION, MQC_Q_MARKER_RAISE,
 };
@@ -928,7 +898,7 @@ struct requests *requests__new(mqc_db *db, const char *prefix)
 	/* Prepared now, so that a statement the database refuses shows at start (and st()
 	 * never meets a statement that cannot be prepared). */
 	for(int i = 0; i < MQC_Q_COUNT_; i++){
-		bool ours = strncmp(mqc_q_names[i], "req_", 4) == 0;
+		bool ours = strncmp(mqc_q_names[i], "req_", 4) == 0 || strncmp(mqc_q_names[i], "rooms_", 6) == 0;
 		for(size_t k = 0; !ours && k < sizeof(shared_stmts) / sizeof(shared_stmts[0]); k++) ours = shared_stmts[k] == (mqc_qid)i;
 		if(ours && !mqc_q(db, (mqc_qid)i)){
 			bridge__log(BLOG_ERROR, "requests", "cannot prepare statement %s on database %s: %s; the bridge cannot serve requests",

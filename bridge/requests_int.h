@@ -91,9 +91,6 @@ json_t *msg_from_row(struct log_repeat *lr, mqc_stmt *s, int col, const char *ro
 int room_from_row(struct call *c, mqc_stmt *s, json_t **out);
 int room_object(struct call *c, const char *room, const char *user, json_t **out);
 int room_access(struct call *c, const char *room, struct room_access *ra);
-int user_joinable(struct call *c, const char *user);
-int member_count(struct call *c, const char *room, int64_t *n);
-int is_member(struct call *c, const char *room, const char *user, bool *yes);
 int members(struct call *c, const char *room, json_t **out);
 int append(json_t **arr, json_t *v);
 int room_control(struct call *c, const char *room);

@@ -1,7 +1,8 @@
 -- The statement table of the SQLite engine: the bridge's request API (bridge/requests.c,
 -- req_rooms.c, req_messages.c, req_people.c). Each statement starts at "-- @name" (db.h);
 -- schema/postgresql/q_bridge.sql has one of each name. Transactions, acl_version and the
--- read marker of `read` are the shared statements of q_store.sql.
+-- read marker of `read` are the shared statements of q_store.sql; the changes to rooms
+-- and their participants are the room rules' (store/rooms.c, q_rooms.sql).
 --
 -- Activity of a room, for ordering rooms.list: its newest message id, else the first
 -- message id of the millisecond it was created (same scale, see MQC_ID_SEQ_BITS):
@@ -20,32 +21,8 @@ SELECT r.kind, r.created_by, r.enabled FROM rooms r
 SELECT version, enabled FROM rooms WHERE id = ?1
 -- @req_members
 SELECT user_id, room_id FROM room_participants WHERE room_id = ?1 ORDER BY user_id
--- @req_member_count
-SELECT count(*) FROM room_participants WHERE room_id = ?1
--- @req_is_member
-SELECT 1 FROM room_participants WHERE room_id = ?1 AND user_id = ?2
--- @req_room_insert
--- A direct room whose pair already has one is not inserted (no change: the caller reads it).
-INSERT INTO rooms(id, kind, name, created_by, created_at, direct_key)
- VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(direct_key) DO NOTHING
 -- @req_direct_get
 SELECT id, direct_key FROM rooms WHERE direct_key = ?1
--- @req_part_insert
-INSERT INTO room_participants(room_id, user_id, joined_at) VALUES (?1, ?2, ?3)
- ON CONFLICT DO NOTHING
--- @req_part_delete
-DELETE FROM room_participants WHERE room_id = ?1 AND user_id = ?2
--- @req_marker_join
--- A new member ?1 of room ?2 starts with everything before its arrival read.
-INSERT INTO read_markers(user_id, room_id, last_read_id)
- SELECT ?1, id, last_msg_id FROM rooms WHERE id = ?2 AND true
- ON CONFLICT(user_id, room_id) DO UPDATE SET last_read_id = max(last_read_id, excluded.last_read_id)
--- @req_room_set_enabled
-UPDATE rooms SET enabled = ?2 WHERE id = ?1
--- @req_room_set_owner
-UPDATE rooms SET created_by = ?2 WHERE id = ?1
--- @req_next_owner
-SELECT user_id FROM room_participants WHERE room_id = ?1 ORDER BY joined_at, user_id LIMIT 1
 -- @req_room_one
 -- Room ?2 as user ?1 sees it.
 SELECT r.id, r.name, r.kind, r.created_by, r.enabled, r.created_at,
