@@ -68,10 +68,18 @@ static void safe_name(const char *where, char *out, size_t outlen)
 	}
 }
 
+/* One line for a log: trailing newlines dropped, inner ones ("CONTEXT: ...") made "; ". */
 static void trim(char *s)
 {
 	size_t l = strlen(s);
 	while(l && (s[l - 1] == '\n' || s[l - 1] == ' ')) s[--l] = '\0';
+	for(char *p = s; (p = strchr(p, '\n')) != NULL;){
+		size_t rest;
+		*p++ = ';';
+		for(rest = 0; p[rest] == ' '; rest++){}
+		memmove(p + 1, p + rest, strlen(p + rest) + 1);
+		*p = ' ';
+	}
 }
 
 static mqc_db_fault fault_of(PGconn *conn, const PGresult *res)
@@ -304,7 +312,8 @@ static int pg_step(mqc_stmt *s)
 			st->res = NULL;
 			return MQC_ERR;
 		}
-		{
+		/* Rows changed: INSERT/UPDATE/DELETE (with or without RETURNING), not a SELECT's rows. */
+		if(strncmp(PQcmdStatus(st->res), "SELECT", 6) != 0){
 			const char *n = PQcmdTuples(st->res);
 			db->changes = n && n[0] ? strtoll(n, NULL, 10) : 0;
 		}

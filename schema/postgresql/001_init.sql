@@ -1,6 +1,6 @@
 -- 001: the first PostgreSQL schema: the final state of the SQLite migrations 001-003
 -- (every table of DESIGN.md "Tables", device tokens; no rooms_last_msg index).
--- Applied in one transaction by store/migrate.c, which keeps the version in mqchat_schema.
+-- Applied in one transaction by store/db.c, which keeps the version in mqchat_schema.
 -- Differences from the SQLite schema, none visible to the C code:
 --   * ms timestamps, ids, counters and versions are BIGINT (SQLite INTEGER is 64-bit);
 --     the flags disabled/enabled stay INTEGER 0/1 with their CHECK, not boolean.
@@ -14,24 +14,26 @@
 --     token insert racing a disable / password change must wait for it (or it for the insert).
 --   * new: every acl_version change NOTIFYs channel mqchat_acl with the new value (delivered
 --     at commit), so the plugin listens instead of polling.
--- Text compares bytewise like SQLite's BINARY collation only in a C-collation database.
+--   * every text column is COLLATE "C": it compares and sorts bytewise like SQLite's BINARY
+--     collation whatever the database's locale (the direct key "a:b" with a < b in strcmp
+--     order, page order of ids and names).
 
 CREATE TABLE users (
-    id            TEXT PRIMARY KEY,            -- the MQTT username, [A-Za-z0-9._-]{1,64}
-    display_name  TEXT,
-    password_hash TEXT NOT NULL,               -- pbkdf2-sha512$<iterations>$<salt b64>$<dk b64>
+    id            TEXT COLLATE "C" PRIMARY KEY,            -- the MQTT username, [A-Za-z0-9._-]{1,64}
+    display_name  TEXT COLLATE "C",
+    password_hash TEXT COLLATE "C" NOT NULL,               -- pbkdf2-sha512$<iterations>$<salt b64>$<dk b64>
     created_at    BIGINT NOT NULL,             -- ms since the Unix epoch
     disabled      INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1))
 );
 
 CREATE TABLE rooms (
-    id          TEXT PRIMARY KEY,              -- server-made, random, topic-safe
-    kind        TEXT NOT NULL CHECK (kind IN ('direct', 'group')),
-    name        TEXT,
-    created_by  TEXT NOT NULL REFERENCES users(id),
+    id          TEXT COLLATE "C" PRIMARY KEY,              -- server-made, random, topic-safe
+    kind        TEXT COLLATE "C" NOT NULL CHECK (kind IN ('direct', 'group')),
+    name        TEXT COLLATE "C",
+    created_by  TEXT COLLATE "C" NOT NULL REFERENCES users(id),
     enabled     INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
     created_at  BIGINT NOT NULL,
-    direct_key  TEXT UNIQUE,                   -- "a:b" with a < b for direct rooms, NULL for groups
+    direct_key  TEXT COLLATE "C" UNIQUE,                   -- "a:b" with a < b for direct rooms, NULL for groups
     version     BIGINT NOT NULL DEFAULT 1,     -- bumped by the triggers below on every membership/enabled change
     last_msg_id BIGINT NOT NULL DEFAULT 0,     -- id of the newest stored message (0: none)
     msg_count   BIGINT NOT NULL DEFAULT 0,     -- number of stored messages
@@ -39,8 +41,8 @@ CREATE TABLE rooms (
 );
 
 CREATE TABLE room_participants (
-    room_id   TEXT NOT NULL REFERENCES rooms(id),
-    user_id   TEXT NOT NULL REFERENCES users(id),
+    room_id   TEXT COLLATE "C" NOT NULL REFERENCES rooms(id),
+    user_id   TEXT COLLATE "C" NOT NULL REFERENCES users(id),
     joined_at BIGINT NOT NULL,
     PRIMARY KEY (room_id, user_id)
 );
@@ -51,13 +53,13 @@ CREATE INDEX room_participants_by_user ON room_participants(user_id, room_id);
 -- differences of seq values, never scans.
 CREATE TABLE messages (
     id            BIGINT PRIMARY KEY,
-    room_id       TEXT NOT NULL,
+    room_id       TEXT COLLATE "C" NOT NULL,
     seq           BIGINT NOT NULL,
-    sender        TEXT NOT NULL,
-    type          TEXT NOT NULL,
-    body          TEXT,
-    attachment    TEXT,                        -- JSON object, as sent
-    client_msg_id TEXT,
+    sender        TEXT COLLATE "C" NOT NULL,
+    type          TEXT COLLATE "C" NOT NULL,
+    body          TEXT COLLATE "C",
+    attachment    TEXT COLLATE "C",                        -- JSON object, as sent
+    client_msg_id TEXT COLLATE "C",
     ts            BIGINT NOT NULL              -- ms since the Unix epoch, stamped by the plugin
 );
 CREATE INDEX messages_by_room ON messages(room_id, id);
@@ -65,23 +67,23 @@ CREATE INDEX messages_by_room_sender ON messages(room_id, sender, id);
 
 -- Per-sender message counts, so "count from one user" is one row read.
 CREATE TABLE room_sender_counts (
-    room_id TEXT NOT NULL,
-    sender  TEXT NOT NULL,
+    room_id TEXT COLLATE "C" NOT NULL,
+    sender  TEXT COLLATE "C" NOT NULL,
     n       BIGINT NOT NULL,
     PRIMARY KEY (room_id, sender)
 );
 
 CREATE TABLE contacts (
-    owner      TEXT NOT NULL REFERENCES users(id),
-    contact    TEXT NOT NULL REFERENCES users(id),
+    owner      TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+    contact    TEXT COLLATE "C" NOT NULL REFERENCES users(id),
     created_at BIGINT NOT NULL,
     PRIMARY KEY (owner, contact),
     CHECK (owner <> contact)
 );
 
 CREATE TABLE read_markers (
-    user_id      TEXT NOT NULL,
-    room_id      TEXT NOT NULL,
+    user_id      TEXT COLLATE "C" NOT NULL,
+    room_id      TEXT COLLATE "C" NOT NULL,
     last_read_id BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (user_id, room_id)
 );
@@ -90,7 +92,7 @@ CREATE TABLE read_markers (
 -- tokens) changes, whoever wrote it (bridge, mqchat-admin, a human with psql). The plugin's
 -- reload thread listens on mqchat_acl (meta_au_notify); see docs/architecture.md "Membership".
 CREATE TABLE meta (
-    key   TEXT PRIMARY KEY,
+    key   TEXT COLLATE "C" PRIMARY KEY,
     value BIGINT NOT NULL
 );
 INSERT INTO meta(key, value) VALUES ('acl_version', 1);
@@ -100,10 +102,10 @@ INSERT INTO meta(key, value) VALUES ('acl_version', 1);
 -- needs no slow hash). The plugin holds every token's hash in its snapshot and checks a
 -- CONNECT password that looks like a token ("mqt_" + 43 base64url characters) against it.
 CREATE TABLE tokens (
-    id           TEXT PRIMARY KEY,          -- public handle, "tk" + 16 hex digits
-    user_id      TEXT NOT NULL REFERENCES users(id),
-    name         TEXT NOT NULL,             -- the device, as its owner named it
-    hash         TEXT NOT NULL UNIQUE,      -- lowercase hex SHA-256 of the secret
+    id           TEXT COLLATE "C" PRIMARY KEY,          -- public handle, "tk" + 16 hex digits
+    user_id      TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+    name         TEXT COLLATE "C" NOT NULL,             -- the device, as its owner named it
+    hash         TEXT COLLATE "C" NOT NULL UNIQUE,      -- lowercase hex SHA-256 of the secret
     created_at   BIGINT NOT NULL,           -- ms since the Unix epoch
     expires_at   BIGINT,                    -- ms since the Unix epoch; NULL: never
     last_used_at BIGINT                     -- ms; recorded lazily (at most once a minute per token)

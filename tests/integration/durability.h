@@ -14,7 +14,7 @@ static const char *senders[] = { "u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7",
 
 /* The env (not started): the senders, their room, no per-user rates (the load is faster
  * than one person), at most 20,000 messages unconfirmed. Exits if the setup fails. */
-static h_env *durability_env(const char *name)
+__attribute__((unused)) static h_env *durability_env(const char *name)
 {
 	h_env *env = h_env_new(name);
 	for(int i = 0; senders[i]; i++) h_user(env, senders[i]);

@@ -53,7 +53,7 @@ int hx_write_conf(h_env *env)
 			"log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
 			"log_timestamp_format %%H:%%M:%%S\n"
 			"plugin %s\n"
-			"plugin_opt_db %s\n"
+			"plugin_opt_db_path %s\n"
 			"plugin_opt_spool_path %s.spool\n"
 			"plugin_opt_idlease_path %s.idlease\n"
 			"plugin_opt_service_user %s\n"
