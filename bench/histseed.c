@@ -1,11 +1,11 @@
 /*
  * mqchat-histseed: the history database of benchmark scenario 3 (docs/benchmarks.md), fast.
  *
- *   mqchat-histseed --db PATH --password PW [--rooms 10000] [--per-room 900]
+ *   mqchat-histseed --db PATH|postgresql://... --password PW [--rooms 10000] [--per-room 900]
  *                   [--hot 1000000] [--small 100] [--iterations 1000]
  *                   [--rooms-file FILE] [--info FILE]
  *
- * Makes, in a fresh file:
+ * Makes, in a fresh file (or a fresh PostgreSQL database: created, not yet initialised):
  *   - users u0..u(2R-1) (room r's members are u(2r) and u(2r+1), like scenario 2), h0..h9
  *     (the senders of the hot room) and "reader" (the user mqchat-reqbench queries as);
  *   - R group rooms of --per-room messages each, the hot room of --hot messages (reader +
@@ -19,12 +19,18 @@
  *     read marker of reader in the middle of the hot room and of the small room (so
  *     `count`'s unread figure does its seq lookup).
  *
- * Speed: the schema comes from mqc_db_open(MQC_OPEN_MIGRATE) (the SQL files of schema/, as
- * `mqchat-admin init`); then, because the file is new and thrown away if seeding fails,
- * journal_mode=OFF and synchronous=OFF, the messages table's secondary indexes are dropped
- * and recreated after the bulk load from their own CREATE statements as read from
- * sqlite_master (so the schema still lives only in schema/), and rows go in id order (id is
- * the rowid: every insert appends) in transactions of 500,000 rows.
+ * Speed: the schema comes from mqc_db_open(MQC_OPEN_MIGRATE) (the SQL files of
+ * schema/<engine>/, as `mqchat-admin init`); the messages table's secondary indexes are
+ * dropped and recreated after the bulk load from their own CREATE statements as read from
+ * the catalogue (SQLite's sqlite_master, PostgreSQL's pg_indexes, without the primary key's),
+ * so the schema still lives only in schema/; rows go in id order, in transactions of
+ * 500,000 rows. SQLite: because the file is new and thrown away if seeding fails,
+ * journal_mode=OFF and synchronous=OFF, and id is the rowid (every insert appends).
+ * PostgreSQL: the messages go in by COPY FROM STDIN (PQputCopyData, one COPY per
+ * transaction), synchronous_commit off and a 1 GB maintenance_work_mem for the index
+ * builds, and a VACUUM (ANALYZE) at the end (hint bits and the visibility map set, as
+ * autovacuum leaves a table that has stood a while); users, rooms and participants go in
+ * transactions of 1,000 rows (seedlib.c says why).
  *
  * --rooms-file: "<room> <member> <member>" per regular room (mqchat-loadgen's input).
  * --info: shell assignments (HOT_ROOM, HOT_MID_ID, ...) that bench/scenario3.sh sources.
@@ -46,7 +52,7 @@
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: mqchat-histseed --db PATH --password PW [--rooms R (10000)] [--per-room N (900)]\n"
+	fprintf(stderr, "usage: mqchat-histseed --db PATH|URI --password PW [--rooms R (10000)] [--per-room N (900)]\n"
 			"                       [--hot N (1000000)] [--small N (100)] [--iterations I (1000)]\n"
 			"                       [--rooms-file FILE] [--info FILE]\n");
 }
@@ -89,33 +95,52 @@ struct room {
 };
 
 /* Creates room rm (id made here) with its senders as participants, plus extra if not NULL. */
-static int add_room(sqlite3 *db, struct seed_stmts *st, struct room *rm, const char *name, const char *extra, int64_t now)
+static int add_room(struct seed_db *db, struct room *rm, const char *name, const char *extra, int64_t now)
 {
 	if(mqc_room_id_new(rm->id)){
 		fprintf(stderr, "mqchat-histseed: no randomness for a room id\n");
 		return -1;
 	}
-	if(seed_room(db, st, rm->id, name, rm->members[0], now)) return -1;
+	if(seed_room(db, rm->id, name, rm->members[0], now)) return -1;
 	for(unsigned i = 0; i < rm->nsenders; i++){
-		if(seed_member(db, st, rm->id, rm->members[i], now)) return -1;
+		if(seed_member(db, rm->id, rm->members[i], now)) return -1;
 	}
-	if(extra && seed_member(db, st, rm->id, extra, now)) return -1;
+	if(extra && seed_member(db, rm->id, extra, now)) return -1;
 	return 0;
+}
+
+/* The messages table's secondary indexes, as the catalogue holds them. */
+struct indexes {
+	char **name, **sql;
+	int n;
+};
+
+static int index_row(void *arg, int ncols, char **cols)
+{
+	struct indexes *ix = arg;
+	char **gn, **gs;
+	if(ncols < 2 || !cols[0] || !cols[1]) return 0;
+	gn = realloc(ix->name, (size_t)(ix->n + 1) * sizeof(*gn));
+	if(gn) ix->name = gn;
+	gs = realloc(ix->sql, (size_t)(ix->n + 1) * sizeof(*gs));
+	if(gs) ix->sql = gs;
+	if(!gn || !gs) return 1;
+	ix->name[ix->n] = strdup(cols[0]);
+	ix->sql[ix->n] = strdup(cols[1]);
+	ix->n++;
+	return !ix->name[ix->n - 1] || !ix->sql[ix->n - 1];
 }
 
 int main(int argc, char **argv)
 {
 	const char *dbpath = NULL, *password = NULL, *rooms_file = NULL, *info_file = NULL;
 	unsigned long nrooms = 10000, per_room = 900, hot_n = 1000000, small_n = 100, iterations = 1000;
-	char reason[512], hash[MQC_PW_HASH_MAX], name[MQC_NAME_MAX + 1], body[BODY_LEN + 64];
-	sqlite3 *db = NULL;
-	struct seed_stmts st = { 0 };
-	sqlite3_stmt *ins_msg = NULL, *upd_room = NULL,
-			*ins_cnt = NULL, *ins_mark = NULL, *idx_sql = NULL;
+	char hash[MQC_PW_HASH_MAX], name[MQC_NAME_MAX + 1], body[BODY_LEN + 64];
+	struct seed_db db = { 0 };
+	struct seed_stmt ins_msg = { 0 }, upd_room = { 0 }, ins_cnt = { 0 }, ins_mark = { 0 };
 	struct room *rooms = NULL;
 	unsigned *perm = NULL;
-	char **indexes = NULL;
-	int nindexes = 0;
+	struct indexes ix = { 0 };
 	FILE *f = NULL;
 	int rc = 1;
 
@@ -149,11 +174,13 @@ int main(int argc, char **argv)
 		usage();
 		return 2;
 	}
-	FILE *exists = fopen(dbpath, "r");
-	if(exists){
-		fclose(exists);
-		fprintf(stderr, "mqchat-histseed: %s exists; it makes a fresh file only (journal off while seeding)\n", dbpath);
-		return 2;
+	if(!seed_is_pg(dbpath)){
+		FILE *exists = fopen(dbpath, "r");
+		if(exists){
+			fclose(exists);
+			fprintf(stderr, "mqchat-histseed: %s exists; it makes a fresh file only (journal off while seeding)\n", dbpath);
+			return 2;
+		}
 	}
 
 	double t_start = mono_s();
@@ -171,61 +198,52 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mqchat-histseed: cannot hash the password (%lu iterations)\n", iterations);
 		goto fail;
 	}
-	if(mqc_db_open(dbpath, MQC_OPEN_MIGRATE, 5000, &db, reason, sizeof(reason))
-			|| mqc_db_migrate(db, NULL, reason, sizeof(reason))){
-		fprintf(stderr, "mqchat-histseed: %s\n", reason);
+	if(seed_open(dbpath, true, &db)) goto fail;
+	if(!db.pg && (seed_exec(&db, "PRAGMA journal_mode=OFF") || seed_exec(&db, "PRAGMA synchronous=OFF")
+			|| seed_exec(&db, "PRAGMA cache_size=-1048576") || seed_exec(&db, "PRAGMA temp_store=MEMORY")
+			|| seed_exec(&db, "PRAGMA threads=2"))){
 		goto fail;
 	}
-	if(seed_exec(db, "PRAGMA journal_mode=OFF") || seed_exec(db, "PRAGMA synchronous=OFF")
-			|| seed_exec(db, "PRAGMA cache_size=-1048576") || seed_exec(db, "PRAGMA temp_store=MEMORY")
-			|| seed_exec(db, "PRAGMA threads=2")){
+	if(db.pg && (seed_exec(&db, "SET synchronous_commit = off") || seed_exec(&db, "SET maintenance_work_mem = '1GB'"))){
 		goto fail;
 	}
 
-	/* The messages table's secondary indexes: remember their SQL, drop them, rebuild later. */
-	if(sqlite3_prepare_v2(db, "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'"
-				" AND sql IS NOT NULL", -1, &idx_sql, NULL)){
-		fprintf(stderr, "mqchat-histseed: reading the index list: %s\n", sqlite3_errmsg(db));
+	/* The messages table's secondary indexes: remember their SQL, drop them, rebuild later.
+	 * PostgreSQL: not the primary key's (a constraint's index, dropped with it). */
+	if(seed_rows(&db, db.pg ? "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+				" AND tablename = 'messages' AND indexname NOT IN (SELECT conname FROM pg_constraint"
+				" WHERE conrelid = 'messages'::regclass) ORDER BY indexname"
+				: "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'"
+				" AND sql IS NOT NULL", index_row, &ix)){
 		goto fail;
 	}
-	while(sqlite3_step(idx_sql) == SQLITE_ROW){
-		char drop[200], **grown = realloc(indexes, (size_t)(nindexes + 1) * sizeof(*indexes));
-		if(!grown) goto fail;
-		indexes = grown;
-		indexes[nindexes] = strdup((const char *)sqlite3_column_text(idx_sql, 1));
-		if(!indexes[nindexes]) goto fail;
-		nindexes++;
-		snprintf(drop, sizeof(drop), "DROP INDEX \"%s\"", (const char *)sqlite3_column_text(idx_sql, 0));
-		sqlite3_reset(idx_sql);
-		if(seed_exec(db, drop)) goto fail;
+	for(int i = 0; i < ix.n; i++){
+		char drop[200];
+		snprintf(drop, sizeof(drop), "DROP INDEX \"%s\"", ix.name[i]);
+		if(seed_exec(&db, drop)) goto fail;
 	}
-	sqlite3_finalize(idx_sql);
-	idx_sql = NULL;
 
-	if(seed_prepare(db, &st)
-			|| sqlite3_prepare_v2(db, "INSERT INTO messages(id, room_id, seq, sender, type, body, ts)"
-				" VALUES (?, ?, ?, ?, 'msg', ?, ?)", -1, &ins_msg, NULL)
-			|| sqlite3_prepare_v2(db, "UPDATE rooms SET msg_count = ?, last_msg_id = ? WHERE id = ?", -1, &upd_room, NULL)
-			|| sqlite3_prepare_v2(db, "INSERT INTO room_sender_counts(room_id, sender, n) VALUES (?, ?, ?)",
-				-1, &ins_cnt, NULL)
-			|| sqlite3_prepare_v2(db, "INSERT INTO read_markers(user_id, room_id, last_read_id) VALUES (?, ?, ?)",
-				-1, &ins_mark, NULL)){
-		fprintf(stderr, "mqchat-histseed: prepare: %s\n", sqlite3_errmsg(db));
+	if(seed_prepare_rows(&db)
+			|| (!db.pg && seed_prepare(&db, &ins_msg, "INSERT INTO messages(id, room_id, seq, sender, type, body, ts)"
+				" VALUES (?1, ?2, ?3, ?4, 'msg', ?5, ?6)"))
+			|| seed_prepare(&db, &upd_room, "UPDATE rooms SET msg_count = ?1, last_msg_id = ?2 WHERE id = ?3")
+			|| seed_prepare(&db, &ins_cnt, "INSERT INTO room_sender_counts(room_id, sender, n) VALUES (?1, ?2, ?3)")
+			|| seed_prepare(&db, &ins_mark, "INSERT INTO read_markers(user_id, room_id, last_read_id) VALUES (?1, ?2, ?3)")){
 		goto fail;
 	}
 
 	/* Users, rooms, participants. Seeded rooms and users are created before the first message. */
 	int64_t now = mqc_now_ms(), step_ms = 250, t0 = now - 60000 - (int64_t)total * step_ms;
-	if(seed_exec(db, "BEGIN")) goto fail;
+	if(seed_begin(&db)) goto fail;
 	for(unsigned long u = 0; u < 2 * nrooms; u++){
 		snprintf(name, sizeof(name), "u%lu", u);
-		if(seed_user(db, &st, name, hash, t0)) goto fail;
+		if(seed_user(&db, name, hash, t0)) goto fail;
 	}
 	for(unsigned i = 0; i < HOT_SENDERS; i++){
 		snprintf(name, sizeof(name), "h%u", i);
-		if(seed_user(db, &st, name, hash, t0)) goto fail;
+		if(seed_user(&db, name, hash, t0)) goto fail;
 	}
-	if(seed_user(db, &st, READER, hash, t0)) goto fail;
+	if(seed_user(&db, READER, hash, t0)) goto fail;
 	if(rooms_file && !(f = fopen(rooms_file, "w"))){
 		fprintf(stderr, "mqchat-histseed: cannot create %s: %s\n", rooms_file, strerror(errno));
 		goto fail;
@@ -237,17 +255,17 @@ int main(int argc, char **argv)
 		snprintf(rm->members[0], sizeof(rm->members[0]), "u%lu", 2 * r);
 		snprintf(rm->members[1], sizeof(rm->members[1]), "u%lu", 2 * r + 1);
 		snprintf(rname, sizeof(rname), "history %lu", r);
-		if(add_room(db, &st, rm, rname, r == nrooms - 1 ? READER : NULL, t0)) goto fail;
+		if(add_room(&db, rm, rname, r == nrooms - 1 ? READER : NULL, t0)) goto fail;
 		if(f) fprintf(f, "%s %s %s\n", rm->id, rm->members[0], rm->members[1]);
 		perm[r] = (unsigned)r;
 	}
 	rooms[HOT].nsenders = HOT_SENDERS;
 	for(unsigned i = 0; i < HOT_SENDERS; i++) snprintf(rooms[HOT].members[i], MQC_NAME_MAX + 1, "h%u", i);
-	if(add_room(db, &st, &rooms[HOT], "hot room", READER, t0)) goto fail;
+	if(add_room(&db, &rooms[HOT], "hot room", READER, t0)) goto fail;
 	rooms[SMALL].nsenders = 2;
 	snprintf(rooms[SMALL].members[0], MQC_NAME_MAX + 1, "h0");
 	snprintf(rooms[SMALL].members[1], MQC_NAME_MAX + 1, READER);
-	if(add_room(db, &st, &rooms[SMALL], "small room", NULL, t0)) goto fail;
+	if(add_room(&db, &rooms[SMALL], "small room", NULL, t0)) goto fail;
 	rooms[HOT].mark_seq = hot_n / 2;
 	rooms[SMALL].mark_seq = small_n / 2;
 	if(f){
@@ -284,7 +302,13 @@ int main(int argc, char **argv)
 			rm = &rooms[perm[pos++]];
 			done_reg++;
 		}
-		if(i % TXN_ROWS == 0 && seed_exec(db, "COMMIT; BEGIN")) goto fail; /* the first commits the rooms */
+		if(i % TXN_ROWS == 0){ /* the first commits the rooms */
+			if(db.pg && i > 0 && seed_copy_end(&db)) goto fail;
+			if(seed_exec(&db, "COMMIT; BEGIN")) goto fail;
+			if(db.pg && seed_copy_begin(&db, "COPY messages(id, room_id, seq, sender, type, body, ts) FROM STDIN")){
+				goto fail;
+			}
+		}
 
 		int64_t ms = t0 + (int64_t)i * step_ms;
 		uint64_t id = mqc_id_from_ms(ms);
@@ -297,40 +321,58 @@ int main(int argc, char **argv)
 				rm->members[who]);
 		while(bl < BODY_LEN) body[bl++] = (char)('a' + (rng_next(&rng) % 26));
 		body[bl] = '\0';
-		sqlite3_bind_int64(ins_msg, 1, (sqlite3_int64)id);
-		sqlite3_bind_text(ins_msg, 2, rm->id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(ins_msg, 3, (sqlite3_int64)rm->count);
-		sqlite3_bind_text(ins_msg, 4, rm->members[who], -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins_msg, 5, body, bl, SQLITE_STATIC);
-		sqlite3_bind_int64(ins_msg, 6, ms);
-		if(seed_step(db, ins_msg, "insert message")) goto fail;
+		if(db.pg){
+			char idt[24], seqt[24], mst[24];
+			const char *fields[7] = { idt, rm->id, seqt, rm->members[who], "msg", body, mst };
+			size_t lens[7];
+			lens[0] = (size_t)snprintf(idt, sizeof(idt), "%" PRIu64, id);
+			lens[2] = (size_t)snprintf(seqt, sizeof(seqt), "%" PRIu64, rm->count);
+			lens[6] = (size_t)snprintf(mst, sizeof(mst), "%" PRId64, ms);
+			lens[1] = strlen(rm->id);
+			lens[3] = strlen(rm->members[who]);
+			lens[4] = 3;
+			lens[5] = (size_t)bl;
+			if(seed_copy_row(&db, 7, fields, lens)) goto fail;
+			continue;
+		}
+		seed_bind_int64(&ins_msg, 1, (int64_t)id);
+		seed_bind_text(&ins_msg, 2, rm->id);
+		seed_bind_int64(&ins_msg, 3, (int64_t)rm->count);
+		seed_bind_text(&ins_msg, 4, rm->members[who]);
+		seed_bind_text(&ins_msg, 5, body);
+		seed_bind_int64(&ins_msg, 6, ms);
+		if(seed_step(&ins_msg, "insert message")) goto fail;
 	}
+	if(db.pg && seed_copy_end(&db)) goto fail;
 	double t_idx = mono_s();
 	for(unsigned long r = 0; r < nall; r++){
 		struct room *rm = &rooms[r];
-		sqlite3_bind_int64(upd_room, 1, (sqlite3_int64)rm->count);
-		sqlite3_bind_int64(upd_room, 2, (sqlite3_int64)rm->last_id);
-		sqlite3_bind_text(upd_room, 3, rm->id, -1, SQLITE_STATIC);
-		if(seed_step(db, upd_room, "update room counts")) goto fail;
+		seed_bind_int64(&upd_room, 1, (int64_t)rm->count);
+		seed_bind_int64(&upd_room, 2, (int64_t)rm->last_id);
+		seed_bind_text(&upd_room, 3, rm->id);
+		if(seed_step(&upd_room, "update room counts")) goto fail;
 		for(unsigned i = 0; i < rm->nsenders; i++){
 			if(!rm->sent[i]) continue;
-			sqlite3_bind_text(ins_cnt, 1, rm->id, -1, SQLITE_STATIC);
-			sqlite3_bind_text(ins_cnt, 2, rm->members[i], -1, SQLITE_STATIC);
-			sqlite3_bind_int64(ins_cnt, 3, (sqlite3_int64)rm->sent[i]);
-			if(seed_step(db, ins_cnt, "insert sender count")) goto fail;
+			seed_bind_text(&ins_cnt, 1, rm->id);
+			seed_bind_text(&ins_cnt, 2, rm->members[i]);
+			seed_bind_int64(&ins_cnt, 3, (int64_t)rm->sent[i]);
+			if(seed_step(&ins_cnt, "insert sender count")) goto fail;
 		}
 		if(rm->mark_id){
-			sqlite3_bind_text(ins_mark, 1, READER, -1, SQLITE_STATIC);
-			sqlite3_bind_text(ins_mark, 2, rm->id, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(ins_mark, 3, (sqlite3_int64)rm->mark_id);
-			if(seed_step(db, ins_mark, "insert read marker")) goto fail;
+			seed_bind_text(&ins_mark, 1, READER);
+			seed_bind_text(&ins_mark, 2, rm->id);
+			seed_bind_int64(&ins_mark, 3, (int64_t)rm->mark_id);
+			if(seed_step(&ins_mark, "insert read marker")) goto fail;
 		}
 	}
-	if(seed_exec(db, "COMMIT")) goto fail;
-	for(int i = 0; i < nindexes; i++){
-		if(seed_exec(db, indexes[i])) goto fail;
+	if(seed_commit(&db)) goto fail;
+	for(int i = 0; i < ix.n; i++){
+		if(seed_exec(&db, ix.sql[i])) goto fail;
 	}
-	if(seed_exec(db, "ANALYZE") || seed_exec(db, "PRAGMA journal_mode=WAL")) goto fail;
+	if(db.pg ? seed_exec(&db, "VACUUM (ANALYZE)")
+			: seed_exec(&db, "ANALYZE") || seed_exec(&db, "PRAGMA journal_mode=WAL")){
+		goto fail;
+	}
 	double t_end = mono_s();
 
 	if(info_file){
@@ -357,15 +399,17 @@ int main(int argc, char **argv)
 	rc = 0;
 fail:
 	if(f) fclose(f);
-	for(int i = 0; i < nindexes; i++) free(indexes[i]);
-	free(indexes);
-	sqlite3_finalize(idx_sql);
-	seed_finalize(&st);
-	sqlite3_finalize(ins_msg);
-	sqlite3_finalize(upd_room);
-	sqlite3_finalize(ins_cnt);
-	sqlite3_finalize(ins_mark);
-	if(db) sqlite3_close(db);
+	for(int i = 0; i < ix.n; i++){
+		free(ix.name[i]);
+		free(ix.sql[i]);
+	}
+	free(ix.name);
+	free(ix.sql);
+	seed_finalize(&ins_msg);
+	seed_finalize(&upd_room);
+	seed_finalize(&ins_cnt);
+	seed_finalize(&ins_mark);
+	seed_close(&db);
 	free(rooms);
 	free(perm);
 	return rc;

@@ -14,6 +14,9 @@
 #
 # Environment: BUILD (default: $ROOT/build-bench) holds mqchat-loadgen, mqchat-seed,
 # plugin/mqchat_plugin.so and bridge/mqchat-bridge. MOSQUITTO (default /usr/sbin/mosquitto).
+#
+# Databases: a DB argument is a SQLite path or a postgresql:// URI (a database on the
+# throwaway server of pg_start, made by pg_db_create); db_sql reads either.
 
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 BUILD=${BUILD:-$ROOT/build-bench}
@@ -25,8 +28,10 @@ BRIDGE_BIN=$BUILD/bridge/mqchat-bridge
 BENCH_PW=bench-password-1
 SERVICE_USER=mqchat-service
 SERVICE_PW=bench-service-secret-0123
+PG_SH=$ROOT/scripts/pg.sh
 
 BENCH_PIDS=()
+PG_DIR=
 
 bench_init() {
 	BENCH_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mqchat-bench.XXXXXX")
@@ -48,10 +53,72 @@ bench_cleanup() {
 	for pid in "${BENCH_PIDS[@]}"; do
 		wait "$pid" 2>/dev/null || true
 	done
+	if [ -n "$PG_DIR" ]; then
+		"$PG_SH" stop "$PG_DIR" >/dev/null 2>&1 || echo "bench: stopping the PostgreSQL server in $PG_DIR failed" >&2
+	fi
 	if [ -n "${BENCH_KEEP:-}" ]; then
 		echo "# kept $BENCH_DIR" >&2
 	else
 		rm -rf "$BENCH_DIR"
+	fi
+}
+
+# ---------------------------------------------------------------- databases
+
+# db_is_pg DB: whether DB is a PostgreSQL URI (as mqc_db_engine_of decides).
+db_is_pg() {
+	case $1 in
+	postgresql://* | postgres://*) return 0 ;;
+	esac
+	return 1
+}
+
+# db_sql DB SQL: runs SQL on either engine; rows on stdout, fields separated by | (as the
+# sqlite3 shell prints them).
+db_sql() {
+	if db_is_pg "$1"; then
+		psql -X -q -At -v ON_ERROR_STOP=1 -d "$1" -c "$2"
+	else
+		sqlite3 "$1" "$2"
+	fi
+}
+
+# pg_start: a throwaway PostgreSQL server for this run (scripts/pg.sh, in a temp dir of its
+# own: pg.sh needs a directory the server's user can reach), stopped by bench_cleanup. Sets
+# PG_URL (its maintenance database) and PG_BASE (the URL without the database).
+pg_start() {
+	PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mqchat-bench-pg.XXXXXX")
+	if ! PG_URL=$("$PG_SH" start "$PG_DIR" 2>"$BENCH_DIR/pg.start.log"); then
+		cat "$BENCH_DIR/pg.start.log" >&2
+		echo "bench: the PostgreSQL server did not start" >&2
+		exit 1
+	fi
+	PG_BASE=${PG_URL%/*}
+	echo "# PostgreSQL $(psql -X -At -d "$PG_URL" -c 'SHOW server_version') on ${PG_BASE#postgresql://postgres@} (scripts/pg.sh, data in $PG_DIR)"
+}
+
+# pg_db_create NAME [TEMPLATE]: a database on the server (a file copy of TEMPLATE if given);
+# prints its URI.
+pg_db_create() {
+	local how=""
+	[ -n "${2:-}" ] && how=" TEMPLATE $2 STRATEGY FILE_COPY"
+	psql -X -q -v ON_ERROR_STOP=1 -d "$PG_URL" -c "CREATE DATABASE $1$how" >&2 || return 1
+	echo "$PG_BASE/$1"
+}
+
+# pg_db_drop NAME
+pg_db_drop() {
+	psql -X -q -d "$PG_URL" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >&2 || true
+}
+
+# db_files DB: where the plugin keeps its own files for DB (spool, id lease): beside a
+# SQLite file as the plugin's default does, $BENCH_DIR/<database name> for PostgreSQL.
+db_files() {
+	if db_is_pg "$1"; then
+		local name=${1##*/}
+		echo "$BENCH_DIR/${name%%\?*}"
+	else
+		echo "$1"
 	fi
 }
 
@@ -97,9 +164,21 @@ start_broker() {
 	wait_port "$port" || { cat "$BENCH_DIR/$name.log" >&2; return 1; }
 }
 
+# forget_pid PID: a process already waited for leaves BENCH_PIDS (bench_cleanup must not
+# kill whatever has its PID by then).
+forget_pid() {
+	local p keep=()
+	for p in "${BENCH_PIDS[@]}"; do
+		[ "$p" = "$1" ] || keep+=("$p")
+	done
+	BENCH_PIDS=("${keep[@]}")
+}
+
+# stop_pid PID: stops one process of BENCH_PIDS and waits for it.
 stop_pid() {
 	kill "$1" 2>/dev/null
 	wait "$1" 2>/dev/null
+	forget_pid "$1"
 	return 0
 }
 
@@ -160,7 +239,8 @@ example_conf() {
 	echo "user root" >>"$3"
 }
 
-# The mqchat broker on DB. Sets BROKER_PID and PORT. Extra conf lines on stdin (optional).
+# The mqchat broker on DB (a path or a URI). Sets BROKER_PID and PORT. Extra conf lines on
+# stdin (optional).
 start_mqchat() {
 	local db=$1
 	[ -f "$PLUGIN" ] || { echo "bench: $PLUGIN is missing" >&2; return 1; }
@@ -169,7 +249,14 @@ start_mqchat() {
 		bench_common_conf "$PORT"
 		echo "allow_anonymous false"
 		echo "plugin $PLUGIN"
+		# A path or a URI. (plugin_opt_db is the same option, but Mosquitto 2.0.11 refuses a
+		# plugin_opt_ name shorter than three characters.)
 		echo "plugin_opt_db_path $db"
+		# The plugin's own files (required with a URI; beside the file by default otherwise).
+		if db_is_pg "$db"; then
+			echo "plugin_opt_spool_path $(db_files "$db").spool"
+			echo "plugin_opt_idlease_path $(db_files "$db").idlease"
+		fi
 		echo "plugin_opt_service_user $SERVICE_USER"
 		echo "plugin_opt_service_password $SERVICE_PW"
 		# The per-user limits (50 sends/s, 128 KiB/s, 20 requests/s) are a policy, not a
@@ -218,4 +305,42 @@ run_loadgen() {
 # jget FILE KEY: a field of a JSON line.
 jget() {
 	jq -r ".$2" "$1"
+}
+
+# summary_table FILE [TITLE]: min / median / max per engine of "engine<TAB>figure<TAB>value"
+# lines (figures in the order they first appear; the count of values in parentheses), and
+# PostgreSQL's median over SQLite's when both engines are there. A non-numeric value
+# (an empty field, "n/a") is left out.
+summary_table() {
+	python3 - "$1" "${2:-}" <<'EOF'
+import sys
+rows, figs, engines = {}, [], []
+for line in open(sys.argv[1]):
+    e, f, v = line.rstrip("\n").split("\t")
+    try:
+        x = float(v)
+    except ValueError:
+        continue
+    if f not in figs: figs.append(f)
+    if e not in engines: engines.append(e)
+    rows.setdefault((e, f), []).append(x)
+def med(a):
+    a = sorted(a); n = len(a)
+    return a[n // 2] if n % 2 else (a[n // 2 - 1] + a[n // 2]) / 2
+def fmt(x):
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
+both = "sqlite" in engines and "postgresql" in engines
+if sys.argv[2]: print(sys.argv[2])
+print(f"{'figure':<46}" + "".join(f" {e + ' min / median / max (n)':>36}" for e in engines) + (f" {'pg/sqlite':>9}" if both else ""))
+for f in figs:
+    out = f"{f:<46}"
+    for e in engines:
+        a = rows.get((e, f), [])
+        cell = f"{fmt(min(a))} / {fmt(med(a))} / {fmt(max(a))} ({len(a)})" if a else "n/a"
+        out += f" {cell:>36}"
+    if both:
+        s, p = rows.get(("sqlite", f)), rows.get(("postgresql", f))
+        out += f" {(f'{med(p) / med(s):.2f}' if s and p and med(s) else 'n/a'):>9}"
+    print(out)
+EOF
 }

@@ -22,8 +22,9 @@
  * --connect-only connects every user once, reports connects/s and failures, and exits.
  * --sink-user adds one connection that subscribes --sink-filter and only counts (the
  * "QoS 1 subscriber that only counts" ceiling of scenario 2).
- * --db PATH polls the messages table (read-only, in a second thread) and reports the
- * publish->stored lag of each row from the ts_ns in its body (scenario 2).
+ * --db PATH|postgresql://... polls the messages table (read-only, in a second thread; a
+ * SQLite file, or libpq on the URI) and reports the publish->stored lag of each row from the
+ * ts_ns in its body (scenario 2).
  */
 #define _GNU_SOURCE /* memmem */
 #include <errno.h>
@@ -41,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <sqlite3.h>
@@ -116,7 +118,8 @@ static void usage(void)
 		"  --connect-only               connect every user, report connects/s, exit\n"
 		"  --connect-window N           CONNACKs outstanding at once (64)\n"
 		"  --sink-user U --sink-password P [--sink-filter F]   one counting subscriber\n"
-		"  --db PATH [--db-poll-ms MS]  measure publish->stored lag from the messages table\n"
+		"  --db PATH|URI [--db-poll-ms MS]  measure publish->stored lag from the messages table\n"
+		"                               (a SQLite file or a postgresql:// URI)\n"
 		"  --sent-file F                write 'publisher sent acknowledged' lines at the end\n"
 		"  --label L                    put into the JSON line\n"
 		"  --connect-retries N          retry refused connects N rounds, 0.5 s apart (the plugin's\n"
@@ -723,12 +726,74 @@ static atomic_bool db_stop;
 static atomic_uint_fast64_t db_rows;
 static atomic_uint_fast64_t db_rows_window; /* rows first seen while the window was open */
 
+/* One row seen by the poller: counted, and its lag taken from the stamp in its body. */
+static void db_row_seen(int64_t now, const char *body)
+{
+	atomic_fetch_add(&db_rows, 1);
+	if(now >= t_window_start && now < t_window_end) atomic_fetch_add(&db_rows_window, 1);
+	if(!body) return;
+	char *end;
+	long long ts = strtoll(body, &end, 10);
+	if(*end != ':') return;
+	if(ts >= t_window_start && ts < t_window_end) h_add(&store_lat, now > ts ? (uint64_t)(now - ts) / 1000 : 0);
+}
+
+/* The poller on PostgreSQL: the same two queries, prepared on one libpq connection (every
+ * poll is one round trip; a committed batch is seen by the next poll, as with SQLite). */
+static void db_poller_pg(void)
+{
+	PGconn *conn = PQconnectdb(O.db_path);
+	PGresult *r = NULL;
+	int64_t after = 0;
+	if(PQstatus(conn) != CONNECTION_OK){
+		fprintf(stderr, "mqchat-loadgen: cannot read %s: %s; no stored lag measured\n", O.db_path, PQerrorMessage(conn));
+		goto done;
+	}
+	r = PQexec(conn, "SELECT coalesce(max(id), 0) FROM messages");
+	if(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) after = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	r = PQprepare(conn, "poll", "SELECT id, body FROM messages WHERE id > $1::bigint ORDER BY id", 1, NULL);
+	if(PQresultStatus(r) != PGRES_COMMAND_OK){
+		fprintf(stderr, "mqchat-loadgen: cannot read %s: %s; no stored lag measured\n", O.db_path,
+				PQresultErrorMessage(r));
+		goto done;
+	}
+	PQclear(r);
+	r = NULL;
+	while(!atomic_load(&db_stop)){
+		char a[24];
+		const char *param = a;
+		snprintf(a, sizeof(a), "%" PRId64, after);
+		int64_t now = now_ns(); /* as with SQLite: the time the query's snapshot is taken */
+		r = PQexecPrepared(conn, "poll", 1, &param, NULL, NULL, 0);
+		if(PQresultStatus(r) != PGRES_TUPLES_OK){
+			fprintf(stderr, "mqchat-loadgen: polling %s: %s", O.db_path, PQresultErrorMessage(r));
+			if(PQstatus(conn) != CONNECTION_OK) PQreset(conn);
+		}else{
+			for(int t = 0; t < PQntuples(r); t++){
+				after = strtoll(PQgetvalue(r, t, 0), NULL, 10);
+				db_row_seen(now, PQgetisnull(r, t, 1) ? NULL : PQgetvalue(r, t, 1));
+			}
+		}
+		PQclear(r);
+		r = NULL;
+		usleep(O.db_poll_ms * 1000);
+	}
+done:
+	PQclear(r);
+	PQfinish(conn);
+}
+
 static void *db_poller(void *arg)
 {
 	(void)arg;
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
 	int64_t after = 0;
+	if(!strncmp(O.db_path, "postgresql://", 13) || !strncmp(O.db_path, "postgres://", 11)){
+		db_poller_pg();
+		return NULL;
+	}
 	if(sqlite3_open_v2(O.db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK
 			|| sqlite3_busy_timeout(db, 1000) != SQLITE_OK
 			|| sqlite3_prepare_v2(db, "SELECT id, body FROM messages WHERE id > ? ORDER BY id", -1, &st, NULL) != SQLITE_OK){
@@ -747,16 +812,8 @@ static void *db_poller(void *arg)
 		sqlite3_bind_int64(st, 1, after);
 		int64_t now = now_ns();
 		while(sqlite3_step(st) == SQLITE_ROW){
-			int64_t id = sqlite3_column_int64(st, 0);
-			const char *body = (const char *)sqlite3_column_text(st, 1);
-			after = id;
-			atomic_fetch_add(&db_rows, 1);
-			if(now >= t_window_start && now < t_window_end) atomic_fetch_add(&db_rows_window, 1);
-			if(!body) continue;
-			char *end;
-			long long ts = strtoll(body, &end, 10);
-			if(*end != ':') continue;
-			if(ts >= t_window_start && ts < t_window_end) h_add(&store_lat, now > ts ? (uint64_t)(now - ts) / 1000 : 0);
+			after = sqlite3_column_int64(st, 0);
+			db_row_seen(now, (const char *)sqlite3_column_text(st, 1));
 		}
 		sqlite3_reset(st);
 		usleep(O.db_poll_ms * 1000);
