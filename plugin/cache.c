@@ -1,8 +1,9 @@
 /*
  * The membership snapshot: users (for authentication) and rooms with their participants
- * (for every ACL check), in memory, so the broker thread never asks SQLite anything.
+ * (for every ACL check), in memory, so the broker thread never asks the database anything.
  *
- * cache__load runs on the reload thread and reads everything in one read transaction.
+ * cache__load runs on the reload thread and reads everything in one read transaction
+ * (on PostgreSQL REPEATABLE READ: every statement of it sees the same state).
  * Everything else runs on the broker thread, which owns a snapshot once it is swapped in.
  */
 #include <stdlib.h>
@@ -129,9 +130,9 @@ bool cache__is_member(const struct cache_room *room, const struct cache_user *u)
 	return false;
 }
 
-static int step_fail(sqlite3 *db, const char *what, char *reason, size_t reasonlen)
+static int step_fail(mqc_db *db, const char *what, char *reason, size_t reasonlen)
 {
-	snprintf(reason, reasonlen, "reading %s: %s", what, sqlite3_errmsg(db));
+	snprintf(reason, reasonlen, "reading %s: %s", what, mqc_db_errmsg(db));
 	return -1;
 }
 
@@ -165,10 +166,10 @@ static int room_set_members(struct cache *c, struct cache_room *r, struct member
 	return 0;
 }
 
-struct cache *cache__load(sqlite3 *db, char *reason, size_t reasonlen)
+struct cache *cache__load(mqc_db *db, char *reason, size_t reasonlen)
 {
 	struct cache *c = calloc(1, sizeof(*c));
-	sqlite3_stmt *st = NULL;
+	mqc_stmt *st = NULL;
 	int rc;
 	bool in_txn = false;
 
@@ -176,27 +177,22 @@ struct cache *cache__load(sqlite3 *db, char *reason, size_t reasonlen)
 		snprintf(reason, reasonlen, "out of memory");
 		return NULL;
 	}
-	if(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK){
+	if(mqc_exec(db, MQC_Q_SNAP_BEGIN)){
 		step_fail(db, "BEGIN", reason, reasonlen);
 		goto fail;
 	}
 	in_txn = true;
 
 	/* Sizes first, so the tables are allocated once. */
-	static const char *counts =
-		"SELECT (SELECT value FROM meta WHERE key = 'acl_version'),"
-		" (SELECT count(*) FROM users), (SELECT count(*) FROM rooms),"
-		" (SELECT coalesce(max(id), 0) FROM messages)";
-	if(sqlite3_prepare_v2(db, counts, -1, &st, NULL) != SQLITE_OK
-			|| sqlite3_step(st) != SQLITE_ROW){
+	if(!(st = mqc_q(db, MQC_Q_SNAP_COUNTS)) || mqc_step(st) != MQC_ROW){
 		step_fail(db, "counts", reason, reasonlen);
 		goto fail;
 	}
-	c->acl_version = sqlite3_column_int64(st, 0);
-	int64_t nusers = sqlite3_column_int64(st, 1);
-	int64_t nrooms = sqlite3_column_int64(st, 2);
-	c->max_msg_id = (uint64_t)sqlite3_column_int64(st, 3);
-	sqlite3_finalize(st);
+	c->acl_version = mqc_col_int64(st, 0);
+	int64_t nusers = mqc_col_int64(st, 1);
+	int64_t nrooms = mqc_col_int64(st, 2);
+	c->max_msg_id = (uint64_t)mqc_col_int64(st, 3);
+	mqc_reset(st);
 	st = NULL;
 	if(strmap__reserve(&c->users, (size_t)nusers + 16) || strmap__reserve(&c->rooms, (size_t)nrooms + 16)){
 		snprintf(reason, reasonlen, "out of memory for %lld users, %lld rooms",
@@ -204,61 +200,60 @@ struct cache *cache__load(sqlite3 *db, char *reason, size_t reasonlen)
 		goto fail;
 	}
 
-	if(sqlite3_prepare_v2(db, "SELECT id, password_hash, disabled FROM users", -1, &st, NULL) != SQLITE_OK){
+	if(!(st = mqc_q(db, MQC_Q_SNAP_USERS))){
 		step_fail(db, "users", reason, reasonlen);
 		goto fail;
 	}
-	while((rc = sqlite3_step(st)) == SQLITE_ROW){
-		const char *name = (const char *)sqlite3_column_text(st, 0);
-		const char *hash = (const char *)sqlite3_column_text(st, 1);
+	while((rc = mqc_step(st)) == MQC_ROW){
+		const char *name = mqc_col_text(st, 0);
+		const char *hash = mqc_col_text(st, 1);
 		if(!name || !mqc_name_valid(name, strlen(name))) continue; /* cannot be an MQTT username */
 		struct cache_user *u = user_add(c, name, strlen(name));
 		if(!u || !(u->pwhash = arena_strndup(&c->arena, hash ? hash : "", hash ? strlen(hash) : 0))){
 			snprintf(reason, reasonlen, "out of memory loading users");
 			goto fail;
 		}
-		u->disabled = sqlite3_column_int(st, 2) != 0;
+		u->disabled = mqc_col_int64(st, 2) != 0;
 	}
-	if(rc != SQLITE_DONE){
+	if(rc != MQC_DONE){
 		step_fail(db, "users", reason, reasonlen);
 		goto fail;
 	}
-	sqlite3_finalize(st);
+	mqc_reset(st);
 	st = NULL;
 
-	if(sqlite3_prepare_v2(db, "SELECT id, enabled, version FROM rooms", -1, &st, NULL) != SQLITE_OK){
+	if(!(st = mqc_q(db, MQC_Q_SNAP_ROOMS))){
 		step_fail(db, "rooms", reason, reasonlen);
 		goto fail;
 	}
-	while((rc = sqlite3_step(st)) == SQLITE_ROW){
-		const char *id = (const char *)sqlite3_column_text(st, 0);
+	while((rc = mqc_step(st)) == MQC_ROW){
+		const char *id = mqc_col_text(st, 0);
 		if(!id) continue;
 		struct cache_room *r = room_add(c, id, strlen(id));
 		if(!r){
 			snprintf(reason, reasonlen, "out of memory loading rooms");
 			goto fail;
 		}
-		r->enabled = sqlite3_column_int(st, 1) != 0;
-		r->version = sqlite3_column_int64(st, 2);
+		r->enabled = mqc_col_int64(st, 1) != 0;
+		r->version = mqc_col_int64(st, 2);
 	}
-	if(rc != SQLITE_DONE){
+	if(rc != MQC_DONE){
 		step_fail(db, "rooms", reason, reasonlen);
 		goto fail;
 	}
-	sqlite3_finalize(st);
+	mqc_reset(st);
 	st = NULL;
 
-	/* The primary key orders this by room, so each room's members arrive together. */
-	if(sqlite3_prepare_v2(db, "SELECT room_id, user_id FROM room_participants ORDER BY room_id",
-				-1, &st, NULL) != SQLITE_OK){
+	/* Ordered by room, so each room's members arrive together. */
+	if(!(st = mqc_q(db, MQC_Q_SNAP_PARTICIPANTS))){
 		step_fail(db, "room_participants", reason, reasonlen);
 		goto fail;
 	}
 	struct cache_room *cur = NULL;
 	struct member_buf buf = {0};
-	while((rc = sqlite3_step(st)) == SQLITE_ROW){
-		const char *rid = (const char *)sqlite3_column_text(st, 0);
-		const char *uid = (const char *)sqlite3_column_text(st, 1);
+	while((rc = mqc_step(st)) == MQC_ROW){
+		const char *rid = mqc_col_text(st, 0);
+		const char *uid = mqc_col_text(st, 1);
 		if(!rid || !uid) continue;
 		if(!cur || strcmp(cur->id, rid) != 0){
 			if(cur && room_set_members(c, cur, &buf)) break;
@@ -268,45 +263,49 @@ struct cache *cache__load(sqlite3 *db, char *reason, size_t reasonlen)
 		struct cache_user *u = cur ? cache__user(c, uid, strlen(uid)) : NULL;
 		if(u && member_push(&buf, u->idx)) break;
 	}
-	if(rc == SQLITE_ROW || (cur && room_set_members(c, cur, &buf))){
+	if(rc == MQC_ROW || (cur && room_set_members(c, cur, &buf))){
 		free(buf.v);
 		snprintf(reason, reasonlen, "out of memory loading participants");
 		goto fail;
 	}
 	free(buf.v);
-	if(rc != SQLITE_DONE){
+	if(rc != MQC_DONE){
 		step_fail(db, "room_participants", reason, reasonlen);
 		goto fail;
 	}
-	sqlite3_finalize(st);
+	mqc_reset(st);
 	st = NULL;
 
 	/* Device tokens (schema 003): by the hash of their secret. */
-	if(sqlite3_prepare_v2(db, "SELECT id, user_id, hash, coalesce(expires_at, 0) FROM tokens", -1, &st, NULL) != SQLITE_OK){
+	if(!(st = mqc_q(db, MQC_Q_SNAP_TOKENS))){
 		step_fail(db, "tokens", reason, reasonlen);
 		goto fail;
 	}
-	while((rc = sqlite3_step(st)) == SQLITE_ROW){
-		const char *id = (const char *)sqlite3_column_text(st, 0);
-		const char *uid = (const char *)sqlite3_column_text(st, 1);
-		const char *hash = (const char *)sqlite3_column_text(st, 2);
+	while((rc = mqc_step(st)) == MQC_ROW){
+		const char *id = mqc_col_text(st, 0);
+		const char *uid = mqc_col_text(st, 1);
+		const char *hash = mqc_col_text(st, 2);
 		if(!id || !uid || !hash) continue;
-		if(cache__token_add(c, uid, id, hash, sqlite3_column_int64(st, 3), false)){
+		if(cache__token_add(c, uid, id, hash, mqc_col_int64(st, 3), false)){
 			snprintf(reason, reasonlen, "out of memory loading tokens");
 			goto fail;
 		}
 	}
-	if(rc != SQLITE_DONE){
+	if(rc != MQC_DONE){
 		step_fail(db, "tokens", reason, reasonlen);
 		goto fail;
 	}
-	sqlite3_finalize(st);
-	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	mqc_reset(st);
+	/* Nothing was written: a failed COMMIT loses nothing, and the snapshot is what was
+	 * read. A connection that is gone is the reload thread's to notice. */
+	mqc_exec(db, MQC_Q_COMMIT);
 	return c;
 
 fail:
-	sqlite3_finalize(st);
-	if(in_txn) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	mqc_reset(st);
+	/* Only while a transaction is open: after a lost connection there is none, and
+	 * mqc_db_fault_last still says why the load failed. */
+	if(in_txn && mqc_db_in_txn(db)) mqc_exec(db, MQC_Q_ROLLBACK);
 	cache__free(c);
 	return NULL;
 }
@@ -358,7 +357,7 @@ bool cache__token_id_valid(const char *id)
 
 int cache__token_add(struct cache *c, const char *user, const char *id, const char *hash, int64_t expires_at, bool heap)
 {
-	/* a row written behind the bridge's back (sqlite3) that no secret could match, or
+	/* a row written behind the bridge's back (sqlite3, psql) that no secret could match, or
 	 * whose id could not be named in a log line or a control message: not loaded */
 	if(!cache__token_id_valid(id) || !cache__token_hash_valid(hash)) return 0;
 	size_t ulen = strlen(user);

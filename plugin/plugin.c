@@ -58,6 +58,17 @@ static int parse_uint(const char *key, const char *value, unsigned long long min
 	return 0;
 }
 
+static char *concat(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *s = malloc(la + lb + 1);
+	if(s){
+		memcpy(s, a, la);
+		memcpy(s + la, b, lb + 1);
+	}
+	return s;
+}
+
 static int set_str(char **dst, const char *value)
 {
 	free(*dst);
@@ -133,7 +144,16 @@ static int parse_options(struct options *o, struct mosquitto_opt *opts, int n)
 				if(no->size == sizeof(unsigned)) *(unsigned *)field = (unsigned)v;
 				else *(size_t *)field = (size_t)v;
 			}
-		}else if(!strcmp(k, "db_path")) rc = set_str(&o->db_path, val);
+		}else if(!strcmp(k, "db_path") || !strcmp(k, "db")){
+			/* A SQLite path or a PostgreSQL URI. "db" is the same option, but Mosquitto 2.0.11
+			 * refuses a plugin_opt_ name shorter than three characters ("Invalid auth_opt_
+			 * config option"): configurations say db_path. */
+			if(o->db_path && strcmp(o->db_path, val) != 0){
+				mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_db_path (or plugin_opt_db, the same option) "
+						"is given twice, with different values");
+				rc = -1;
+			}else rc = set_str(&o->db_path, val);
+		}else if(!strcmp(k, "state_dir")) rc = set_str(&o->state_dir, val);
 		else if(!strcmp(k, "service_user")) rc = set_str(&o->service_user, val);
 		else if(!strcmp(k, "service_password")) rc = set_str(&o->service_password, val);
 		else if(!strcmp(k, "topic_prefix")) rc = set_str(&o->prefix, val);
@@ -164,7 +184,8 @@ static int parse_options(struct options *o, struct mosquitto_opt *opts, int n)
 	}
 	if(o->store_window_bytes > o->unconfirmed_max_bytes) o->store_window_bytes = o->unconfirmed_max_bytes;
 	if(!o->db_path || !*o->db_path){
-		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_db_path is required");
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_db_path is required: the SQLite database's path or a "
+				"PostgreSQL URI, postgresql://...");
 		return -1;
 	}
 	if(!o->service_user || !mqc_name_valid(o->service_user, strlen(o->service_user))){
@@ -179,15 +200,29 @@ static int parse_options(struct options *o, struct mosquitto_opt *opts, int n)
 		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_topic_prefix '%s' must be one topic level of [A-Za-z0-9._-]", o->prefix);
 		return -1;
 	}
+	/* The plugin's own files: where they are named, else in state_dir, else next to a
+	 * SQLite database. A PostgreSQL database has no "next to" on this machine. */
+	if(o->state_dir && !*o->state_dir){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_state_dir is empty");
+		return -1;
+	}
+	if(!o->state_dir && mqc_db_engine_of(o->db_path) == MQC_ENGINE_PG && (!o->idlease_path || !o->spool_path)){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_db_path names a PostgreSQL database, so the plugin's own "
+				"files (the id lease, the spool of unconfirmed messages) cannot go next to it: set plugin_opt_state_dir "
+				"to a directory on this machine the broker can write (or %s)",
+				!o->idlease_path && !o->spool_path ? "plugin_opt_idlease_path and plugin_opt_spool_path"
+				: !o->idlease_path ? "plugin_opt_idlease_path" : "plugin_opt_spool_path");
+		return -1;
+	}
 	if(!o->idlease_path){
-		size_t len = strlen(o->db_path) + sizeof(".idlease");
-		if(!(o->idlease_path = malloc(len))) return -1;
-		snprintf(o->idlease_path, len, "%s.idlease", o->db_path);
+		if(o->state_dir) o->idlease_path = concat(o->state_dir, "/mqchat.idlease");
+		else o->idlease_path = concat(o->db_path, ".idlease");
+		if(!o->idlease_path) return -1;
 	}
 	if(!o->spool_path){
-		size_t len = strlen(o->db_path) + sizeof(".spool");
-		if(!(o->spool_path = malloc(len))) return -1;
-		snprintf(o->spool_path, len, "%s.spool", o->db_path);
+		if(o->state_dir) o->spool_path = concat(o->state_dir, "/mqchat.spool");
+		else o->spool_path = concat(o->db_path, ".spool");
+		if(!o->spool_path) return -1;
 	}
 	return 0;
 }
@@ -201,19 +236,9 @@ static void options_free(struct options *o)
 		free(o->service_password);
 	}
 	free(o->prefix);
+	free(o->state_dir);
 	free(o->idlease_path);
 	free(o->spool_path);
-}
-
-static char *concat(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	char *s = malloc(la + lb + 1);
-	if(s){
-		memcpy(s, a, la);
-		memcpy(s + la, b, lb + 1);
-	}
-	return s;
 }
 
 static void state_free(struct mqchat *st)
@@ -365,7 +390,7 @@ MQCHAT_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void 
 
 	mosquitto_log_printf(MOSQ_LOG_NOTICE,
 			"mqchat: loaded %s (schema %d): %u users, %zu rooms, acl_version %lld, ids from %llu",
-			st->opt.db_path, mqc_schema_version(), st->cache->nusers, st->cache->rooms.len,
+			st->db_name, mqc_schema_version_of(mqc_db_engine(st->reload_db)), st->cache->nusers, st->cache->rooms.len,
 			(long long)st->cache->acl_version, (unsigned long long)st->ids.last);
 	*userdata = st;
 	return MOSQ_ERR_SUCCESS;

@@ -102,7 +102,9 @@ struct cache {
 	uint64_t max_msg_id;  /* max(messages.id) at read time (the id floor at start) */
 };
 
-struct cache *cache__load(sqlite3 *db, char *reason, size_t reasonlen);
+/* Reads a snapshot in one transaction (reload thread). NULL with reason on failure;
+ * mqc_db_fault_last(db) then tells a lost connection (PostgreSQL) from the rest. */
+struct cache *cache__load(mqc_db *db, char *reason, size_t reasonlen);
 /* Zeroed memory, a string copy, in c's arena (freed with c). NULL out of memory. */
 void *cache__arena_alloc(struct cache *c, size_t n);
 char *cache__arena_strdup(struct cache *c, const char *s);
@@ -344,16 +346,17 @@ void limits__free(struct mqchat *st);
 /* ------------------------------------------------------------------ the plugin */
 
 struct options {
-	char *db_path;
+	char *db_path;             /* plugin_opt_db_path (or db): a SQLite path or a postgresql:// URI */
 	char *service_user;
 	char *service_password;
 	char *prefix;              /* "chat" */
-	char *idlease_path;        /* "<db_path>.idlease" */
+	char *state_dir;           /* where the plugin's own files go when their paths are not given */
+	char *idlease_path;        /* "<state_dir>/mqchat.idlease", else (SQLite) "<db_path>.idlease" */
 	mqc_msg_limits limits;
 	unsigned reload_interval_ms;
 	unsigned auth_hash_budget_ms;
 	int clientid_policy;       /* CLIENTID_OWNED (default), CLIENTID_PREFIX or CLIENTID_ANY (auth.c) */
-	char *spool_path;          /* "<db_path>.spool" */
+	char *spool_path;          /* "<state_dir>/mqchat.spool", else (SQLite) "<db_path>.spool" */
 	size_t unconfirmed_max_messages, unconfirmed_max_bytes;
 	size_t store_window_messages, store_window_bytes;
 	unsigned send_rate;        /* messages per second per sender; 0: no limit */
@@ -448,7 +451,8 @@ struct mqchat {
 	pthread_t reload_thread;       /* [reload thread] */
 	atomic_bool stop;              /* [atomic] */
 	bool thread_started;
-	sqlite3 *reload_db;            /* [reload thread] after init */
+	mqc_db *reload_db;             /* [reload thread] after init */
+	char db_name[512];             /* the database for log lines (no password), set by reload__start */
 };
 
 /* Drops the message acl.c validated for MOSQ_EVT_MESSAGE (acl.c). */

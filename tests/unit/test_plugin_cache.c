@@ -1,12 +1,20 @@
 /*
  * Unit tests of the plugin's membership snapshot (plugin/cache.c, plugin/strmap.c) against
- * a real SQLite database: loading, membership checks, and control updates applied by
- * version (stale ones ignored, unknown rooms and users created).
+ * a real database: loading, membership checks, control updates applied by version (stale
+ * ones ignored, unknown rooms and users created), a snapshot read in one state, a failed
+ * load that leaves the connection usable.
+ *
+ * SQLite (a file in a temp directory) unless MQCHAT_TEST_ENGINE=postgresql: then a fresh
+ * database with a random name on the server MQCHAT_TEST_PG names
+ * (postgresql://postgres@127.0.0.1:PORT/postgres, scripts/pg.sh start DIR), dropped at the end.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <libpq-fe.h>
 
 #define H64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define H64B "1123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -16,13 +24,67 @@
 static int failures;
 #define CHECK(cond) do{ if(!(cond)){ fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); failures++; } }while(0)
 
-static void exec(sqlite3 *db, const char *sql)
+static void pg_drop(void);
+
+/* The same SQL for both engines (plain INSERTs and UPDATEs). */
+static void exec(mqc_db *db, const char *sql)
 {
-	char *err = NULL;
-	if(sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK){
-		fprintf(stderr, "SQL failed: %s\n%s\n", err, sql);
+	if(mqc_exec_script(db, sql)){
+		fprintf(stderr, "SQL failed: %s\n%s\n", mqc_db_errmsg(db), sql);
+		pg_drop();
 		exit(2);
 	}
+}
+
+/* ------------------------------------------------------------ a PostgreSQL database of our own */
+
+static char pg_server[512], pg_name[64];
+
+static int pg_admin(const char *sql)
+{
+	PGconn *c = PQconnectdb(pg_server);
+	int rc = -1;
+	if(PQstatus(c) != CONNECTION_OK){
+		fprintf(stderr, "connecting to %s: %s", pg_server, PQerrorMessage(c));
+	}else{
+		PGresult *r = PQexec(c, sql);
+		if(PQresultStatus(r) == PGRES_COMMAND_OK) rc = 0;
+		else fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
+		PQclear(r);
+	}
+	PQfinish(c);
+	return rc;
+}
+
+/* Creates t_plugin_cache_<random> on the server; where gets its URI. 0, or -1 (printed). */
+static int pg_create(const char *server, char *where, size_t wherelen)
+{
+	unsigned char rnd[4];
+	char sql[128];
+	int fd = open("/dev/urandom", O_RDONLY);
+	if(fd < 0 || read(fd, rnd, sizeof(rnd)) != (ssize_t)sizeof(rnd)){
+		fprintf(stderr, "no randomness\n");
+		return -1;
+	}
+	close(fd);
+	snprintf(pg_server, sizeof(pg_server), "%s", server);
+	snprintf(pg_name, sizeof(pg_name), "t_plugin_cache_%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", pg_name);
+	if(pg_admin(sql)) return -1;
+	/* The server's URI with this database in place of its path. */
+	const char *path = strchr(server + strlen("postgresql://"), '/');
+	const char *query = strchr(server + strlen("postgresql://"), '?');
+	int hostlen = (int)((path ? path : query ? query : server + strlen(server)) - server);
+	snprintf(where, wherelen, "%.*s/%s%s", hostlen, server, pg_name, query ? query : "");
+	return 0;
+}
+
+static void pg_drop(void)
+{
+	char sql[128];
+	if(!pg_name[0]) return;
+	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", pg_name);
+	pg_admin(sql);
 }
 
 static bool member(struct cache *c, const char *room, const char *user)
@@ -66,17 +128,99 @@ static void test_strmap_many(void)
 	strmap__free(&m);
 }
 
+/* The snapshot is of one state: what commits while it is read is not in it. The reader
+ * runs cache__load's statements by hand, the writer changes the tables in between. */
+static void test_one_state(mqc_db *db, mqc_db *ro)
+{
+	mqc_stmt *s;
+	int rc, users = 0;
+
+	CHECK(mqc_exec(ro, MQC_Q_SNAP_BEGIN) == 0);
+	s = mqc_q(ro, MQC_Q_SNAP_COUNTS);
+	CHECK(s && mqc_step(s) == MQC_ROW);
+	int64_t v = s ? mqc_col_int64(s, 0) : 0, nusers = s ? mqc_col_int64(s, 1) : 0;
+	mqc_reset(s);
+	exec(db, "INSERT INTO users(id, password_hash, created_at) VALUES ('frank','f',0)");
+	s = mqc_q(ro, MQC_Q_SNAP_USERS);
+	CHECK(s != NULL);
+	while(s && (rc = mqc_step(s)) == MQC_ROW){
+		users++;
+		CHECK(strcmp(mqc_col_text(s, 0), "frank") != 0);
+	}
+	mqc_reset(s);
+	CHECK(users == nusers);
+	CHECK(mqc_exec(ro, MQC_Q_COMMIT) == 0);
+	CHECK(!mqc_db_in_txn(ro));
+
+	/* After it, the next load has it, at a newer acl_version. */
+	char reason[512];
+	struct cache *c = cache__load(ro, reason, sizeof(reason));
+	CHECK(c && c->acl_version == v + 1 && cache__user(c, "frank", 5));
+	cache__free(c);
+	exec(db, "DELETE FROM users WHERE id = 'frank'");
+}
+
+/* A load that fails names what it read and ends its transaction (on PostgreSQL a failed
+ * statement aborts the transaction: without the rollback every later load would fail). */
+static void test_failed_load(mqc_db *db, mqc_db *ro)
+{
+	char reason[512] = "";
+	exec(db, "ALTER TABLE tokens RENAME TO tokens_away");
+	struct cache *c = cache__load(ro, reason, sizeof(reason));
+	CHECK(c == NULL);
+	CHECK(strstr(reason, "reading tokens") != NULL);
+	CHECK(!mqc_db_in_txn(ro));
+	CHECK(mqc_db_fault_last(ro) != MQC_DBF_LOST);
+	exec(db, "ALTER TABLE tokens_away RENAME TO tokens");
+	c = cache__load(ro, reason, sizeof(reason));
+	CHECK(c != NULL && c->tokens.len == 1);
+	if(!c) fprintf(stderr, "load after a failed one: %s\n", reason);
+	cache__free(c);
+}
+
+/* PostgreSQL announces every acl_version change (what the reload thread waits for);
+ * SQLite has nothing to listen to and is polled. */
+static void test_announced(mqc_db *db, mqc_db *ro, bool pg)
+{
+	if(!pg){
+		CHECK(mqc_db_listen(ro) == -1);
+		return;
+	}
+	CHECK(mqc_db_listen(ro) == 0);
+	CHECK(mqc_db_wait(ro, 0) == 0);
+	exec(db, "UPDATE rooms SET msg_count = msg_count + 1 WHERE id = 'r1'"); /* not a membership change */
+	CHECK(mqc_db_wait(ro, 200) == 0);
+	exec(db, "DELETE FROM room_participants WHERE room_id = 'r1' AND user_id = 'carol'");
+	int got = 0;
+	for(int i = 0; i < 20 && !got; i++) got = mqc_db_wait(ro, 100);
+	CHECK(got == 1);
+	CHECK(mqc_db_wait(ro, 0) == 0); /* one change, one wake-up */
+}
+
 int main(void)
 {
-	char dir[] = "/tmp/mqchat-cache-XXXXXX", path[256], reason[512];
-	sqlite3 *db;
+	char dir[] = "/tmp/mqchat-cache-XXXXXX", path[600], reason[512];
+	const char *engine = getenv("MQCHAT_TEST_ENGINE");
+	bool pg = engine && !strcmp(engine, "postgresql");
+	mqc_db *db, *ro;
 
 	test_strmap_many();
 
 	if(!mkdtemp(dir)) return 2;
 	snprintf(path, sizeof(path), "%s/t.db", dir);
+	if(pg){
+		const char *server = getenv("MQCHAT_TEST_PG");
+		if(!server || mqc_db_engine_of(server) != MQC_ENGINE_PG){
+			fprintf(stderr, "MQCHAT_TEST_ENGINE=postgresql needs MQCHAT_TEST_PG=postgresql://... "
+					"(scripts/pg.sh start DIR starts a server)\n");
+			return 2;
+		}
+		if(pg_create(server, path, sizeof(path))) return 2;
+		printf("test_plugin_cache: PostgreSQL %s\n", path);
+	}
 	if(mqc_db_open(path, MQC_OPEN_MIGRATE, 1000, &db, reason, sizeof(reason)) || mqc_db_migrate(db, NULL, reason, sizeof(reason))){
 		fprintf(stderr, "open: %s\n", reason);
+		pg_drop();
 		return 2;
 	}
 	exec(db, "INSERT INTO users(id, password_hash, created_at) VALUES ('alice','x',0),('bob','y',0),('carol','z',0);"
@@ -96,6 +240,7 @@ int main(void)
 	CHECK(c != NULL);
 	if(!c){
 		fprintf(stderr, "load: %s\n", reason);
+		pg_drop();
 		return 1;
 	}
 	CHECK(c->nusers == 4);
@@ -144,12 +289,29 @@ int main(void)
 	struct cache *c3 = cache__load(db, reason, sizeof(reason));
 	CHECK(c3 && c3->acl_version == before + 1);
 
+	/* The plugin's own connection: read-only. */
+	if(mqc_db_open(path, MQC_OPEN_READONLY, 1000, &ro, reason, sizeof(reason))){
+		fprintf(stderr, "open read-only: %s\n", reason);
+		CHECK(0);
+	}else{
+		struct cache *c4 = cache__load(ro, reason, sizeof(reason));
+		CHECK(c4 && c4->acl_version == before + 1 && c4->nusers == 4 && member(c4, "r1", "carol"));
+		CHECK(!mqc_db_in_txn(ro));
+		cache__free(c4);
+		test_one_state(db, ro);
+		test_failed_load(db, ro);
+		test_announced(db, ro, pg);
+		mqc_db_close(ro);
+	}
+
 	cache__free(c);
 	cache__free(c2);
 	cache__free(c3);
-	sqlite3_close(db);
+	mqc_db_close(db);
+	pg_drop();
+	snprintf(path, sizeof(path), "%s/t.db", dir);
 	unlink(path);
-	char wal[300];
+	char wal[700];
 	snprintf(wal, sizeof(wal), "%s-wal", path);
 	unlink(wal);
 	snprintf(wal, sizeof(wal), "%s-shm", path);
