@@ -82,7 +82,6 @@ if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt $((MAXCONN + 100)) ]; then MAXC
 sed -e "s|^listener 1883 127.0.0.1|listener $PORT 127.0.0.1|" \
 	-e "s|^plugin /path/to/mqchat_plugin.so|plugin $PLUGIN|" \
 	-e "s|^plugin_opt_db_path .*|plugin_opt_db_path $DB|" \
-	-e "s|^plugin_opt_database .*|plugin_opt_database $DB|" \
 	-e "s|^#plugin_opt_spool_path .*|plugin_opt_spool_path $RUN/mqchat.spool|" \
 	-e "s|^#plugin_opt_idlease_path .*|plugin_opt_idlease_path $RUN/mqchat.idlease|" \
 	-e "s|^plugin_opt_service_user .*|plugin_opt_service_user mqchat-bridge|" \

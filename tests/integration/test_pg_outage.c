@@ -124,7 +124,7 @@ static void admin_change_by_notify(h_env *env)
 {
 	char group[65], topic[128];
 	int64_t took[5];
-	H_REQUIRE_INT(h_room_create(env, group, "--name", "notify", "u2", "u3", (char *)NULL), ==, 0);
+	H_REQUIRE_INT(h_room_create(env, group, "--name", "notify", "u2", "u3", "u6", (char *)NULL), ==, 0);
 	h_topic_messages(topic, group);
 	for(int i = 0; i < 5; i++){
 		const char *who = i % 2 ? "u5" : "u4";
@@ -159,7 +159,7 @@ static void plugin_start_while_down(h_env *env)
 	H_REQUIRE_INT(pg_halt("fast"), ==, 0);
 	size_t mark = h_file_size(env->broker_log);
 	H_CHECK_INT(h_broker_start(env), ==, -1);
-	char needle[512];
+	char needle[H_PATH_MAX + 64];
 	snprintf(needle, sizeof(needle), "cannot connect to database %s", env->db);
 	H_CHECK(h_log_wait(env->broker_log, mark, needle, 2000));
 	H_CHECK(h_log_wait(env->broker_log, mark, "Connection refused", 0));
