@@ -40,7 +40,7 @@ static bool own_inbox(const struct mqchat *st, const char *user, const char *top
 {
 	const char *u, *rest;
 	size_t ulen;
-	if(!topic__user(st, topic, &u, &ulen, &rest)) return false;
+	if(!mqc_topic_user(&st->topics, topic, &u, &ulen, &rest)) return false;
 	if(ulen != strlen(user) || memcmp(u, user, ulen) != 0 || !user_active(st, user)) return false;
 	return !strcmp(rest, "events") || !strcmp(rest, "res") || !strncmp(rest, "res/", 4);
 }
@@ -49,7 +49,7 @@ static int check_read(struct mqchat *st, const char *user, const char *topic)
 {
 	const char *room, *leaf;
 	size_t roomlen;
-	if(topic__room(st, topic, &room, &roomlen, &leaf)){
+	if(mqc_topic_room(&st->topics, topic, &room, &roomlen, &leaf)){
 		if(strcmp(leaf, "messages") != 0) return MOSQ_ERR_ACL_DENIED;
 		return member_room(st, user, room, roomlen) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 	}
@@ -61,7 +61,7 @@ static int check_subscribe(struct mqchat *st, const struct mosquitto *client, co
 	const char *room, *leaf, *u, *rest;
 	size_t roomlen, ulen;
 	int rc = MOSQ_ERR_ACL_DENIED;
-	if(topic__room(st, filter, &room, &roomlen, &leaf)){
+	if(mqc_topic_room(&st->topics, filter, &room, &roomlen, &leaf)){
 		if(strcmp(leaf, "messages") != 0) return MOSQ_ERR_ACL_DENIED;
 		/* The wildcard is allowed; each delivery through it is checked by check_read. */
 		if(roomlen == 1 && room[0] == '+') rc = MOSQ_ERR_SUCCESS;
@@ -72,14 +72,14 @@ static int check_subscribe(struct mqchat *st, const struct mosquitto *client, co
 		/* Wildcards below res/ only ever match own topics. "$share/..." and anything with
 		 * a wildcard above the user level falls through to deny. Each filter costs the
 		 * broker memory for the session's life: their length below res/ is bounded. */
-		topic__user(st, filter, &u, &ulen, &rest);
+		mqc_topic_user(&st->topics, filter, &u, &ulen, &rest);
 		if(!strncmp(rest, "res/", 4) && strlen(rest + 4) > st->opt.max_res_topic){
 			plugin__log_client(st, "refused subscription of %s (%s) to a %zu-byte filter below res/: over "
 					"max_res_topic %u", user, mosquitto_client_id(client), strlen(rest + 4), st->opt.max_res_topic);
 			return MOSQ_ERR_ACL_DENIED;
 		}
 		rc = MOSQ_ERR_SUCCESS;
-	}else if(topic__user(st, filter, &u, &ulen, &rest) && ulen == strlen(user) && !memcmp(u, user, ulen)
+	}else if(mqc_topic_user(&st->topics, filter, &u, &ulen, &rest) && ulen == strlen(user) && !memcmp(u, user, ulen)
 			&& (!strcmp(rest, "#") || !strcmp(rest, "+")) && user_active(st, user)){
 		/* The first filter anyone writes: "<prefix>/users/{me}/#" (or /+). Granted; each
 		 * delivery through it is still checked (check_read: res, res/..., events only, so a
@@ -221,11 +221,11 @@ static int check_write(struct mqchat *st, struct mosquitto_evt_acl_check *ed, co
 	const char *topic = ed->topic, *room, *leaf, *u, *rest;
 	size_t roomlen, ulen;
 
-	if(topic__room(st, topic, &room, &roomlen, &leaf)){
+	if(mqc_topic_room(&st->topics, topic, &room, &roomlen, &leaf)){
 		if(strcmp(leaf, "send") == 0 && mqc_name_valid(room, roomlen)){
 			return check_send(st, ed, user, room, roomlen);
 		}
-	}else if(topic__user(st, topic, &u, &ulen, &rest)){
+	}else if(mqc_topic_user(&st->topics, topic, &u, &ulen, &rest)){
 		if(ulen == strlen(user) && memcmp(u, user, ulen) == 0 && strcmp(rest, "req") == 0 && !ed->retain
 				&& user_active(st, user)){
 			/* The bridge refuses requests over 64 KiB; refusing them here keeps a client
@@ -262,17 +262,17 @@ static int check_service(struct mqchat *st, struct mosquitto_evt_acl_check *ed)
 	case MOSQ_ACL_WRITE:
 		if(!strcmp(t, MQCHAT_CONTROL_TOPIC)) return MOSQ_ERR_SUCCESS;
 		if(!in_tree || ed->retain) return MOSQ_ERR_ACL_DENIED;
-		if(topic__room(st, t, &room, &roomlen, &leaf) && !strcmp(leaf, "send")) return MOSQ_ERR_ACL_DENIED;
+		if(mqc_topic_room(&st->topics, t, &room, &roomlen, &leaf) && !strcmp(leaf, "send")) return MOSQ_ERR_ACL_DENIED;
 		return MOSQ_ERR_SUCCESS;
 	case MOSQ_ACL_READ:
 		/* Nobody receives the raw client input on .../send and .../req: message.c stamps
 		 * and forwards it. The broker releasing a QoS 2 send runs this check (for the
 		 * bridge's subscription to .../send): the moment it can no longer be resent. */
-		if(topic__room(st, t, &room, &roomlen, &leaf) && !strcmp(leaf, "send")){
+		if(mqc_topic_room(&st->topics, t, &room, &roomlen, &leaf) && !strcmp(leaf, "send")){
 			if(ed->qos == 2) qos2__released(st, t, ed->payload, ed->payloadlen);
 			return MOSQ_ERR_ACL_DENIED;
 		}
-		if(topic__user(st, t, &u, &ulen, &rest) && !strcmp(rest, "req")) return MOSQ_ERR_ACL_DENIED;
+		if(mqc_topic_user(&st->topics, t, &u, &ulen, &rest) && !strcmp(rest, "req")) return MOSQ_ERR_ACL_DENIED;
 		/* What the plugin sent the bridge itself (the broker checks it again when a
 		 * session with queued messages reconnects). */
 		if(!strncmp(t, MQCHAT_CONTROL_TOPIC "/", sizeof(MQCHAT_CONTROL_TOPIC))) return MOSQ_ERR_SUCCESS;

@@ -30,12 +30,13 @@
 static char *stamped_topic(const struct mqchat *st, const char *room, size_t roomlen)
 {
 	static const char leaf[] = "/messages";
-	size_t len = st->rooms_prefix_len + roomlen + sizeof(leaf);
+	size_t len = st->topics.rooms_len + roomlen + sizeof(leaf);
 	char *t = mosquitto_malloc(len);
 	if(!t) return NULL;
-	memcpy(t, st->rooms_prefix, st->rooms_prefix_len);
-	memcpy(t + st->rooms_prefix_len, room, roomlen);
-	memcpy(t + st->rooms_prefix_len + roomlen, leaf, sizeof(leaf));
+	/* mqc_topic_room_make's topic without its snprintf: once per message */
+	memcpy(t, st->topics.rooms, st->topics.rooms_len);
+	memcpy(t + st->topics.rooms_len, room, roomlen);
+	memcpy(t + st->topics.rooms_len + roomlen, leaf, sizeof(leaf));
 	return t;
 }
 
@@ -204,11 +205,11 @@ int message__handle(int event, void *event_data, void *userdata)
 	const char *user = mosquitto_client_username(ed->client);
 	if(!user || !strcmp(user, st->opt.service_user)) return MOSQ_ERR_SUCCESS;
 
-	if(topic__room(st, ed->topic, &room, &roomlen, &leaf)){
+	if(mqc_topic_room(&st->topics, ed->topic, &room, &roomlen, &leaf)){
 		if(strcmp(leaf, "send") || !mqc_name_valid(room, roomlen)) return MOSQ_ERR_SUCCESS;
 		return stamp(st, ed, user, room, roomlen);
 	}
-	if(topic__user(st, ed->topic, &u, &ulen, &rest)){
+	if(mqc_topic_user(&st->topics, ed->topic, &u, &ulen, &rest)){
 		/* acl.c let a user publish only its own req */
 		if(strcmp(rest, "req") || ulen != strlen(user) || memcmp(u, user, ulen)) return MOSQ_ERR_SUCCESS;
 		return forward_request(st, ed, user);

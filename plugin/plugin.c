@@ -262,8 +262,6 @@ static void state_free(struct mqchat *st)
 	tick__free(st);
 	auth__owners_free(&st->owners);
 	auth__free(st);
-	free(st->rooms_prefix);
-	free(st->users_prefix);
 	options_free(&st->opt);
 	free(st);
 }
@@ -347,16 +345,12 @@ MQCHAT_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void 
 	if(parse_options(&st->opt, opts, opt_count)) goto fail;
 	if(jwt__init(opts, opt_count, &st->jwt)) goto fail;
 
-	char *p = concat(st->opt.prefix, "/");
-	if(p){
-		st->rooms_prefix = concat(p, "rooms/");
-		st->users_prefix = concat(p, "users/");
-		free(p);
+	if(mqc_topics_init(&st->topics, st->opt.prefix)){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqchat: plugin_opt_topic_prefix '%s' must be one topic level of "
+				"[A-Za-z0-9._-], at most %d characters", st->opt.prefix, MQC_TOPIC_PREFIX_MAX);
+		goto fail;
 	}
-	if(!st->rooms_prefix || !st->users_prefix) goto fail;
 	st->prefix_len = strlen(st->opt.prefix);
-	st->rooms_prefix_len = strlen(st->rooms_prefix);
-	st->users_prefix_len = strlen(st->users_prefix);
 	st->dedupe.max = st->opt.dedupe_max;
 	st->dedupe.window_s = st->opt.dedupe_window_s;
 	st->qos2.window_s = st->opt.dedupe_window_s;
@@ -569,30 +563,4 @@ void plugin__log_client(struct mqchat *st, const char *fmt, ...)
 	}
 	safe[o] = '\0';
 	mosquitto_log_printf(MOSQ_LOG_NOTICE, "mqchat: %s", safe);
-}
-
-bool topic__room(const struct mqchat *st, const char *topic, const char **room, size_t *roomlen,
-		const char **leaf)
-{
-	if(strncmp(topic, st->rooms_prefix, st->rooms_prefix_len) != 0) return false;
-	const char *r = topic + st->rooms_prefix_len;
-	const char *slash = strchr(r, '/');
-	if(!slash || slash == r) return false;
-	*room = r;
-	*roomlen = (size_t)(slash - r);
-	*leaf = slash + 1;
-	return true;
-}
-
-bool topic__user(const struct mqchat *st, const char *topic, const char **user, size_t *userlen,
-		const char **rest)
-{
-	if(strncmp(topic, st->users_prefix, st->users_prefix_len) != 0) return false;
-	const char *u = topic + st->users_prefix_len;
-	const char *slash = strchr(u, '/');
-	if(!slash || slash == u) return false;
-	*user = u;
-	*userlen = (size_t)(slash - u);
-	*rest = slash + 1;
-	return true;
 }

@@ -20,6 +20,7 @@
 #include <mqtt_protocol.h>
 
 #include "mqchat_store.h"
+#include "topic.h"
 #include "strmap.h"
 
 #define MQCHAT_CONTROL_TOPIC "$CONTROL/mqchat/v1"
@@ -395,8 +396,8 @@ struct mqchat {
 	struct options opt;
 
 	/* Topic prefixes, precomputed: "chat/rooms/", "chat/users/". */
-	char *rooms_prefix, *users_prefix;
-	size_t prefix_len, rooms_prefix_len, users_prefix_len;
+	mqc_topics topics;   /* <prefix>/rooms/, <prefix>/users/ (store/topic.h) */
+	size_t prefix_len;
 
 	struct cache *cache;          /* the snapshot in use (broker thread) */
 	struct control_log ctl_log;   /* room updates since the last swap, replayed onto the next */
@@ -518,12 +519,5 @@ void reload__stop(struct mqchat *st);
 /* Writes the id lease file (reload thread, and once at start). */
 int reload__write_lease(const struct mqchat *st, uint64_t lease);
 uint64_t reload__read_lease(const struct mqchat *st);
-
-/* Splits "<prefix>/rooms/{room}/{leaf}": room and leaf point into topic. */
-bool topic__room(const struct mqchat *st, const char *topic, const char **room, size_t *roomlen,
-		const char **leaf);
-/* Splits "<prefix>/users/{user}/{rest}". */
-bool topic__user(const struct mqchat *st, const char *topic, const char **user, size_t *userlen,
-		const char **rest);
 
 #endif
