@@ -47,8 +47,7 @@ EOF
 	queued=$(db_sql "$db" 'SELECT count(*) FROM messages')
 	local log_from=0
 	if [ "$engine" = postgresql ] && [ -n "${PG_STATEMENTS:-}" ]; then
-		db_sql "$db" "ALTER DATABASE drain_r$n SET log_min_duration_statement = 0"
-		log_from=$(wc -l <"$PG_DIR/log")
+		log_from=$(pg_log_start "$db")
 	fi
 	t0=$(date +%s%N)
 	start_bridge "$db" "$PORT"
@@ -69,22 +68,7 @@ EOF
 	stop_pid "$BRIDGE_PID"
 	grep 'stats: writer commits' "$BENCH_DIR/bridge.log" | tail -1 | sed 's/^/# /' || true
 	if [ "$log_from" -gt 0 ]; then
-		tail -n +"$((log_from + 1))" "$PG_DIR/log" | python3 -c '
-import re, sys
-tot, cnt, wall = {}, {}, float(sys.argv[1])
-cur = None
-for line in sys.stdin:
-    m = re.search(r"duration: ([0-9.]+) ms  (parse|bind|execute|statement)[^:]*: (.*)", line)
-    if not m:
-        continue
-    ms, phase, sql = float(m.group(1)), m.group(2), " ".join(m.group(3).split())[:70]
-    k = (phase if phase != "statement" else "simple") + " " + sql
-    tot[k] = tot.get(k, 0) + ms
-    cnt[k] = cnt.get(k, 0) + 1
-print(f"# server time per statement while draining ({wall:.0f} ms of wall time; total {sum(tot.values()):.0f} ms in {sum(cnt.values())} calls):")
-for k in sorted(tot, key=tot.get, reverse=True)[:12]:
-    print(f"#   {tot[k]:9.1f} ms {cnt[k]:7d} x {1000 * tot[k] / cnt[k]:8.1f} us  {k}")
-' "$last"
+		pg_log_summary "$log_from" "server time per statement while draining ($last ms of wall time)"
 	fi
 	stop_pid "$BROKER_PID"
 	if [ "$engine" = postgresql ]; then pg_db_drop "drain_r$n"; else rm -f "$db" "$db"-wal "$db"-shm "$db".spool "$db".idlease; fi

@@ -111,6 +111,38 @@ pg_db_drop() {
 	psql -X -q -d "$PG_URL" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >&2 || true
 }
 
+# pg_log_start DB: the server logs every statement on DB with its duration from now on
+# (log_min_duration_statement = 0 for the database: new sessions only). Prints the log's
+# line count, for pg_log_summary.
+pg_log_start() {
+	db_sql "$1" "ALTER DATABASE ${1##*/} SET log_min_duration_statement = 0" >/dev/null
+	wc -l <"$PG_DIR/log"
+}
+
+# pg_log_summary FROM TITLE [PER]: the server's time per statement in its log after line
+# FROM (parse, bind and execute apart), the largest first; PER: also per one of PER
+# (requests, say).
+pg_log_summary() {
+	tail -n +"$(($1 + 1))" "$PG_DIR/log" | python3 -c '
+import re, sys
+tot, cnt = {}, {}
+per = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] else 0
+for line in sys.stdin:
+    m = re.search(r"duration: ([0-9.]+) ms  (parse|bind|execute|statement)[^:]*: (.*)", line)
+    if not m:
+        continue
+    ms, phase, sql = float(m.group(1)), m.group(2), " ".join(m.group(3).split())[:70]
+    k = (phase if phase != "statement" else "simple") + " " + sql
+    tot[k] = tot.get(k, 0) + ms
+    cnt[k] = cnt.get(k, 0) + 1
+t, c = sum(tot.values()), sum(cnt.values())
+extra = f"; per one of {per}: {1000 * t / per:.1f} us in {c / per:.1f} calls" if per else ""
+print(f"# {sys.argv[1]}: {t:.0f} ms in {c} calls{extra}")
+for k in sorted(tot, key=tot.get, reverse=True)[:12]:
+    print(f"#   {tot[k]:9.1f} ms {cnt[k]:7d} x {1000 * tot[k] / cnt[k]:8.1f} us  {k}")
+' "$2" "${3:-}"
+}
+
 # db_files DB: where the plugin keeps its own files for DB (spool, id lease): beside a
 # SQLite file as the plugin's default does, $BENCH_DIR/<database name> for PostgreSQL.
 db_files() {

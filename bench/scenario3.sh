@@ -32,12 +32,15 @@
 #
 #   bench/scenario3.sh     (BUILD=path/to/build, REQUESTS=2000, WARMUP=200, LOAD_RATE=auto|N,
 #                           CACHE_DIR=/tmp/mqchat-bench-cache, PERF=1 to perf-record the bridge
-#                           during the loaded phase, ENGINES="sqlite postgresql", ROUNDS=5)
+#                           during the loaded phase, ENGINES="sqlite postgresql", ROUNDS=5,
+#                           PG_STATEMENTS=1: PostgreSQL logs every statement (a diagnostic run:
+#                           it slows the server) and each set prints the server's time by statement)
 # A round takes ~1.5-2 min per engine.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 REQUESTS=${REQUESTS:-2000}
+PG_STATEMENTS=${PG_STATEMENTS:-}
 WARMUP=${WARMUP:-200}
 LOAD_RATE=${LOAD_RATE:-auto}
 LOAD_ROOMS=1000
@@ -169,10 +172,15 @@ run_sets() {
 			--label "$phase.$s.warmup" --request "${request[$s]}" >/dev/null 2>"$RUN_DIR/$phase.$s.warmup.err" \
 			|| { cat "$RUN_DIR/$phase.$s.warmup.err" >&2; exit 1; }
 		bridge_stats "$RUN_DIR/$phase.$s.warm.stats"
+		local log_from=""
+		[ -n "$PG_STATEMENTS" ] && db_is_pg "$DB" && log_from=$(wc -l <"$PG_DIR/log")
 		"$REQBENCH" --port "$PORT" --user "$READER" --password "$BENCH_PW" --requests "$REQUESTS" --warmup 0 \
 			--timeout-ms 60000 \
 			--label "$phase.$s" --request "${request[$s]}" >"$RUN_DIR/$phase.$s.json"
 		bridge_stats "$RUN_DIR/$phase.$s.stats"
+		if [ -n "$log_from" ]; then
+			pg_log_summary "$log_from" "$phase.$s: the server's time, statements logged" "$REQUESTS"
+		fi
 	done
 }
 
@@ -233,6 +241,9 @@ round() {
 	fi
 	requests
 	plans "$engine"
+	# PG_STATEMENTS: every statement on this database logged from now on (the bridge's and
+	# the plugin's sessions start below), summed per query set.
+	[ -n "$PG_STATEMENTS" ] && [ "$engine" = postgresql ] && pg_log_start "$DB" >/dev/null
 
 	# ------------------------------------------------------------ broker, bridge
 	start_mqchat "$DB" </dev/null
