@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 
 bool dbc_is_pg(const char *db)
@@ -176,4 +179,68 @@ int dbc_rows(const char *db, int (*row)(void *arg, int ncols, const char *const 
 	rc = dbc_rows_va(db, row, arg, sql, ap);
 	va_end(ap);
 	return rc;
+}
+
+bool dbc_test_pg(const char **server)
+{
+	const char *engine = getenv("MQCHAT_TEST_ENGINE"), *pg = getenv("MQCHAT_TEST_PG");
+	*server = NULL;
+	if(!engine || !*engine || !strcmp(engine, "sqlite")) return false;
+	if(strcmp(engine, "postgresql")) {
+		fprintf(stderr, "MQCHAT_TEST_ENGINE=%s: expected sqlite or postgresql\n", engine);
+		exit(2);
+	}
+	if(!pg || strncmp(pg, "postgresql://", 13)) {
+		fprintf(stderr, "MQCHAT_TEST_ENGINE=postgresql needs MQCHAT_TEST_PG=postgresql://... "
+				"(scripts/test.sh starts a server: scripts/pg.sh start DIR)\n");
+		exit(2);
+	}
+	*server = pg;
+	return true;
+}
+
+int dbc_pg_admin(const char *server, const char *sql)
+{
+	PGconn *c = PQconnectdb(server);
+	int rc = -1;
+	PQsetNoticeProcessor(c, quiet, NULL);
+	if(PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "connecting to %s: %s", server, PQerrorMessage(c));
+	} else {
+		PGresult *r = PQexec(c, sql);
+		if(PQresultStatus(r) == PGRES_COMMAND_OK) rc = 0;
+		else fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
+		PQclear(r);
+	}
+	PQfinish(c);
+	return rc;
+}
+
+int dbc_pg_create(const char *server, const char *prefix, char *name, size_t namelen, char *url, size_t urllen)
+{
+	unsigned char rnd[4] = {0};
+	char sql[256];
+	FILE *f = fopen("/dev/urandom", "rb");
+	if(!f || fread(rnd, 1, sizeof(rnd), f) != sizeof(rnd)) {
+		unsigned v = (unsigned)getpid() ^ (unsigned)time(NULL);
+		memcpy(rnd, &v, sizeof(rnd));
+	}
+	if(f) fclose(f);
+	snprintf(name, namelen, "%s_%02x%02x%02x%02x", prefix, rnd[0], rnd[1], rnd[2], rnd[3]);
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'", name);
+	if(dbc_pg_admin(server, sql)) return -1;
+	/* The server's URI with this database in place of its path. */
+	const char *path = strchr(server + 13, '/');
+	const char *query = strchr(server + 13, '?');
+	int hostlen = (int)((path ? path : query ? query : server + strlen(server)) - server);
+	snprintf(url, urllen, "%.*s/%s%s", hostlen, server, name, query ? query : "");
+	return 0;
+}
+
+int dbc_pg_drop(const char *server, const char *name)
+{
+	char sql[160];
+	if(!name || !name[0]) return 0;
+	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+	return dbc_pg_admin(server, sql);
 }

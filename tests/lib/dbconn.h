@@ -43,4 +43,19 @@ int dbc_rows_va(const char *db, int (*row)(void *arg, int ncols, const char *con
 int dbc_rows(const char *db, int (*row)(void *arg, int ncols, const char *const *cols), void *arg,
 		const char *sql, ...) __attribute__((sentinel));
 
+/* ---- a PostgreSQL database of a test's own, on the server MQCHAT_TEST_PG names */
+
+/* The engine the test runs on: MQCHAT_TEST_ENGINE=postgresql with MQCHAT_TEST_PG set gives
+ * true and *server; sqlite (or unset) false. Anything else, or postgresql without a server,
+ * is printed and exits 2. */
+bool dbc_test_pg(const char **server);
+/* One statement on the server's maintenance database (CREATE / DROP DATABASE run outside a
+ * transaction). 0, or -1 (printed). */
+int dbc_pg_admin(const char *server, const char *sql);
+/* Creates "<prefix>_<8 random hex>" (UTF8, C collation) on server: name gets it, url the
+ * server's URI with it in place of the database. 0, or -1 (printed). */
+int dbc_pg_create(const char *server, const char *prefix, char *name, size_t namelen, char *url, size_t urllen);
+/* Drops it (connections to it are closed). */
+int dbc_pg_drop(const char *server, const char *name);
+
 #endif

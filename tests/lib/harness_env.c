@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libpq-fe.h>
+#include "dbconn.h"
 
 
 /* ------------------------------------------------------------ the environment */
@@ -96,65 +96,27 @@ void h_env_bridge_arg(h_env *env, const char *flag, const char *value)
 	h_fail(__FILE__, __LINE__, "h_env_bridge_arg: at most four flags");
 }
 
-/* One statement on the server's maintenance database. 0, or -1 (printed). */
-static int hx_pg_admin(const char *server, const char *sql)
-{
-	PGconn *c = PQconnectdb(server);
-	int rc = -1;
-	if(PQstatus(c) != CONNECTION_OK) {
-		fprintf(stderr, "harness: connecting to %s: %s\n", server, PQerrorMessage(c));
-	} else {
-		PGresult *r = PQexec(c, sql);
-		if(PQresultStatus(r) == PGRES_COMMAND_OK) rc = 0;
-		else fprintf(stderr, "harness: %s: %s\n", sql, PQresultErrorMessage(r));
-		PQclear(r);
-	}
-	PQfinish(c);
-	return rc;
-}
-
 /* MQCHAT_TEST_ENGINE=postgresql: a database of the test's own on the MQCHAT_TEST_PG server,
  * and env->db its URI. 0 (also for SQLite), or -1 (printed). */
 int hx_pg_create(h_env *env, const char *test_name)
 {
-	const char *engine = getenv("MQCHAT_TEST_ENGINE");
-	const char *server = getenv("MQCHAT_TEST_PG");
-	char sql[256], hex[9];
-	size_t n = 0;
+	const char *server;
+	char prefix[48];
+	size_t n;
 
-	if(!engine || !*engine || !strcmp(engine, "sqlite")) return 0;
-	if(strcmp(engine, "postgresql")) {
-		fprintf(stderr, "harness: MQCHAT_TEST_ENGINE=%s: expected sqlite or postgresql\n", engine);
-		return -1;
-	}
-	if(!server || strncmp(server, "postgresql://", 13)) {
-		fprintf(stderr, "harness: MQCHAT_TEST_ENGINE=postgresql needs MQCHAT_TEST_PG=postgresql://... "
-				"(scripts/test.sh starts a server: scripts/pg.sh start DIR)\n");
-		return -1;
-	}
+	if(!dbc_test_pg(&server)) return 0;
 	snprintf(env->pg_server, sizeof(env->pg_server), "%s", server);
-	hx_random_hex(hex, 4);
-	n = (size_t)snprintf(env->pg_name, sizeof(env->pg_name), "t_");
-	for(const char *p = test_name; *p && n < 40; p++) {
-		env->pg_name[n++] = (char)((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ? *p : '_');
+	n = (size_t)snprintf(prefix, sizeof(prefix), "t_");
+	for(const char *p = test_name; *p && n + 1 < sizeof(prefix); p++) {
+		prefix[n++] = (char)((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ? *p : '_');
 	}
-	snprintf(env->pg_name + n, sizeof(env->pg_name) - n, "_%s", hex);
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", env->pg_name);
-	if(hx_pg_admin(server, sql)) return -1;
-	/* The server's URI with this database in place of its path. */
-	const char *path = strchr(server + 13, '/');
-	const char *query = strchr(server + 13, '?');
-	int hostlen = (int)((path ? path : query ? query : server + strlen(server)) - server);
-	snprintf(env->db, sizeof(env->db), "%.*s/%s%s", hostlen, server, env->pg_name, query ? query : "");
-	return 0;
+	prefix[n] = '\0';
+	return dbc_pg_create(server, prefix, env->pg_name, sizeof(env->pg_name), env->db, sizeof(env->db));
 }
 
 void hx_pg_drop(h_env *env)
 {
-	char sql[160];
-	if(!env->pg_name[0]) return;
-	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", env->pg_name);
-	hx_pg_admin(env->pg_server, sql);
+	if(env->pg_name[0]) dbc_pg_drop(env->pg_server, env->pg_name);
 }
 
 h_env *h_env_new(const char *test_name)

@@ -118,38 +118,6 @@ static int operator(const char *sql, ...)
 	return rc;
 }
 
-/* PostgreSQL: a statement on the server's maintenance database (CREATE / DROP DATABASE
- * run outside a transaction). 0, or -1 (printed). */
-static int on_server(const char *server, const char *sql)
-{
-	PGconn *c = PQconnectdb(server);
-	int rc = -1;
-
-	if(PQstatus(c) != CONNECTION_OK){
-		fprintf(stderr, "connecting to %s: %s", server, PQerrorMessage(c));
-	}else{
-		PGresult *r = PQexec(c, sql);
-		if(PQresultStatus(r) == PGRES_COMMAND_OK) rc = 0;
-		else fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
-		PQclear(r);
-	}
-	PQfinish(c);
-	return rc;
-}
-
-/* A lowercase random database name, so runs side by side never share one. */
-static int random_name(char *out, size_t outlen)
-{
-	unsigned char b[8];
-	FILE *f = fopen("/dev/urandom", "rb");
-	size_t got = f ? fread(b, 1, sizeof(b), f) : 0;
-
-	if(f) fclose(f);
-	if(got != sizeof(b)) return -1;
-	snprintf(out, outlen, "mqchat_admin_%02x%02x%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]);
-	return 0;
-}
-
 /* ---------------------------------------------------------------- the rules themselves */
 
 /* store/rooms.c called as the request API calls it: each rule in its own write
@@ -345,20 +313,12 @@ int main(void)
 	char dir[] = "/tmp/mqchat-test-admin-XXXXXX";
 	char out[256], err[512], direct[64], group[64], group2[64], hash[MQC_PW_HASH_MAX];
 	char p[400], pgname[64] = "", sql[160];
-	const char *engine = getenv("MQCHAT_TEST_ENGINE"), *server = getenv("MQCHAT_TEST_PG");
-	bool pg = engine && !strcmp(engine, "postgresql");
+	const char *server;
+	bool pg = dbc_test_pg(&server);
 
 	admin = getenv("MQCHAT_ADMIN");
 	if(admin == NULL || access(admin, X_OK)){
 		fprintf(stderr, "MQCHAT_ADMIN is not set to the built mqchat-admin (CTest sets it)\n");
-		return 1;
-	}
-	if(engine && *engine && !pg && strcmp(engine, "sqlite")){
-		fprintf(stderr, "MQCHAT_TEST_ENGINE=%s: expected sqlite or postgresql\n", engine);
-		return 1;
-	}
-	if(pg && (!server || strncmp(server, "postgresql://", 13))){
-		fprintf(stderr, "MQCHAT_TEST_ENGINE=postgresql needs MQCHAT_TEST_PG=postgresql://... (scripts/test.sh starts one)\n");
 		return 1;
 	}
 	if(mkdtemp(dir) == NULL){
@@ -367,16 +327,7 @@ int main(void)
 	}
 	snprintf(scratch, sizeof(scratch), "%s/stdin", dir);
 	if(pg){
-		/* the server's URI with a database of our own in place of its path */
-		const char *path = strchr(server + 13, '/'), *query = strchr(server + 13, '?');
-		int hostlen = (int)((path ? path : query ? query : server + strlen(server)) - server);
-		if(random_name(pgname, sizeof(pgname))){
-			fprintf(stderr, "no randomness for a database name\n");
-			return 1;
-		}
-		snprintf(sql, sizeof(sql), "CREATE DATABASE %s", pgname);
-		if(on_server(server, sql)) return 1;
-		snprintf(dbpath, sizeof(dbpath), "%.*s/%s%s", hostlen, server, pgname, query ? query : "");
+		if(dbc_pg_create(server, "mqchat_admin", pgname, sizeof(pgname), dbpath, sizeof(dbpath))) return 1;
 	}else{
 		snprintf(dbpath, sizeof(dbpath), "%s/a.db", dir);
 	}
@@ -579,8 +530,7 @@ int main(void)
 	rules(direct);
 
 	if(pg){
-		snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", pgname);
-		CHECK(on_server(server, sql) == 0);
+		CHECK(dbc_pg_drop(server, pgname) == 0);
 	}
 	snprintf(p, sizeof(p), "rm -rf '%s'", dir);
 	if(system(p) != 0) fprintf(stderr, "could not remove %s\n", dir);

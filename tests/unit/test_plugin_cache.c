@@ -16,6 +16,8 @@
 
 #include <libpq-fe.h>
 
+#include "dbconn.h"
+
 #define H64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define H64B "1123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #include "../../plugin/cache.c"
@@ -40,51 +42,16 @@ static void exec(mqc_db *db, const char *sql)
 
 static char pg_server[512], pg_name[64];
 
-static int pg_admin(const char *sql)
-{
-	PGconn *c = PQconnectdb(pg_server);
-	int rc = -1;
-	if(PQstatus(c) != CONNECTION_OK){
-		fprintf(stderr, "connecting to %s: %s", pg_server, PQerrorMessage(c));
-	}else{
-		PGresult *r = PQexec(c, sql);
-		if(PQresultStatus(r) == PGRES_COMMAND_OK) rc = 0;
-		else fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
-		PQclear(r);
-	}
-	PQfinish(c);
-	return rc;
-}
-
 /* Creates t_plugin_cache_<random> on the server; where gets its URI. 0, or -1 (printed). */
 static int pg_create(const char *server, char *where, size_t wherelen)
 {
-	unsigned char rnd[4];
-	char sql[128];
-	int fd = open("/dev/urandom", O_RDONLY);
-	if(fd < 0 || read(fd, rnd, sizeof(rnd)) != (ssize_t)sizeof(rnd)){
-		fprintf(stderr, "no randomness\n");
-		return -1;
-	}
-	close(fd);
 	snprintf(pg_server, sizeof(pg_server), "%s", server);
-	snprintf(pg_name, sizeof(pg_name), "t_plugin_cache_%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", pg_name);
-	if(pg_admin(sql)) return -1;
-	/* The server's URI with this database in place of its path. */
-	const char *path = strchr(server + strlen("postgresql://"), '/');
-	const char *query = strchr(server + strlen("postgresql://"), '?');
-	int hostlen = (int)((path ? path : query ? query : server + strlen(server)) - server);
-	snprintf(where, wherelen, "%.*s/%s%s", hostlen, server, pg_name, query ? query : "");
-	return 0;
+	return dbc_pg_create(server, "t_plugin_cache", pg_name, sizeof(pg_name), where, wherelen);
 }
 
 static void pg_drop(void)
 {
-	char sql[128];
-	if(!pg_name[0]) return;
-	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", pg_name);
-	pg_admin(sql);
+	if(pg_name[0]) dbc_pg_drop(pg_server, pg_name);
 }
 
 static bool member(struct cache *c, const char *room, const char *user)
@@ -200,8 +167,8 @@ static void test_announced(mqc_db *db, mqc_db *ro, bool pg)
 int main(void)
 {
 	char dir[] = "/tmp/mqchat-cache-XXXXXX", path[600], reason[512];
-	const char *engine = getenv("MQCHAT_TEST_ENGINE");
-	bool pg = engine && !strcmp(engine, "postgresql");
+	const char *server;
+	bool pg = dbc_test_pg(&server);
 	mqc_db *db, *ro;
 
 	test_strmap_many();
@@ -209,12 +176,6 @@ int main(void)
 	if(!mkdtemp(dir)) return 2;
 	snprintf(path, sizeof(path), "%s/t.db", dir);
 	if(pg){
-		const char *server = getenv("MQCHAT_TEST_PG");
-		if(!server || mqc_db_engine_of(server) != MQC_ENGINE_PG){
-			fprintf(stderr, "MQCHAT_TEST_ENGINE=postgresql needs MQCHAT_TEST_PG=postgresql://... "
-					"(scripts/pg.sh start DIR starts a server)\n");
-			return 2;
-		}
 		if(pg_create(server, path, sizeof(path))) return 2;
 		printf("test_plugin_cache: PostgreSQL %s\n", path);
 	}

@@ -1242,59 +1242,17 @@ static int run_sqlite(void)
 	return 0;
 }
 
-/* server's URL with its database replaced by name (and its query part kept). */
-static void url_with_db(const char *server, const char *name, char *out, size_t outlen)
-{
-	const char *auth = strstr(server, "://");
-	auth = auth ? auth + 3 : server;
-	size_t end = strcspn(auth, "/?");
-	const char *query = strchr(auth + end, '?');
-	snprintf(out, outlen, "%.*s/%s%s", (int)(auth + end - server), server, name, query ? query : "");
-}
-
-static int pg_do(PGconn *conn, const char *sql)
-{
-	PGresult *res = PQexec(conn, sql);
-	int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
-	if(rc) fprintf(stderr, "%s: %s\n", sql, PQresultErrorMessage(res));
-	PQclear(res);
-	return rc;
-}
-
-/* A fresh database on the PostgreSQL server at server (a URL), dropped at the end. Made
- * from template0 with the C collation, as mqchat's PostgreSQL schema expects (text
- * compares bytewise like SQLite's; schema/postgresql/001_init.sql). */
+/* A fresh database on the PostgreSQL server at server (a URL), dropped at the end
+ * (tests/lib/dbconn.c: from template0 with the C collation). */
 static int run_pg(const char *server)
 {
-	char name[64], sql[256], url[1024];
-	unsigned char rnd[6] = {0};
-	FILE *f = fopen("/dev/urandom", "rb");
+	char name[64], url[1024];
 
-	if(!f || fread(rnd, 1, sizeof(rnd), f) != sizeof(rnd)){
-		unsigned v = (unsigned)getpid() ^ (unsigned)time(NULL);
-		memcpy(rnd, &v, sizeof(v));
-	}
-	if(f) fclose(f);
-	snprintf(name, sizeof(name), "mqchat_test_requests_%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3],
-			rnd[4], rnd[5]);
-	PGconn *admin = PQconnectdb(server);
-	if(PQstatus(admin) != CONNECTION_OK){
-		fprintf(stderr, "MQCHAT_TEST_PG: cannot connect to %s: %s\n", server, PQerrorMessage(admin));
-		PQfinish(admin);
-		return 2;
-	}
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'", name);
-	if(pg_do(admin, sql)){
-		PQfinish(admin);
-		return 2;
-	}
-	url_with_db(server, name, url, sizeof(url));
+	if(dbc_pg_create(server, "mqchat_test_requests", name, sizeof(name), url, sizeof(url))) return 2;
 	open_db(url);
 	run_cases();
 	close_db();
-	snprintf(sql, sizeof(sql), "DROP DATABASE %s", name);
-	int dropped = pg_do(admin, sql);
-	PQfinish(admin);
+	int dropped = dbc_pg_drop(server, name);
 	if(failures){
 		fprintf(stderr, "test_requests: %d check(s) failed on PostgreSQL (database %s)\n", failures, name);
 		return 1;
@@ -1306,20 +1264,7 @@ static int run_pg(const char *server)
 
 int main(void)
 {
-	const char *engine = getenv("MQCHAT_TEST_ENGINE");
-	const char *server = getenv("MQCHAT_TEST_PG");
-
-	if(engine && !strcmp(engine, "postgresql")){
-		if(!server || !dbc_is_pg(server)){
-			fprintf(stderr, "MQCHAT_TEST_ENGINE=postgresql needs MQCHAT_TEST_PG=postgresql://... (scripts/test.sh "
-					"starts one)\n");
-			return 1;
-		}
-		return run_pg(server);
-	}
-	if(engine && *engine && strcmp(engine, "sqlite")){
-		fprintf(stderr, "MQCHAT_TEST_ENGINE=%s: expected sqlite or postgresql\n", engine);
-		return 1;
-	}
+	const char *server;
+	if(dbc_test_pg(&server)) return run_pg(server);
 	return run_sqlite();
 }
