@@ -164,6 +164,10 @@ static void requests_per_user(h_env *env)
 	H_REQUIRE(erin);
 	H_REQUIRE_INT(h_subscribe(erin, "chat/users/erin/res", 1), ==, 1);
 	h_sleep_ms(2600); /* the bucket refills */
+	/* Answers to the first burst that the bridge sent after that session closed come to
+	 * this one (same topic): not this burst's. (Seen on PostgreSQL, whose answers are a
+	 * few ms slower: 9 counted of 8 allowed.) */
+	h_drain(erin, 0);
 	t0 = h_now_ms();
 	for(int i = 0; i < 30; i++) h_publish_str(erin, "chat/users/erin/req", "{\"op\":\"contacts.list\"}", 0);
 	int64_t spent = h_now_ms() - t0;
