@@ -260,31 +260,40 @@ int txn_commit(struct call *c)
  * <prefix>/rooms/{room}/messages: id, room, from, ts, type, body?, attachment?, client_msg_id?. */
 json_t *msg_from_row(struct log_repeat *lr, mqc_stmt *s, int col, const char *room)
 {
-	json_t *m = json_object();
-	int rc = 0;
-	if(!m) return NULL;
-	rc |= set(m, "id", json_integer(mqc_col_int64(s, col)));
-	rc |= set(m, "room", json_string(room));
-	rc |= set(m, "from", column_string(lr, s, col + 1, "messages.sender", "message", col));
-	rc |= set(m, "ts", json_integer(mqc_col_int64(s, col + 2)));
-	rc |= set(m, "type", column_string(lr, s, col + 3, "messages.type", "message", col));
-	rc |= set_present(m, "body", column_string(lr, s, col + 4, "messages.body", "message", col));
-	json_error_t jerr;
-	json_t *att;
-	int j = column_json(lr, s, col + 5, "messages.attachment", "message", col, &att, &jerr);
-	if(j < 0){
-		rc = -1;
-	}else if(j == 0){
-		if(att) rc |= set(m, "attachment", att);
-	}else{
-		bridge__log(BLOG_WARN, "requests", "messages.attachment of message %lld is not JSON (%s); sent without it",
-				(long long)mqc_col_int64(s, col), jerr.text);
+	/* The columns are MQC_MSG_ROW_COLS from col on; stored text that is not UTF-8 is
+	 * answered repaired and logged (column_utf8), then store/message.c makes the object. */
+	static const char *const what[] = { "messages.sender", "messages.type", "messages.body",
+		"messages.attachment", "messages.client_msg_id" };
+	static const int at[] = { 1, 3, 4, 5, 6 };
+	const char *t[5];
+	size_t len[5];
+	char *fixed[5] = { NULL };
+	json_t *m = NULL;
+	bool bad_att = false;
+	mqc_msg_row row = { .id = mqc_col_int64(s, col), .room = room, .ts = mqc_col_int64(s, col + 2) };
+
+	for(int i = 0; i < 5; i++){
+		int rc = column_utf8(lr, s, col + at[i], what[i], "message", col, &t[i], &len[i], &fixed[i]);
+		if(rc < 0) goto out;
+		if(rc > 0){
+			t[i] = NULL;
+			len[i] = 0;
+		}
 	}
-	rc |= set_present(m, "client_msg_id", column_string(lr, s, col + 6, "messages.client_msg_id", "message", col));
-	if(rc){
-		json_decref(m);
-		return NULL;
+	row.sender = t[0] ? t[0] : "";
+	row.type = t[1] ? t[1] : "";
+	row.body = t[2];
+	row.body_len = len[2];
+	row.attachment = t[3];
+	row.attachment_len = len[3];
+	row.client_msg_id = t[4];
+	m = mqc_msg_row_json(&row, &bad_att);
+	if(m && bad_att){
+		bridge__log(BLOG_WARN, "requests", "messages.attachment of message %lld is not JSON; sent without it",
+				(long long)row.id);
 	}
+out:
+	for(int i = 0; i < 5; i++) free(fixed[i]);
 	return m;
 }
 

@@ -454,3 +454,59 @@ fail:
 	memset(out, 0, sizeof(*out));
 	return -1;
 }
+
+/* ---------------------------------------------------------------- the row of a message */
+
+int mqc_msg_row_of(const mqc_stamped *m, mqc_msg_row *row, char **att_text)
+{
+	*att_text = NULL;
+	memset(row, 0, sizeof(*row));
+	row->id = (int64_t)m->id;
+	row->room = m->room;
+	row->sender = m->from;
+	row->ts = m->ts;
+	row->type = m->type;
+	row->body = m->body;
+	row->body_len = m->body ? strlen(m->body) : 0;
+	row->client_msg_id = m->client_msg_id;
+	if(m->attachment){
+		*att_text = json_dumps(m->attachment, JSON_COMPACT);
+		if(*att_text == NULL) return -1;
+		row->attachment = *att_text;
+		row->attachment_len = strlen(*att_text);
+	}
+	return 0;
+}
+
+static int row_set(json_t *o, const char *k, json_t *v)
+{
+	return v ? json_object_set_new_nocheck(o, k, v) : -1;
+}
+
+json_t *mqc_msg_row_json(const mqc_msg_row *row, bool *bad_attachment)
+{
+	json_t *m = json_object();
+	int rc = 0;
+
+	if(bad_attachment) *bad_attachment = false;
+	if(!m) return NULL;
+	rc |= row_set(m, "id", json_integer(row->id));
+	rc |= row_set(m, "room", json_string_nocheck(row->room ? row->room : ""));
+	rc |= row_set(m, "from", json_string_nocheck(row->sender ? row->sender : ""));
+	rc |= row_set(m, "ts", json_integer(row->ts));
+	rc |= row_set(m, "type", json_string_nocheck(row->type ? row->type : ""));
+	if(row->body) rc |= row_set(m, "body", json_stringn_nocheck(row->body, row->body_len));
+	if(row->attachment){
+		json_error_t jerr;
+		json_t *att = json_loadb(row->attachment, row->attachment_len, 0, &jerr);
+		if(att) rc |= row_set(m, "attachment", att);
+		else if(json_error_code(&jerr) == json_error_out_of_memory) rc = -1;
+		else if(bad_attachment) *bad_attachment = true;
+	}
+	if(row->client_msg_id) rc |= row_set(m, "client_msg_id", json_string_nocheck(row->client_msg_id));
+	if(rc){
+		json_decref(m);
+		return NULL;
+	}
+	return m;
+}

@@ -167,6 +167,36 @@ typedef struct mqc_stamped {
  * On success the caller json_decref()s out->root. */
 int mqc_stamped_parse(const void *payload, size_t len, mqc_stamped *out, char *reason, size_t reasonlen);
 
+/* A message as the messages table holds it (schema/<engine>/001_init.sql). The bridge's
+ * writer stores the row of a stamped message (mqc_msg_row_of); every statement that reads
+ * messages for an answer selects MQC_MSG_ROW_COLS, in that order, and the answer is
+ * mqc_msg_row_json of the row: the object mqc_msg_stamp delivered. Text borrows. */
+#define MQC_MSG_ROW_COLS "id, sender, ts, type, body, attachment, client_msg_id"
+typedef struct mqc_msg_row {
+	int64_t id;
+	const char *room;
+	const char *sender;
+	int64_t ts;
+	const char *type;
+	const char *body;          /* NULL if none */
+	size_t body_len;
+	const char *attachment;    /* the attachment object as JSON text; NULL if none */
+	size_t attachment_len;
+	const char *client_msg_id; /* NULL if none */
+} mqc_msg_row;
+
+/* The row of a stamped message. *att_text gets the attachment's JSON text (malloc'd, NULL
+ * when there is none), which row->attachment points to: free it after the row is written.
+ * 0, or -1 when out of memory. */
+int mqc_msg_row_of(const mqc_stamped *m, mqc_msg_row *row, char **att_text);
+
+/* The message object of a row, as it was delivered on <prefix>/rooms/{room}/messages:
+ * {id, room, from, ts, type, [body], [attachment], [client_msg_id]}. The text must be valid
+ * UTF-8 (the caller repairs stored text first: mqc_utf8_sanitize). An attachment whose text
+ * is not JSON is left out and *bad_attachment (may be NULL) set, for the caller to log.
+ * NULL only when out of memory. */
+json_t *mqc_msg_row_json(const mqc_msg_row *row, bool *bad_attachment);
+
 /* ---------------------------------------------------------------- device tokens */
 
 #define MQC_TOKEN_PREFIX "mqt_"
