@@ -32,8 +32,10 @@ struct key {
 #define OFF(f) offsetof(struct bridge_config, f)
 
 static const struct key keys[] = {
-	{ "db", K_STR, OFF(db_path), 0, 0, "PATH",
-		"SQLite database made by `mqchat-admin init` (required)" },
+	{ "db", K_STR, OFF(db_path), 0, 0, "PATH|URL",
+		"the database made by `mqchat-admin init` (required): a SQLite file's path, or a\n"
+		"                        PostgreSQL URI postgresql://user@host:port/dbname (its password in\n"
+		"                        ~/.pgpass or $PGPASSWORD, not in the URI: `ps` shows argv)" },
 	{ "host", K_STR, OFF(host), 0, 0, "HOST", "broker address (default 127.0.0.1)" },
 	{ "port", K_INT, OFF(port), 1, 65535, "PORT", "broker port (default 1883)" },
 	{ "user", K_STR, OFF(user), 0, 0, "NAME",
@@ -218,7 +220,7 @@ static int set_defaults(struct bridge_config *cfg)
 static int validate(struct bridge_config *cfg)
 {
 	if(!cfg->db_path || !*cfg->db_path){
-		bridge__log(BLOG_ERROR, "config", "no database: give --db PATH or `db = PATH` in the config file");
+		bridge__log(BLOG_ERROR, "config", "no database: give --db PATH|URL or `db = PATH|URL` in the config file");
 		return -1;
 	}
 	if(!*cfg->host){

@@ -7,7 +7,7 @@
 #define MQCHAT_BRIDGE_CONFIG_H
 
 struct bridge_config {
-	char *db_path;       /* required */
+	char *db_path;       /* required: a SQLite path or a postgresql:// URI (db.h) */
 	char *host;          /* broker address, default 127.0.0.1 */
 	int port;            /* default 1883 */
 	char *user;          /* the service user, default mqchat-bridge */

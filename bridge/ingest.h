@@ -23,8 +23,9 @@
  * Local sequence numbers (lsn) count the messages ingest__add took since start, 1, 2, ...
  * in order; "received" is the last one taken, "committed" the last one on disk.
  *
- * A failed commit is rolled back; the writer keeps its batch and retries with backoff. The
- * watermark only moves with a commit, so nothing is confirmed that is not on disk.
+ * A failed commit is rolled back; the writer keeps its batch and retries with backoff (a
+ * lost connection to PostgreSQL: reconnects, at least every second). The watermark only
+ * moves with a commit, so nothing is confirmed that is not on disk.
  */
 #ifndef MQCHAT_BRIDGE_INGEST_H
 #define MQCHAT_BRIDGE_INGEST_H
@@ -33,7 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <sqlite3.h>
+#include "db.h"
 
 #include "stats.h"
 
@@ -46,10 +47,11 @@ struct ingest_stats {
 	uint64_t messages;
 };
 
-/* Opens the writer's own connection to db's file, prepares every statement, reads the
- * saved watermark and starts the writer and checkpointer threads. db is the caller's
- * connection (read at start only). NULL on failure (logged). */
-struct ingest *ingest__new(sqlite3 *db, int batch_max, int batch_ms);
+/* Opens the writer's own connection to the database `where` (a SQLite path or a
+ * postgresql:// URI, as db was opened with), prepares every statement, reads the saved
+ * watermark and starts the writer thread, and for SQLite the checkpointer thread. db is the
+ * caller's connection (read at start only). NULL on failure (logged). */
+struct ingest *ingest__new(mqc_db *db, const char *where, int batch_max, int batch_ms);
 /* Stops the threads and frees both batches without committing them: call ingest__flush
  * first. */
 void ingest__free(struct ingest *ing);
@@ -87,7 +89,8 @@ void ingest__fd_clear(struct ingest *ing);
 /* True while the filling batch is full and the writer busy: the caller stops reading. */
 bool ingest__blocked(struct ingest *ing);
 
-/* True once a commit failed and has not succeeded since (the store is stuck). */
+/* True once a commit failed and has not succeeded since (the store is stuck, or
+ * reconnecting). */
 bool ingest__failing(struct ingest *ing);
 
 /* Copies the writer's counters into *out and resets them. */
@@ -99,9 +102,9 @@ size_t ingest__pending(struct ingest *ing);
 /* ---------------------------------------------------------- [any thread] */
 
 /* Makes db wait for the writer's lock the way the writer waits for others: polling every
- * 200 us, *polls times at most (SQLite's own handler sleeps up to 100 ms between tries).
- * polls must outlive db. */
-void ingest__busy_poll(sqlite3 *db, const int *polls);
+ * 200 us, *polls times at most (SQLite's own handler sleeps up to 100 ms between tries;
+ * nothing for PostgreSQL, whose writers wait for row locks). polls must outlive db. */
+void ingest__busy_poll(mqc_db *db, const int *polls);
 
 /* True if a message of `room` may be waiting in either batch (a small hash of rooms: never
  * false when one waits, rarely true when none does). */

@@ -6,7 +6,7 @@
  *                   batches, "stored" confirmations after each commit
  *   request thread  the request connection (serve.c): answers, controls, events
  *   writer          commits batches (ingest.c)
- *   checkpointer    copies the WAL back (ingest.c)
+ *   checkpointer    copies the WAL back (ingest.c; SQLite only)
  *
  * SIGTERM/SIGINT: the request thread answers what it holds and disconnects, the batches
  * are committed and confirmed, then the store connection disconnects. SIGUSR1: timing
@@ -91,7 +91,7 @@ int main(int argc, char **argv)
 	struct store store = { 0 };
 	struct serve serve = { 0 };
 	struct ingest *ing = NULL;
-	sqlite3 *db = NULL;
+	mqc_db *db = NULL;
 	char reason[512];
 	int status = 1;
 
@@ -122,14 +122,14 @@ int main(int argc, char **argv)
 		bridge__log(BLOG_ERROR, "bridge", "%s; exiting", reason);
 		goto done;
 	}
-	if(!(ing = ingest__new(db, cfg.batch_max, cfg.batch_ms))) goto done;
+	if(!(ing = ingest__new(db, cfg.db_path, cfg.batch_max, cfg.batch_ms))) goto done;
 	if(store__init(&store, &cfg, ing)) goto done;
 	if(serve__start(&serve, &cfg, cfg.db_path, ing)) goto done;
 
 	uint64_t epoch, seq;
 	ingest__watermark(ing, &epoch, &seq);
 	bridge__log(BLOG_INFO, "bridge", "database %s, stored up to seq %" PRIu64 " of the plugin's epoch %" PRIu64
-			"; broker %s:%d, prefix %s, batches of up to %d messages or %d ms", cfg.db_path, seq, epoch, cfg.host,
+			"; broker %s:%d, prefix %s, batches of up to %d messages or %d ms", mqc_db_name(db), seq, epoch, cfg.host,
 			cfg.port, cfg.prefix, cfg.batch_max, cfg.batch_ms);
 	while(!stop_signal){
 		if(stats_signal){
@@ -146,7 +146,7 @@ done:
 	store__free(&store);
 	mosquitto_lib_cleanup();
 	ingest__free(ing);
-	if(db) sqlite3_close(db);
+	mqc_db_close(db);
 	config__free(&cfg);
 	return status;
 }

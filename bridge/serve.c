@@ -28,6 +28,15 @@
  * Flow control: at most OUT_MAX answers unacknowledged by the broker; past it the thread
  * stops reading requests (the broker holds them). At most PARK_LIMIT parked; past it a
  * request is answered without waiting (logged).
+ *
+ * A lost database connection (PostgreSQL: the server restarted or went away): the loss is
+ * logged once and the thread reconnects before the next request, backing off up to
+ * DB_RETRY_MAX_MS; meanwhile requests are parked like any that must wait (in order, up to
+ * PARK_MAX_MS, then answered with the error requests.c gives any database failure), not
+ * lost. A request after DB_IDLE_PING_MS without one pings first, so a connection that died
+ * while idle is found and replaced before the request runs. A request that meets the loss
+ * itself is answered with that error and not run again: it may have been cut off in its
+ * COMMIT, whose outcome is unknown.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -50,6 +59,9 @@
 #define OUT_MAX 2000
 #define READ_BURST 256
 #define DB_BUSY_MS 5000
+#define DB_RETRY_MIN_MS 100
+#define DB_RETRY_MAX_MS 1000
+#define DB_IDLE_PING_MS 1000 /* a request after this long without one pings first */
 
 /* A message the store connection must have taken before the request is answered. */
 struct mark {
@@ -180,6 +192,41 @@ static void answer(struct serve *sv, const char *user, const mosquitto_property 
 	json_decref(out->events);
 }
 
+/* ------------------------------------------------------------------ the database connection */
+
+/* After the database was used: a lost connection is logged once and reconnected later. */
+static void db_check(struct serve *sv)
+{
+	if(sv->db_lost || mqc_db_fault_last(sv->db) != MQC_DBF_LOST) return;
+	sv->db_lost = true;
+	sv->db_lost_at = sv->db_retry_at = bridge__mono_ms();
+	sv->db_retry_ms = 0;
+	bridge__log(BLOG_ERROR, "requests", "lost the database %s (%s); reconnecting, requests wait for it (up to %d "
+			"ms each)", mqc_db_name(sv->db), mqc_db_errmsg(sv->db), PARK_MAX_MS);
+}
+
+/* Whether the lost connection works again (one try when its time has come). */
+static bool db_back(struct serve *sv)
+{
+	int64_t now = bridge__mono_ms();
+	if(now < sv->db_retry_at) return false;
+	/* The ping also proves the new connection, and clears the loss it replaced (a later
+	 * db_check must not see it again). */
+	if(mqc_db_reconnect(sv->db) || mqc_exec(sv->db, MQC_Q_PING)){
+		sv->db_retry_ms = sv->db_retry_ms ? sv->db_retry_ms * 2 : DB_RETRY_MIN_MS;
+		if(sv->db_retry_ms > DB_RETRY_MAX_MS) sv->db_retry_ms = DB_RETRY_MAX_MS;
+		sv->db_retry_at = now + sv->db_retry_ms;
+		bridge__log_repeated(&sv->db_log, BLOG_WARN, "requests", "still no connection to database %s for %" PRId64
+				" ms (%s); retrying every %" PRId64 " ms", mqc_db_name(sv->db), now - sv->db_lost_at,
+				mqc_db_errmsg(sv->db), sv->db_retry_ms);
+		return false;
+	}
+	bridge__log(BLOG_INFO, "requests", "the database is back (%s, the request thread's connection, after %" PRId64
+			" ms)", mqc_db_name(sv->db), now - sv->db_lost_at);
+	sv->db_lost = false;
+	return true;
+}
+
 /* ------------------------------------------------------------------ running and parking */
 
 /* requests_before_fn: whether the op may read now (see the top of this file). */
@@ -257,11 +304,21 @@ static bool run(struct serve *sv, const char *user, const void *payload, size_t 
 		mosquitto_property_free_all(&keep);
 		return true;
 	}
+	/* A connection to a server idle for a while may have died with a restart: a ping
+	 * finds out before the request, not in it. Without a connection: wait for it, until
+	 * late (then the error answer). */
+	if(!sv->db_lost && mqc_db_engine(sv->db) == MQC_ENGINE_PG && bridge__mono_ms() - sv->db_used_ms >= DB_IDLE_PING_MS
+			&& mqc_exec(sv->db, MQC_Q_PING)){
+		db_check(sv);
+	}
+	if(sv->db_lost && !db_back(sv) && !late) return false;
 	uint64_t t0 = stat_now_ns();
 	bool token;
 	read_plugin_props(props, NULL, NULL, &token);
 	requests__set_token_login(sv->req, token);
 	int rc = requests__handle(sv->req, user, payload, len, &out);
+	sv->db_used_ms = bridge__mono_ms();
+	db_check(sv);
 	if(rc == REQ_DEFERRED) return false;
 	stat_add(&sv->stats[out.op_index >= 0 ? (unsigned)out.op_index : SERVE_STAT_OTHER], stat_now_ns() - t0);
 	if(rc){
@@ -346,8 +403,8 @@ static void run_parked(struct serve *sv)
 				sv->answered_late++;
 				bridge__log_repeated(&sv->late_log, BLOG_WARN, "requests", "answering a request from %s that waited "
 						"%d ms for the store (%s); it may miss messages sent before it (%" PRIu64 " so since start)",
-						p->user, PARK_MAX_MS, p->hard.on ? "its sender's message never arrived" : "no commit",
-						sv->answered_late);
+						p->user, PARK_MAX_MS, sv->db_lost ? "no database connection" : p->hard.on
+						? "its sender's message never arrived" : "no commit", sv->answered_late);
 			}
 			if(run(sv, p->user, p->payload, p->len, p->props, p->arrival, late)){
 				stat_add(&sv->stats[SERVE_STAT_WAIT], stat_now_ns() - p->since_ns);
@@ -507,6 +564,9 @@ static void *serve_main(void *arg)
 			if(d < wait) wait = d < 0 ? 0 : d;
 			if(!p->soft.on) break;
 		}
+		if(sv->db_lost && sv->head && sv->db_retry_at - now < wait){
+			wait = sv->db_retry_at > now ? sv->db_retry_at - now : 0; /* the next reconnect */
+		}
 		short events;
 		bool reading = sv->outstanding < OUT_MAX;
 		int sock = link__fd(&sv->link, reading, &events);
@@ -529,7 +589,10 @@ static void *serve_main(void *arg)
 			if(sv->head) run_parked(sv);
 		}
 		if(sock >= 0) link__io(&sv->link, n > 0 ? fds[2].revents : 0, reading, READ_BURST, keep_reading);
-		requests__flush_used(sv->req, false);
+		if(!sv->db_lost || db_back(sv)){
+			requests__flush_used(sv->req, false);
+			db_check(sv);
+		}
 	}
 	requests__flush_used(sv->req, true);
 	/* Answer what waits (the store thread commits what it holds next), then leave. */
@@ -546,7 +609,7 @@ static void *serve_main(void *arg)
 	return NULL;
 }
 
-int serve__start(struct serve *sv, const struct bridge_config *cfg, const char *db_path, struct ingest *ing)
+int serve__start(struct serve *sv, const struct bridge_config *cfg, const char *where, struct ingest *ing)
 {
 	char reason[512], cid[512];
 	memset(sv, 0, sizeof(*sv));
@@ -559,7 +622,7 @@ int serve__start(struct serve *sv, const struct bridge_config *cfg, const char *
 		bridge__log(BLOG_ERROR, "requests", "eventfd: %s", strerror(errno));
 		return -1;
 	}
-	if(mqc_db_open(db_path, MQC_OPEN_READWRITE, DB_BUSY_MS, &sv->db, reason, sizeof(reason))){
+	if(mqc_db_open(where, MQC_OPEN_READWRITE, DB_BUSY_MS, &sv->db, reason, sizeof(reason))){
 		bridge__log(BLOG_ERROR, "requests", "request connection to the database: %s", reason);
 		return -1;
 	}
@@ -602,7 +665,7 @@ void serve__stop(struct serve *sv)
 	}
 	link__free(&sv->link);
 	if(sv->req) requests__free(sv->req);
-	if(sv->db) sqlite3_close(sv->db);
+	mqc_db_close(sv->db);
 	if(sv->wake_fd >= 0) close(sv->wake_fd);
 	memset(sv, 0, sizeof(*sv));
 	sv->wake_fd = -1;

@@ -12,8 +12,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <sqlite3.h>
-
 #include "config.h"
 #include "ingest.h"
 #include "link.h"
@@ -32,8 +30,11 @@ struct serve {
 	struct link link;
 	const struct bridge_config *cfg;
 	struct ingest *ing;
-	sqlite3 *db;
+	mqc_db *db;
 	int busy_polls;             /* ingest__busy_poll's bound for db */
+	bool db_lost;               /* db's connection was lost: reconnect before the next request */
+	int64_t db_lost_at, db_retry_at, db_retry_ms; /* when it was lost, when to try next, the backoff */
+	int64_t db_used_ms;         /* when a request last ran (monotonic ms) */
 	struct requests *req;
 	struct parked *head, *tail; /* requests waiting, in arrival order */
 	size_t nparked;
@@ -49,12 +50,12 @@ struct serve {
 	struct op_stat stats[SERVE_STAT_SLOTS];
 	int64_t stats_since_ms;
 	uint64_t answered_late, refused_busy;
-	struct log_repeat late_log, full_log, topic_log;
+	struct log_repeat late_log, full_log, topic_log, db_log;
 };
 
-/* Opens its database connection, prepares the request API and starts the thread. 0, or -1
- * (logged). */
-int serve__start(struct serve *sv, const struct bridge_config *cfg, const char *db_path, struct ingest *ing);
+/* Opens its database connection to `where` (a SQLite path or a postgresql:// URI),
+ * prepares the request API and starts the thread. 0, or -1 (logged). */
+int serve__start(struct serve *sv, const struct bridge_config *cfg, const char *where, struct ingest *ing);
 /* Asks the thread to log its request timing (SIGUSR1). */
 void serve__stats(struct serve *sv);
 /* Stops the thread (it disconnects cleanly) and frees everything. Safe after a failed start. */
