@@ -610,30 +610,31 @@ static int chunk_flush(struct ingest *ing)
 static enum store_res chunk_add(struct ingest *ing, const mqc_stamped *m, int64_t seq)
 {
 	struct jbuf *b = &ing->chunk;
-	char *att = m->attachment ? json_dumps(m->attachment, JSON_COMPACT) : NULL;
-	if(m->attachment && !att){
+	mqc_msg_row row; /* the message's row (store/message.c) */
+	char *att;
+	if(mqc_msg_row_of(m, &row, &att)){
 		own_err(ing, "out of memory serialising the attachment of message %" PRIu64, m->id);
 		return S_ERROR;
 	}
 	if(ing->chunk_rows) jb_char(b, ',');
 	jb_char(b, '[');
-	jb_int(b, (int64_t)m->id);
+	jb_int(b, row.id);
 	jb_char(b, ',');
-	jb_str(b, m->room);
+	jb_str(b, row.room);
 	jb_char(b, ',');
 	jb_int(b, seq);
 	jb_char(b, ',');
-	jb_str(b, m->from);
+	jb_str(b, row.sender);
 	jb_char(b, ',');
-	jb_str(b, m->type);
+	jb_str(b, row.type);
 	jb_char(b, ',');
-	jb_str(b, m->body);
+	jb_str(b, row.body);
 	jb_char(b, ',');
-	jb_str(b, att);
+	jb_str(b, row.attachment);
 	jb_char(b, ',');
-	jb_str(b, m->client_msg_id);
+	jb_str(b, row.client_msg_id);
 	jb_char(b, ',');
-	jb_int(b, m->ts);
+	jb_int(b, row.ts);
 	jb_char(b, ']');
 	free(att);
 	ing->chunk_rows++;
@@ -663,8 +664,9 @@ static enum store_res store_alone(struct ingest *ing, struct agg *r, const mqc_s
 		if(rc == MQC_ERR) return S_ERROR;
 	}
 
-	char *att = m->attachment ? json_dumps(m->attachment, JSON_COMPACT) : NULL;
-	if(m->attachment && !att){
+	mqc_msg_row row; /* the message's row (store/message.c) */
+	char *att;
+	if(mqc_msg_row_of(m, &row, &att)){
 		own_err(ing, "out of memory serialising the attachment of message %" PRIu64, m->id);
 		return S_ERROR;
 	}
@@ -678,15 +680,15 @@ static enum store_res store_alone(struct ingest *ing, struct agg *r, const mqc_s
 		free(att);
 		return S_ERROR;
 	}
-	mqc_bind_int64(st, 1, id);
-	mqc_bind_text(st, 2, m->room, -1);
+	mqc_bind_int64(st, 1, row.id);
+	mqc_bind_text(st, 2, row.room, -1);
 	mqc_bind_int64(st, 3, seq);
-	mqc_bind_text(st, 4, m->from, -1);
-	mqc_bind_text(st, 5, m->type, -1);
-	mqc_bind_text(st, 6, m->body, -1);
-	mqc_bind_text(st, 7, att, -1);
-	mqc_bind_text(st, 8, m->client_msg_id, -1);
-	mqc_bind_int64(st, 9, m->ts);
+	mqc_bind_text(st, 4, row.sender, -1);
+	mqc_bind_text(st, 5, row.type, -1);
+	mqc_bind_text(st, 6, row.body, row.body ? (int)row.body_len : -1);
+	mqc_bind_text(st, 7, row.attachment, -1);
+	mqc_bind_text(st, 8, row.client_msg_id, -1);
+	mqc_bind_int64(st, 9, row.ts);
 	rc = exec_stmt(st);
 	free(att);
 	if(rc){

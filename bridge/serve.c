@@ -94,9 +94,12 @@ static bool response_under(const char *want, const char *own, size_t max_suffix)
 
 static char *own_res(struct serve *sv, const char *user)
 {
-	size_t n = strlen(sv->cfg->prefix) + strlen(user) + 16;
+	size_t n = sv->topics.users_len + strlen(user) + 8;
 	char *own = malloc(n);
-	if(own) snprintf(own, n, "%s/users/%s/res", sv->cfg->prefix, user);
+	if(own && mqc_topic_user_make(&sv->topics, user, "res", own, n) < 0){
+		free(own);
+		own = NULL;
+	}
 	return own;
 }
 
@@ -154,8 +157,8 @@ static void publish_events(struct serve *sv, const json_t *events)
 			bridge__log(BLOG_ERROR, "requests", "event %zu has no valid user or event object; not sent", i);
 			continue;
 		}
-		char topic[MQC_NAME_MAX * 2 + 32];
-		snprintf(topic, sizeof(topic), "%s/users/%s/events", sv->cfg->prefix, u);
+		char topic[MQC_TOPIC_PREFIX_MAX + MQC_NAME_MAX + 32];
+		if(mqc_topic_user_make(&sv->topics, u, "events", topic, sizeof(topic)) < 0) continue;
 		publish(sv, topic, ev, NULL);
 	}
 }
@@ -481,15 +484,14 @@ static void serve_ready(void *obj)
 static void serve_message(void *obj, const struct mosquitto_message *msg, const mosquitto_property *props)
 {
 	struct serve *sv = obj;
-	size_t tl = strlen(BRIDGE_REQ_TOPIC);
-	const char *user = msg->topic + tl + 1;
+	const char *user;
 	if(!strcmp(msg->topic, BRIDGE_USED_TOPIC)){
 		if(requests__token_used(sv->req, msg->payload, (size_t)msg->payloadlen)){
 			bridge__log_repeated(&sv->topic_log, BLOG_WARN, "mqtt", "ignored a malformed token use report from the plugin");
 		}
 		return;
 	}
-	if(strncmp(msg->topic, BRIDGE_REQ_TOPIC, tl) || msg->topic[tl] != '/'){
+	if(!mqc_topic_below(msg->topic, BRIDGE_REQ_TOPIC, &user)){
 		bridge__log(BLOG_WARN, "mqtt", "ignored a message on unexpected topic %s (request connection)", msg->topic);
 		return;
 	}
@@ -631,7 +633,10 @@ int serve__start(struct serve *sv, const struct bridge_config *cfg, const char *
 	if(!(sv->req = requests__new(sv->db, cfg->prefix))) return -1;
 	requests__set_before(sv->req, before_op, sv);
 	char sub[256];
-	snprintf(sub, sizeof(sub), "%s/users/+/req", cfg->prefix);
+	if(mqc_topics_init(&sv->topics, cfg->prefix) || mqc_topic_user_make(&sv->topics, "+", "req", sub, sizeof(sub)) < 0){
+		bridge__log(BLOG_ERROR, "requests", "topic prefix '%s' is not one topic level of [A-Za-z0-9._-]", cfg->prefix);
+		return -1;
+	}
 	snprintf(cid, sizeof(cid), "%s:req", cfg->client_id);
 	if(link__init(&sv->link, "requests", cfg, cid, sub, &serve_ops, sv)) return -1;
 	if(pthread_create(&sv->thread, NULL, serve_main, sv) != 0){

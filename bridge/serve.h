@@ -17,6 +17,7 @@
 #include "link.h"
 #include "requests.h"
 #include "stats.h"
+#include "topic.h"
 
 /* Per-op timing slots: every op (requests__op_name), unknown ops, and the time requests
  * waited (parked) for what they must see. */
@@ -29,6 +30,7 @@ struct parked;
 struct serve {
 	struct link link;
 	const struct bridge_config *cfg;
+	mqc_topics topics;          /* <prefix>/users/... (store/topic.h) */
 	struct ingest *ing;
 	mqc_db *db;
 	int busy_polls;             /* ingest__busy_poll's bound for db */

@@ -32,6 +32,7 @@
 
 #include "bridge.h"
 #include "store.h"
+#include "topic.h"
 
 #define HELLO_WAIT_MS 5000   /* the plugin answers at once; else it is missing or old */
 #define SILENCE_PROBE_MS 2000 /* no message while reading: ask whether a tail was lost */
@@ -152,10 +153,13 @@ static void store_message(void *obj, const struct mosquitto_message *msg, const 
 {
 	(void)props;
 	struct store *s = obj;
-	size_t tl = strlen(BRIDGE_STORE_TOPIC);
-	if(!strncmp(msg->topic, BRIDGE_STORE_TOPIC, tl)){
-		if(msg->topic[tl] == '/') on_data(s, msg->topic + tl + 1, msg);
-		else if(!msg->topic[tl]) on_hello(s, msg);
+	const char *seq;
+	if(mqc_topic_below(msg->topic, BRIDGE_STORE_TOPIC, &seq)){
+		on_data(s, seq, msg);
+		return;
+	}
+	if(!strcmp(msg->topic, BRIDGE_STORE_TOPIC)){
+		on_hello(s, msg);
 		return;
 	}
 	bridge__log(BLOG_WARN, "mqtt", "ignored a message on unexpected topic %s (store connection)", msg->topic);
@@ -180,7 +184,11 @@ int store__init(struct store *s, const struct bridge_config *cfg, struct ingest 
 	s->cfg = cfg;
 	s->ing = ing;
 	char sub[256];
-	snprintf(sub, sizeof(sub), "%s/rooms/+/send", cfg->prefix);
+	mqc_topics t;
+	if(mqc_topics_init(&t, cfg->prefix) || mqc_topic_room_make(&t, "+", 1, "send", sub, sizeof(sub)) < 0){
+		bridge__log(BLOG_ERROR, "store", "topic prefix '%s' is not one topic level of [A-Za-z0-9._-]", cfg->prefix);
+		return -1;
+	}
 	return link__init(&s->link, "store", cfg, cfg->client_id, sub, &store_ops, s);
 }
 

@@ -73,6 +73,7 @@ static void trim(char *s)
 {
 	size_t l = strlen(s);
 	while(l && (s[l - 1] == '\n' || s[l - 1] == ' ')) s[--l] = '\0';
+	for(char *p = s; *p; p++) if(*p == '\t') *p = ' ';
 	for(char *p = s; (p = strchr(p, '\n')) != NULL;){
 		size_t rest;
 		*p++ = ';';
@@ -431,6 +432,8 @@ static int pg_reconnect(mqc_db *db)
 		return -1;
 	}
 	pd->generation++;
+	db->fault = MQC_DBF_NONE;
+	db->err[0] = '\0';
 	if(db->mode == MQC_OPEN_READONLY && mqc_exec(db, MQC_Q_SESSION_READ_ONLY)) return -1;
 	if(pd->listening && mqc_exec(db, MQC_Q_LISTEN_ACL)) return -1;
 	return 0;
