@@ -149,6 +149,16 @@ static void admin_change_by_notify(h_env *env)
 		H_REQUIRE_INT(h_admin(env, NULL, NULL, 0, "--db", env->db, "room", "remove", group, who, (char *)NULL), ==, 0);
 		h_client_close(c);
 	}
+	/* The issue's bound, on the median of five: one slow round on a busy machine is not
+	 * the mechanism failing. (Before a newer snapshot could replace one the broker had not
+	 * taken yet, four of five took 51-54 ms here: a whole wait slice of the reload thread.) */
+	int64_t sorted[5];
+	memcpy(sorted, took, sizeof(sorted));
+	for(int i = 1; i < 5; i++)
+		for(int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--){ int64_t t = sorted[j]; sorted[j] = sorted[j - 1]; sorted[j - 1] = t; }
+	fprintf(stderr, "admin change to the broker by NOTIFY: min %lld / median %lld / max %lld ms\n",
+			(long long)sorted[0], (long long)sorted[2], (long long)sorted[4]);
+	H_CHECK_INT(sorted[2], <=, 50);
 }
 
 /* Last: the plugin started with the server down. */
