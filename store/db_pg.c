@@ -16,10 +16,73 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <dlfcn.h>
+#include <pthread.h>
+
 #include <libpq-fe.h>
 
 #include "db_int.h"
 #include "reason.h"
+
+/* libpq is loaded when the first PostgreSQL database is opened, not linked: a SQLite
+ * deployment's broker never maps it and the twenty libraries behind it (gnutls, krb5,
+ * ldap, ...), whose constructors and destructors run in the broker's process. */
+#define PQ_FUNCS(X) X(PQclear) X(PQcmdStatus) X(PQcmdTuples) X(PQconnectdbParams) X(PQconsumeInput) \
+	X(PQdescribePrepared) X(PQerrorMessage) X(PQexec) X(PQexecPrepared) X(PQfinish) X(PQfreemem) \
+	X(PQgetisnull) X(PQgetlength) X(PQgetvalue) X(PQnfields) X(PQnotifies) X(PQnparams) X(PQntuples) \
+	X(PQprepare) X(PQreset) X(PQresultErrorField) X(PQresultErrorMessage) X(PQresultStatus) \
+	X(PQsetNoticeProcessor) X(PQsocket) X(PQstatus) X(PQtransactionStatus)
+#define PQ_DECLARE(f) __typeof__(f) *f;
+static struct { PQ_FUNCS(PQ_DECLARE) } pq;
+static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
+static char pq_error[256]; /* why libpq could not be loaded; "" once it is */
+
+static void pq_load(void)
+{
+	void *h = dlopen("libpq.so.5", RTLD_NOW | RTLD_LOCAL);
+	if(h == NULL){
+		const char *e = dlerror();
+		snprintf(pq_error, sizeof(pq_error), "cannot load libpq (%s): install libpq5", e ? e : "dlopen failed");
+		return;
+	}
+#define PQ_LOAD(f) \
+	if((*(void **)&pq.f = dlsym(h, #f)) == NULL){ \
+		snprintf(pq_error, sizeof(pq_error), "libpq.so.5 has no %s: too old", #f); \
+		return; \
+	}
+	PQ_FUNCS(PQ_LOAD)
+#undef PQ_LOAD
+	pq_error[0] = '\0';
+}
+
+/* The calls below go through the loaded table. */
+#define PQclear (pq.PQclear)
+#define PQcmdStatus (pq.PQcmdStatus)
+#define PQcmdTuples (pq.PQcmdTuples)
+#define PQconnectdbParams (pq.PQconnectdbParams)
+#define PQconsumeInput (pq.PQconsumeInput)
+#define PQdescribePrepared (pq.PQdescribePrepared)
+#define PQerrorMessage (pq.PQerrorMessage)
+#define PQexec (pq.PQexec)
+#define PQexecPrepared (pq.PQexecPrepared)
+#define PQfinish (pq.PQfinish)
+#define PQfreemem (pq.PQfreemem)
+#define PQgetisnull (pq.PQgetisnull)
+#define PQgetlength (pq.PQgetlength)
+#define PQgetvalue (pq.PQgetvalue)
+#define PQnfields (pq.PQnfields)
+#define PQnotifies (pq.PQnotifies)
+#define PQnparams (pq.PQnparams)
+#define PQntuples (pq.PQntuples)
+#define PQprepare (pq.PQprepare)
+#define PQreset (pq.PQreset)
+#define PQresultErrorField (pq.PQresultErrorField)
+#define PQresultErrorMessage (pq.PQresultErrorMessage)
+#define PQresultStatus (pq.PQresultStatus)
+#define PQsetNoticeProcessor (pq.PQsetNoticeProcessor)
+#define PQsocket (pq.PQsocket)
+#define PQstatus (pq.PQstatus)
+#define PQtransactionStatus (pq.PQtransactionStatus)
 
 #define PG_MAX_PARAMS 64
 
@@ -121,6 +184,13 @@ static mqc_db *pg_open(const char *where, mqc_open_mode mode, int busy_ms, char 
 	(void)mode;
 	if(db == NULL){
 		store__say(reason, reasonlen, "out of memory");
+		return NULL;
+	}
+	pthread_once(&pq_once, pq_load);
+	if(pq_error[0]){
+		safe_name(where, db->base.name, sizeof(db->base.name));
+		store__say(reason, reasonlen, "cannot connect to database %s: %s", db->base.name, pq_error);
+		free(db);
 		return NULL;
 	}
 	safe_name(where, db->base.name, sizeof(db->base.name));
