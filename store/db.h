@@ -102,8 +102,8 @@ int mqc_exec(mqc_db *db, mqc_qid id);
 /* Runs a script of several statements (a migration). 0, or -1. */
 int mqc_exec_script(mqc_db *db, const char *sql);
 
-/* Parameters are numbered from 1. Text is copied when the engine needs it (len -1: up to
- * the NUL); either way it must stay valid until the statement is stepped. */
+/* Parameters are numbered from 1. Text of len -1 (up to the NUL) is not copied: it must
+ * stay valid until the statement is reset; text of len >= 0 is copied. */
 void mqc_bind_int64(mqc_stmt *s, int i, int64_t v);
 void mqc_bind_text(mqc_stmt *s, int i, const char *v, int len);
 void mqc_bind_null(mqc_stmt *s, int i);

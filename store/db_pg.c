@@ -383,8 +383,11 @@ static int pg_step(mqc_stmt *s)
 			st->res = NULL;
 			return MQC_ERR;
 		}
-		/* Rows changed: INSERT/UPDATE/DELETE (with or without RETURNING), not a SELECT's rows. */
-		if(strncmp(PQcmdStatus(st->res), "SELECT", 6) != 0){
+		/* Rows changed: INSERT/UPDATE/DELETE/MERGE (with or without RETURNING) only; a
+		 * SELECT's rows or a BEGIN leave it, as SQLite's changes() does. */
+		const char *tag = PQcmdStatus(st->res);
+		if(!strncmp(tag, "INSERT", 6) || !strncmp(tag, "UPDATE", 6) || !strncmp(tag, "DELETE", 6)
+				|| !strncmp(tag, "MERGE", 5)){
 			const char *n = PQcmdTuples(st->res);
 			db->changes = n && n[0] ? strtoll(n, NULL, 10) : 0;
 		}
@@ -492,7 +495,8 @@ static int pg_reconnect(mqc_db *db)
 	struct pg_db *pd = (struct pg_db *)db;
 
 	if(PQstatus(pd->conn) == CONNECTION_OK && PQtransactionStatus(pd->conn) != PQTRANS_UNKNOWN){
-		/* It may still be fine: try a statement. */
+		/* It may still be fine: end what the failure left open, then try a statement. */
+		if(pg_in_txn(db)) mqc_exec(db, MQC_Q_ROLLBACK);
 		if(mqc_exec(db, MQC_Q_PING) == 0) return 0;
 	}
 	PQreset(pd->conn);

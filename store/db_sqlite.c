@@ -155,7 +155,11 @@ static int sq_exec_script(mqc_db *db, const char *sql)
 }
 
 static void sq_bind_int64(mqc_stmt *s, int i, int64_t v) { sqlite3_bind_int64(S(s), i, v); }
-static void sq_bind_text(mqc_stmt *s, int i, const char *v, int len) { sqlite3_bind_text(S(s), i, v, len, SQLITE_STATIC); }
+/* As db.h says: len -1 keeps the caller's text (valid until reset), len >= 0 copies it. */
+static void sq_bind_text(mqc_stmt *s, int i, const char *v, int len)
+{
+	sqlite3_bind_text(S(s), i, v, len, len < 0 ? SQLITE_STATIC : SQLITE_TRANSIENT);
+}
 static void sq_bind_null(mqc_stmt *s, int i) { sqlite3_bind_null(S(s), i); }
 
 static int sq_step(mqc_stmt *s)

@@ -150,8 +150,8 @@ static void admin_change_by_notify(h_env *env)
 		h_client_close(c);
 	}
 	/* The issue's bound, on the median of five: one slow round on a busy machine is not
-	 * the mechanism failing. (Before a newer snapshot could replace one the broker had not
-	 * taken yet, four of five took 51-54 ms here: a whole wait slice of the reload thread.) */
+	 * the mechanism failing. (While the reload thread waited a whole 50 ms slice for the
+	 * broker to take the previous offer, four of five took 51-54 ms here.) */
 	int64_t sorted[5];
 	memcpy(sorted, took, sizeof(sorted));
 	for(int i = 1; i < 5; i++)
