@@ -685,7 +685,7 @@ static enum store_res store_alone(struct ingest *ing, struct agg *r, const mqc_s
 	mqc_bind_int64(st, 3, seq);
 	mqc_bind_text(st, 4, row.sender, -1);
 	mqc_bind_text(st, 5, row.type, -1);
-	mqc_bind_text(st, 6, row.body, row.body ? (int)row.body_len : -1);
+	mqc_bind_text(st, 6, row.body, -1);
 	mqc_bind_text(st, 7, row.attachment, -1);
 	mqc_bind_text(st, 8, row.client_msg_id, -1);
 	mqc_bind_int64(st, 9, row.ts);
