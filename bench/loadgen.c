@@ -25,6 +25,8 @@
  * --db PATH|postgresql://... polls the messages table (read-only, in a second thread; a
  * SQLite file, or libpq on the URI) and reports the publish->stored lag of each row from the
  * ts_ns in its body (scenario 2).
+ * SIGINT or SIGTERM ends a run early: what was measured so far is reported, the window
+ * ending at the signal (rates over that shorter window); no drain.
  */
 #define _GNU_SOURCE /* memmem */
 #include <errno.h>
@@ -1220,6 +1222,7 @@ int main(int argc, char **argv)
 	uint64_t last_delivered_seen = 0, total_sent = 0;
 	unsigned rr = 0;
 	bool cpu0_taken = false;
+	int64_t stopped_at = 0; /* SIGINT/SIGTERM before the window's end: the window ends there */
 	for(;;){
 		int64_t now = now_ns();
 		if(!cpu0_taken && now >= t_window_start){
@@ -1231,7 +1234,14 @@ int main(int argc, char **argv)
 			cpu1 = cpu_s();
 			if(O.broker_pid) bcpu1 = proc_cpu_s(O.broker_pid);
 		}
-		if(stop_flag) break;
+		if(stop_flag){
+			if(now < t_window_end){
+				stopped_at = now;
+				cpu1 = cpu_s();
+				if(O.broker_pid) bcpu1 = proc_cpu_s(O.broker_pid);
+			}
+			break;
+		}
 		if(now < t_window_end && O.publishers){
 			/* How many to send this turn: by rate, or up to 8 per ready publisher. */
 			uint64_t budget;
@@ -1298,6 +1308,7 @@ int main(int argc, char **argv)
 	uint64_t unique = delivered - dups;
 	uint64_t lost = expected > unique ? expected - unique : 0;
 	double dur = O.duration;
+	if(stopped_at) dur = stopped_at > t_window_start ? (double)(stopped_at - t_window_start) / 1e9 : 1e-3;
 	double bcpu = bcpu0 >= 0 && bcpu1 >= 0 ? bcpu1 - bcpu0 : -1;
 	uint64_t ndeliv = delivered ? delivered : sink_window;
 	double bcpu_per = bcpu >= 0 && ndeliv ? bcpu * 1e6 / (double)ndeliv : -1;

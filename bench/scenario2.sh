@@ -187,6 +187,8 @@ CONF
 report() {
 	local engine=$1 n=$2 r ceil="" st half
 	j() { jq -r ".$2" "$RUN_DIR/$1.json"; }
+	# lag RUN P: the stored lag's pP in ms, n/a when no message sent in the window was seen stored
+	lag() { jq -r "if .stored_lag_n > 0 then .stored_lag_p$2_us / 1000 else \"n/a\" end" "$RUN_DIR/$1.json"; }
 	[ -f "$BENCH_DIR/ceiling.$n.json" ] && ceil=$(jq -r .sink_recv_per_s "$BENCH_DIR/ceiling.$n.json" | cut -d. -f1)
 	echo "# scenario 2: 1000 rooms x 2 members, 1000 publishers, QoS 1, window $WINDOW, ${DURATION}s$($single || echo ", round $n, $engine")"
 	printf '%-46s %14s %10s\n' figure value target
@@ -201,8 +203,7 @@ report() {
 		printf '%-46s %14s %10s\n' "$r: lag p50/p99 ms" "$(jq -r '"\(.stored_lag_p50_us/1000)/\(.stored_lag_p99_us/1000)"' "$RUN_DIR/$r.json")" ""
 		printf '%-46s %14s %10s\n' "$r: loss check" "$(cut -d: -f2- "$RUN_DIR/$r.check")" "0 missing"
 		printf '%s\t%s\t%s\n' "$engine" "$r: sent msgs/s" "$(j "$r" msgs_per_s)" "$engine" "$r: stored msgs/s" "$st" \
-			"$engine" "$r: lag p50 ms" "$(jq '.stored_lag_p50_us/1000' "$RUN_DIR/$r.json")" \
-			"$engine" "$r: lag p99 ms" "$(jq '.stored_lag_p99_us/1000' "$RUN_DIR/$r.json")" \
+			"$engine" "$r: lag p50 ms" "$(lag "$r" 50)" "$engine" "$r: lag p99 ms" "$(lag "$r" 99)" \
 			"$engine" "$r: missing + duplicates" "$(awk '{for (i = 1; i < NF; i++) if ($i == "missing" || $i == "duplicates") s += $(i + 1)} END {print s + 0}' "$RUN_DIR/$r.check")" >>"$SUMMARY"
 	done
 	if has_run half; then
@@ -211,8 +212,7 @@ report() {
 			"$(jq -r '"\(.stored_lag_p50_us/1000)/\(.stored_lag_p99_us/1000)"' "$RUN_DIR/half.json")" "p99 <= 50"
 		printf '%-46s %14s %10s\n' "half rate: loss check" "$(cut -d: -f2- "$RUN_DIR/half.check")" "0 missing"
 		printf '%s\t%s\t%s\n' "$engine" "half: rate msgs/s" "$half" \
-			"$engine" "half: lag p50 ms" "$(jq '.stored_lag_p50_us/1000' "$RUN_DIR/half.json")" \
-			"$engine" "half: lag p99 ms" "$(jq '.stored_lag_p99_us/1000' "$RUN_DIR/half.json")" \
+			"$engine" "half: lag p50 ms" "$(lag half 50)" "$engine" "half: lag p99 ms" "$(lag half 99)" \
 			"$engine" "half: missing + duplicates" "$(awk '{for (i = 1; i < NF; i++) if ($i == "missing" || $i == "duplicates") s += $(i + 1)} END {print s + 0}' "$RUN_DIR/half.check")" >>"$SUMMARY"
 	fi
 	if [ -n "$ceil" ] && [ "$engine" = "${engines[0]}" ]; then printf '%s\t%s\t%s\n' "ceiling" "ceiling: received msgs/s" "$ceil" >>"$BENCH_DIR/ceiling.tsv"; fi

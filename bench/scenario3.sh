@@ -285,8 +285,10 @@ round() {
 		load_how="half of the bridge's drain rate on this database, $sustained msg/s, at most 25000"
 		before_id=$(db_sql "$DB" 'SELECT max(id) FROM messages')
 	fi
-	local load_seconds=$((30 + REQUESTS / 100))
-	echo "# loaded: $load_rate msg/s at QoS 1 into $LOAD_ROOMS rooms for ${load_seconds}s, then the same sets"
+	# The load runs until the loaded sets are done (SIGTERM ends mqchat-loadgen's window
+	# there); load_seconds is only an upper bound.
+	local load_seconds=$((300 + REQUESTS / 10))
+	echo "# loaded: $load_rate msg/s at QoS 1 into $LOAD_ROOMS rooms from 5 s before the same sets until they end"
 	start_load "$load_rate" "$load_seconds" load
 	sleep 5 # past the load's warm-up: the bridge is storing at the full rate
 	local ticks0 bticks0 ticks1 bticks1 t1 perf_pid=""
@@ -297,7 +299,11 @@ round() {
 	fi
 	run_sets loaded
 	ticks1=$(cpu_ticks "$BRIDGE_PID") bticks1=$(cpu_ticks "$BROKER_PID") t1=$(date +%s.%N)
-	kill -0 "$LOAD_PID" 2>/dev/null || echo "bench: WARNING: the load ended before the loaded query sets did; raise load_seconds" >&2
+	if kill -0 "$LOAD_PID" 2>/dev/null; then
+		kill -TERM "$LOAD_PID"
+	else
+		echo "bench: WARNING: the load ended before the loaded query sets did; raise load_seconds" >&2
+	fi
 	if [ -n "$perf_pid" ]; then
 		wait "$perf_pid" || true
 		perf report -i "$RUN_DIR/perf.data" --no-children -g none --percent-limit 0.7 --sort dso,symbol --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -25 >"$RUN_DIR/perf.txt" || true
