@@ -746,7 +746,7 @@ static enum store_res store_one(struct ingest *ing, size_t i)
 }
 
 /* Writes the batch's summed counters: for each room its count and last id, for each (room,
- * sender) its count and the sender's read marker (marker_raise, one each). SQLite (rowwise):
+ * sender) its count and then the sender's read marker (marker_raise, one each). SQLite (rowwise):
  * one statement per room and per (room, sender) as well; PostgreSQL: the rooms' and the
  * senders' counts in one statement each, a JSON array of rows (1,000 rooms: 3,000 round
  * trips fewer per batch). */
@@ -800,11 +800,6 @@ static int store_counters(struct ingest *ing)
 			mqc_bind_int64(st, 3, a->n);
 			if(exec_stmt(st)) return -1;
 		}
-		if(!(st = mqc_q(w, MQC_Q_MARKER_RAISE))) return -1;
-		mqc_bind_text(st, 1, a->sender, -1);
-		mqc_bind_text(st, 2, a->room, -1);
-		mqc_bind_int64(st, 3, a->newest);
-		if(exec_stmt(st)) return -1;
 	}
 	jb_char(&ing->rooms, ']');
 	jb_char(&ing->ids, ']');
@@ -820,6 +815,19 @@ static int store_counters(struct ingest *ing)
 	if(npairs){
 		if(!(st = mqc_q(w, MQC_Q_INGEST_SENDER_COUNTS))) return -1;
 		mqc_bind_text(st, 1, ing->ids.p, -1);
+		if(exec_stmt(st)) return -1;
+	}
+	/* The senders' read markers last, after the rooms' rows are locked by their update:
+	 * store/rooms.c locks the room before it sets a joining user's marker, and the other
+	 * order deadlocked on PostgreSQL (40P01: a user re-added while a batch with its earlier
+	 * message committed; room.members.add answered "busy"). */
+	for(size_t i = 0; i < ing->agg_nused; i++){
+		const struct agg *a = &ing->agg[ing->agg_used[i]];
+		if(!a->n || !a->sender) continue;
+		if(!(st = mqc_q(w, MQC_Q_MARKER_RAISE))) return -1;
+		mqc_bind_text(st, 1, a->sender, -1);
+		mqc_bind_text(st, 2, a->room, -1);
+		mqc_bind_int64(st, 3, a->newest);
 		if(exec_stmt(st)) return -1;
 	}
 	return 0;
