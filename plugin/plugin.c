@@ -488,6 +488,14 @@ void plugin__swap_if_ready(struct mqchat *st)
 		}
 	}
 
+	/* A send the ACL check let through and MOSQ_EVT_MESSAGE has not stamped yet holds its
+	 * room of the old snapshot, which the reload thread frees once it is handed back: the
+	 * new snapshot's room, or none. (MESSAGE swaps first, so without this the stamp put a
+	 * room of a freed snapshot into st->hot, and hot_prune read it: a broker SIGSEGV seen
+	 * in it.pg.test_api_membership, where PostgreSQL's NOTIFY makes swaps land mid-send.) */
+	if(st->pending.room){
+		st->pending.room = cache__room(next, st->pending.room->id, strlen(st->pending.room->id));
+	}
 	/* Requests are marked with their room's last seq while it is unconfirmed (message.c):
 	 * the new snapshot's rooms take it over. */
 	hot_prune(st);
